@@ -1,0 +1,51 @@
+//! Parse + detect + respond throughput on a synthetic auth.log (lines/s).
+
+#[path = "../tests/support/authgen.rs"]
+mod authgen;
+
+use chrono::{TimeZone, Utc};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use vigil::config::Config;
+use vigil::engine::Pipeline;
+use vigil::event::Event;
+use vigil::parse::{ParseOptions, Parser, SourceKind};
+
+fn bench_detect(c: &mut Criterion) {
+    let text = authgen::generate(20_000, 7, 5_000);
+    let lines: Vec<&str> = text.lines().collect();
+    let reference = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+    let mut p = Parser::new(ParseOptions::new(SourceKind::Auto, reference, "bench"));
+    let events: Vec<Event> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| p.parse_line(l, i as u64 + 1).ok())
+        .collect();
+    let cfg = Config::default();
+    let mut g = c.benchmark_group("detect");
+    g.throughput(Throughput::Elements(lines.len() as u64));
+    g.bench_function("parse_and_detect", |b| {
+        b.iter(|| {
+            let mut p = Parser::new(ParseOptions::new(SourceKind::Auto, reference, "bench"));
+            let mut pipe = Pipeline::new(&cfg, None);
+            for (i, l) in lines.iter().enumerate() {
+                if let Ok(ev) = p.parse_line(l, i as u64 + 1) {
+                    let _ = pipe.process(ev, reference);
+                }
+            }
+            pipe.finish().map(|(a, _, _)| a.len()).unwrap_or(0)
+        })
+    });
+    g.bench_function("detect_only", |b| {
+        b.iter(|| {
+            let mut pipe = Pipeline::new(&cfg, None);
+            for ev in &events {
+                let _ = pipe.process(ev.clone(), reference);
+            }
+            pipe.finish().map(|(a, _, _)| a.len()).unwrap_or(0)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_detect);
+criterion_main!(benches);

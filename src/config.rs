@@ -1,0 +1,188 @@
+//! Typed configuration: defaults < TOML file < environment. The MiniSIEM
+//! seed's variable names are honoured so its deployments keep working.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::RuleConfig;
+use crate::respond::policy::PolicyConfig;
+
+/// Largest configuration file accepted.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub rules: RuleConfig,
+    pub policy: PolicyConfig,
+    pub store: StoreConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The events table keeps at most this many rows.
+    pub max_events: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            max_events: crate::store::Retention::default().max_events,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path} is larger than {MAX_CONFIG_BYTES} bytes")]
+    TooLarge { path: String },
+    #[error("config {path}: {message}")]
+    Toml { path: String, message: String },
+    #[error("environment variable {name}={value:?}: {problem}")]
+    Env {
+        name: &'static str,
+        value: String,
+        problem: String,
+    },
+    #[error(transparent)]
+    Rules(#[from] crate::detect::RuleConfigError),
+}
+
+/// Environment variables read, and where each lands.
+const ENV_VARS: &[(&str, &str)] = &[
+    ("SEC_COOLDOWN_SECONDS", "policy.cooldown_secs"),
+    ("VIGIL_COOLDOWN_SECONDS", "policy.cooldown_secs"),
+    ("SEC_SEVERITY_FLOOR", "policy.severity_floor"),
+    ("VIGIL_SEVERITY_FLOOR", "policy.severity_floor"),
+    ("SEC_ALERT_DEDUP_SECONDS", "rules.dedup_secs"),
+    ("VIGIL_ALERT_DEDUP_SECONDS", "rules.dedup_secs"),
+    ("VIGIL_BAN_SECONDS", "policy.ban_secs"),
+];
+
+impl Config {
+    /// Loads defaults, then `path` (if any), then the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => Self::from_file(p)?,
+            None => Config::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge { path: shown });
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Toml {
+            path: shown,
+            message,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Applies overrides from an environment lookup (injectable for tests).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for (name, target) in ENV_VARS {
+            let Some(value) = get(name) else { continue };
+            let bad = |problem: &str| ConfigError::Env {
+                name,
+                value: value.clone(),
+                problem: problem.into(),
+            };
+            let n: u64 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad("not a whole number"))?;
+            match *target {
+                "policy.cooldown_secs" => {
+                    self.policy.cooldown_secs = u32::try_from(n).map_err(|_| bad("too large"))?
+                }
+                "policy.severity_floor" => {
+                    self.policy.severity_floor = u8::try_from(n)
+                        .ok()
+                        .filter(|v| *v <= 10)
+                        .ok_or_else(|| bad("must be 0–10"))?
+                }
+                "rules.dedup_secs" => {
+                    self.rules.dedup_secs = u32::try_from(n).map_err(|_| bad("too large"))?
+                }
+                "policy.ban_secs" => {
+                    self.policy.ban_secs = u32::try_from(n).map_err(|_| bad("too large"))?
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.rules.validate()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_defaults_and_env_overrides_toml() {
+        let mut c =
+            Config::from_toml("[rules]\nbrute_force_threshold = 3\n[policy]\ncooldown_secs = 5\n")
+                .unwrap();
+        assert_eq!(c.rules.brute_force_threshold, 3);
+        assert_eq!(c.rules.spray_window_secs, 120);
+        c.apply_env(|k| (k == "SEC_COOLDOWN_SECONDS").then(|| "10".to_string()))
+            .unwrap();
+        assert_eq!(c.policy.cooldown_secs, 10);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_env_are_errors_that_name_them() {
+        let e = Config::from_toml("[rules]\nbrute_force_treshold = 3\n").unwrap_err();
+        assert!(e.contains("brute_force_treshold"), "{e}");
+        let mut c = Config::default();
+        let e = c
+            .apply_env(|k| (k == "SEC_SEVERITY_FLOOR").then(|| "eleven".to_string()))
+            .unwrap_err();
+        assert!(e.to_string().contains("SEC_SEVERITY_FLOOR"), "{e}");
+    }
+
+    #[test]
+    fn shipped_config_documents_the_defaults() {
+        let shipped = Config::from_toml(include_str!("../assets/vigil.toml")).unwrap();
+        assert_eq!(shipped, Config::default());
+    }
+
+    #[test]
+    fn zero_threshold_is_rejected() {
+        let c = Config::from_toml("[rules]\nbrute_force_threshold = 0\n").unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("brute_force_threshold")
+        );
+    }
+}

@@ -1,0 +1,302 @@
+//! Detection: correlation rules over event-time windows, alert
+//! de-duplication, and the per-event correlation verdict (the seed's
+//! ALLOW / THROTTLE / BLOCK). Pure: the wall clock is passed in only to
+//! stamp `created_time_utc`; every decision uses event time.
+
+pub mod alert;
+pub mod rules;
+pub mod window;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::event::Event;
+use crate::util::{fnv1a, fnv1a_extend};
+pub use alert::{Alert, AlertStatus, RuleInfo};
+use rules::RuleState;
+pub use rules::{CorrelationContext, Firing, RuleConfig, RuleConfigError};
+
+/// The correlation decision for one event (seed semantics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
+pub enum Decision {
+    #[default]
+    #[serde(rename = "ALLOW")]
+    Allow,
+    #[serde(rename = "THROTTLE")]
+    Throttle,
+    #[serde(rename = "BLOCK")]
+    Block,
+}
+
+/// What one alert did on an event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AlertRef {
+    pub alert_id: String,
+    pub rule_id: &'static str,
+    /// `true` when this event opened the alert, `false` when it updated one.
+    pub new: bool,
+}
+
+/// The result of correlating one event.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub reasons: Vec<&'static str>,
+    pub context: CorrelationContext,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertRef>,
+}
+
+impl Verdict {
+    pub fn has_reason(&self, reason: &str) -> bool {
+        self.reasons.contains(&reason)
+    }
+}
+
+#[derive(Debug)]
+struct OpenAlert {
+    alert: Alert,
+    /// Event time at which the de-duplication window closes.
+    closes_at: DateTime<Utc>,
+}
+
+/// Stateful detector for one shard of the event stream.
+#[derive(Debug)]
+pub struct Detector {
+    rules: RuleState,
+    open: HashMap<u64, OpenAlert>,
+    closed: Vec<Alert>,
+    watermark: Option<DateTime<Utc>>,
+    last_sweep: Option<DateTime<Utc>>,
+    firings: Vec<Firing>,
+}
+
+impl Detector {
+    pub fn new(cfg: RuleConfig) -> Self {
+        Detector {
+            rules: RuleState::new(cfg),
+            open: HashMap::new(),
+            closed: Vec::new(),
+            watermark: None,
+            last_sweep: None,
+            firings: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &RuleConfig {
+        self.rules.config()
+    }
+
+    /// Newest event time seen.
+    pub fn watermark(&self) -> Option<DateTime<Utc>> {
+        self.watermark
+    }
+
+    /// Correlates one event (all of its `repeat` occurrences). `wall_now` only
+    /// stamps `created_time_utc` on alerts this event opens.
+    pub fn process(&mut self, ev: &Event, wall_now: DateTime<Utc>) -> Verdict {
+        let ts = ev.timestamp_utc;
+        if self.watermark.is_none_or(|w| ts > w) {
+            self.watermark = Some(ts);
+        }
+        self.maybe_sweep();
+        let mut verdict = Verdict::default();
+        let repeat = ev.repeat.max(1);
+        for k in 0..repeat {
+            let id_owned;
+            let id = if k == 0 {
+                ev.event_id.as_str()
+            } else {
+                id_owned = format!("{}#{}", ev.event_id, k + 1);
+                id_owned.as_str()
+            };
+            let mut firings = std::mem::take(&mut self.firings);
+            self.rules
+                .observe(ev, id, &mut verdict.context, &mut firings);
+            for f in firings.drain(..) {
+                if !verdict.reasons.contains(&f.rule.reason) {
+                    verdict.reasons.push(f.rule.reason);
+                }
+                let r = self.record(ev, id, f, wall_now);
+                if let Some(existing) = verdict.alerts.iter_mut().find(|a| a.alert_id == r.alert_id)
+                {
+                    existing.new |= r.new;
+                } else {
+                    verdict.alerts.push(r);
+                }
+            }
+            self.firings = firings;
+        }
+        let storm = verdict.has_reason(alert::INGEST_STORM.reason);
+        let credential_attack = verdict.has_reason(alert::BRUTE_FORCE.reason)
+            || verdict.has_reason(alert::PASSWORD_SPRAY.reason);
+        verdict.decision = if storm && credential_attack {
+            Decision::Block
+        } else if !verdict.reasons.is_empty() {
+            Decision::Throttle
+        } else {
+            Decision::Allow
+        };
+        verdict
+    }
+
+    fn dedup_key(rule: &str, host: &str, f: &Firing) -> u64 {
+        let mut h = fnv1a(rule.as_bytes());
+        for part in [host, f.user.as_deref().unwrap_or("")] {
+            h = fnv1a_extend(fnv1a_extend(h, &[0]), part.as_bytes());
+        }
+        match f.src_ip {
+            Some(std::net::IpAddr::V4(v4)) => fnv1a_extend(h, &v4.octets()),
+            Some(std::net::IpAddr::V6(v6)) => fnv1a_extend(h, &v6.octets()),
+            None => h,
+        }
+    }
+
+    /// Opens a new alert or folds the firing into the open one for its key.
+    fn record(&mut self, ev: &Event, id: &str, f: Firing, wall_now: DateTime<Utc>) -> AlertRef {
+        let ts = ev.timestamp_utc;
+        let key = Self::dedup_key(f.rule.id, &ev.host, &f);
+        let max_evidence = self.rules.config().max_evidence;
+        if let Some(open) = self.open.get_mut(&key) {
+            if ts < open.closes_at {
+                let a = &mut open.alert;
+                a.count += 1;
+                if ts > a.last_seen_utc {
+                    a.last_seen_utc = ts;
+                }
+                if a.evidence.len() < max_evidence && !a.evidence.iter().any(|e| e == id) {
+                    a.evidence.push(id.to_string());
+                }
+                for (k, v) in f.context {
+                    a.context.insert(k, v);
+                }
+                a.context.insert(
+                    "evidence_truncated".into(),
+                    (a.count as usize > a.evidence.len()).into(),
+                );
+                return AlertRef {
+                    alert_id: a.alert_id.clone(),
+                    rule_id: f.rule.id,
+                    new: false,
+                };
+            }
+            if let Some(old) = self.open.remove(&key) {
+                self.closed.push(old.alert);
+            }
+        }
+        let mut evidence = f.evidence;
+        evidence.truncate(max_evidence);
+        let alert_id = {
+            let h = fnv1a_extend(
+                key,
+                &f.first_seen
+                    .timestamp_nanos_opt()
+                    .unwrap_or_default()
+                    .to_le_bytes(),
+            );
+            let h = fnv1a_extend(
+                h,
+                &ts.timestamp_nanos_opt().unwrap_or_default().to_le_bytes(),
+            );
+            format!("al-{h:016x}")
+        };
+        let mut context = f.context;
+        context.insert(
+            "dedup_window_seconds".into(),
+            self.rules.config().dedup_secs.into(),
+        );
+        let alert = Alert {
+            alert_id: alert_id.clone(),
+            rule_id: f.rule.id.to_string(),
+            host: ev.host.clone(),
+            severity: f.rule.severity,
+            confidence: f.rule.confidence(),
+            risk_score: f.rule.risk_score(),
+            created_time_utc: wall_now,
+            first_seen_utc: f.first_seen,
+            last_seen_utc: ts,
+            count: f.count,
+            user: f.user,
+            src_ip: f.src_ip,
+            reasons: f.reasons,
+            context,
+            evidence,
+            recommended_action: f.recommended_action.to_string(),
+            mitre: f.rule.mitre.iter().map(|m| m.to_string()).collect(),
+            status: AlertStatus::Open,
+        };
+        let closes_at = ts + Duration::seconds(self.rules.config().dedup_secs as i64);
+        self.open.insert(key, OpenAlert { alert, closes_at });
+        AlertRef {
+            alert_id,
+            rule_id: f.rule.id,
+            new: true,
+        }
+    }
+
+    /// The current state of an open alert.
+    pub fn open_alert(&self, alert_id: &str) -> Option<&Alert> {
+        self.open
+            .values()
+            .map(|o| &o.alert)
+            .find(|a| a.alert_id == alert_id)
+    }
+
+    /// Drops idle window keys and closes alerts whose de-duplication window
+    /// has passed, at most once per minute of event time.
+    fn maybe_sweep(&mut self) {
+        let Some(now) = self.watermark else { return };
+        if self
+            .last_sweep
+            .is_some_and(|s| now - s < Duration::seconds(60))
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        self.rules.evict_idle(now - self.rules.config().horizon());
+        let expired: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.closes_at <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in expired {
+            if let Some(o) = self.open.remove(&k) {
+                self.closed.push(o.alert);
+            }
+        }
+    }
+
+    /// Alerts whose de-duplication window has closed since the last call,
+    /// in a stable order (first seen, then id).
+    pub fn take_closed(&mut self) -> Vec<Alert> {
+        let mut out = std::mem::take(&mut self.closed);
+        sort_alerts(&mut out);
+        out
+    }
+
+    /// Closes every open alert (end of input) and returns all not yet taken.
+    pub fn finish(&mut self) -> Vec<Alert> {
+        let open: Vec<Alert> = self.open.drain().map(|(_, o)| o.alert).collect();
+        self.closed.extend(open);
+        self.take_closed()
+    }
+
+    /// Window keys and open alerts held (bounded-memory checks).
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.rules.tracked_keys(), self.open.len())
+    }
+}
+
+/// Stable alert order: first seen, then rule, then id.
+pub fn sort_alerts(alerts: &mut [Alert]) {
+    alerts.sort_by(|a, b| {
+        (a.first_seen_utc, &a.rule_id, &a.alert_id).cmp(&(
+            b.first_seen_utc,
+            &b.rule_id,
+            &b.alert_id,
+        ))
+    });
+}

@@ -1,0 +1,459 @@
+//! The correlation rules and their thresholds. Each rule looks at one event
+//! and the windows it owns, and says whether it fires and with what evidence.
+//! Defaults are the MiniSIEM seed's.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::alert::{self, RuleInfo, recommended};
+use super::window::KeyedWindows;
+use crate::event::{Action, Category, Event};
+use crate::util::{fnv1a, fnv1a_extend};
+
+/// Thresholds of every rule (TOML section `[rules]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleConfig {
+    /// ≥ this many `login_failed` for one host+user …
+    pub brute_force_threshold: u32,
+    /// … within this many seconds → BRUTE_FORCE_V1.
+    pub brute_force_window_secs: u32,
+    /// One src_ip: ≥ this many failures …
+    pub spray_fail_threshold: u32,
+    /// … over ≥ this many distinct users …
+    pub spray_unique_users: u32,
+    /// … within this many seconds → PASSWORD_SPRAY_V1.
+    pub spray_window_secs: u32,
+    /// `login_success` after ≥ this many failures of that host+user …
+    pub success_prior_failures: u32,
+    /// … within this many seconds → SUCCESS_AFTER_FAILURES_V1.
+    pub success_window_secs: u32,
+    /// More than this many events from one host …
+    pub storm_threshold: u32,
+    /// … within this many seconds → INGEST_STORM_V1.
+    pub storm_window_secs: u32,
+    /// Repeated firings of one (rule, host, user, src_ip) within this many
+    /// seconds of event time update one alert instead of raising another.
+    pub dedup_secs: u32,
+    /// At most this many evidence ids are kept per alert (`count` stays exact).
+    pub max_evidence: usize,
+    /// Spray window keeps at most this many failures per source IP.
+    pub spray_max_tracked: usize,
+}
+
+impl Default for RuleConfig {
+    fn default() -> Self {
+        RuleConfig {
+            brute_force_threshold: 8,
+            brute_force_window_secs: 60,
+            spray_fail_threshold: 8,
+            spray_unique_users: 5,
+            spray_window_secs: 120,
+            success_prior_failures: 6,
+            success_window_secs: 600,
+            storm_threshold: 50,
+            storm_window_secs: 30,
+            dedup_secs: 300,
+            max_evidence: 100,
+            spray_max_tracked: 256,
+        }
+    }
+}
+
+/// Why a [`RuleConfig`] is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rules.{field}: {problem}")]
+pub struct RuleConfigError {
+    pub field: &'static str,
+    pub problem: &'static str,
+}
+
+impl RuleConfig {
+    pub fn validate(&self) -> Result<(), RuleConfigError> {
+        let checks: [(&'static str, u64, u64, u64); 12] = [
+            (
+                "brute_force_threshold",
+                self.brute_force_threshold as u64,
+                1,
+                10_000,
+            ),
+            (
+                "brute_force_window_secs",
+                self.brute_force_window_secs as u64,
+                1,
+                86_400,
+            ),
+            (
+                "spray_fail_threshold",
+                self.spray_fail_threshold as u64,
+                1,
+                10_000,
+            ),
+            (
+                "spray_unique_users",
+                self.spray_unique_users as u64,
+                1,
+                10_000,
+            ),
+            (
+                "spray_window_secs",
+                self.spray_window_secs as u64,
+                1,
+                86_400,
+            ),
+            (
+                "success_prior_failures",
+                self.success_prior_failures as u64,
+                1,
+                10_000,
+            ),
+            (
+                "success_window_secs",
+                self.success_window_secs as u64,
+                1,
+                86_400,
+            ),
+            ("storm_threshold", self.storm_threshold as u64, 1, 1_000_000),
+            (
+                "storm_window_secs",
+                self.storm_window_secs as u64,
+                1,
+                86_400,
+            ),
+            ("dedup_secs", self.dedup_secs as u64, 0, 604_800),
+            ("max_evidence", self.max_evidence as u64, 1, 100_000),
+            (
+                "spray_max_tracked",
+                self.spray_max_tracked as u64,
+                1,
+                100_000,
+            ),
+        ];
+        for (field, v, lo, hi) in checks {
+            if v < lo || v > hi {
+                return Err(RuleConfigError {
+                    field,
+                    problem: "out of range",
+                });
+            }
+        }
+        if (self.spray_max_tracked as u64)
+            < self.spray_fail_threshold.max(self.spray_unique_users) as u64
+        {
+            return Err(RuleConfigError {
+                field: "spray_max_tracked",
+                problem: "must be ≥ the spray thresholds",
+            });
+        }
+        Ok(())
+    }
+
+    /// The longest window any rule looks back over.
+    pub fn horizon(&self) -> Duration {
+        let m = self
+            .brute_force_window_secs
+            .max(self.spray_window_secs)
+            .max(self.success_window_secs)
+            .max(self.storm_window_secs);
+        Duration::seconds(m as i64)
+    }
+}
+
+/// One rule's decision to fire on an event.
+#[derive(Debug)]
+pub struct Firing {
+    pub rule: RuleInfo,
+    pub user: Option<String>,
+    pub src_ip: Option<IpAddr>,
+    pub first_seen: DateTime<Utc>,
+    pub evidence: Vec<String>,
+    pub count: u64,
+    pub reasons: Vec<String>,
+    pub context: Map<String, Value>,
+    pub recommended_action: &'static str,
+}
+
+/// Numbers the seed reports with each correlation decision.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CorrelationContext {
+    pub storm_count: u32,
+    pub storm_window_seconds: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_failed_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brute_window_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spray_fail_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spray_unique_users: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spray_window_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_prior_fail_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_window_seconds: Option<u32>,
+}
+
+/// The windows the rules own. Keys are 64-bit hashes of the entity so the
+/// hot path never allocates to look one up.
+#[derive(Debug)]
+pub struct RuleState {
+    cfg: RuleConfig,
+    /// Per host: recent event times (ingest storm).
+    storm: KeyedWindows<u64, ()>,
+    /// Per host+user: recent `login_failed` ids (brute force, success-after).
+    failures: KeyedWindows<u64, Box<str>>,
+    /// Per src_ip: recent failures as (user hash, id) (password spray).
+    spray: KeyedWindows<IpAddr, (u64, Box<str>)>,
+}
+
+fn host_user_key(host: &str, user: &str) -> u64 {
+    fnv1a_extend(fnv1a_extend(fnv1a(host.as_bytes()), &[0]), user.as_bytes())
+}
+
+fn secs(n: u32) -> Duration {
+    Duration::seconds(n as i64)
+}
+
+fn is_login_failed(ev: &Event) -> bool {
+    ev.action == Action::LoginFailed && ev.category == Category::Auth
+}
+
+fn is_login_success(ev: &Event) -> bool {
+    ev.action == Action::LoginSuccess && ev.category == Category::Auth
+}
+
+impl RuleState {
+    pub fn new(cfg: RuleConfig) -> Self {
+        let fail_cap = cfg.brute_force_threshold.max(cfg.success_prior_failures) as usize;
+        RuleState {
+            storm: KeyedWindows::new(cfg.storm_threshold as usize + 1),
+            failures: KeyedWindows::new(fail_cap),
+            spray: KeyedWindows::new(cfg.spray_max_tracked),
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &RuleConfig {
+        &self.cfg
+    }
+
+    /// Forgets keys with no activity since `horizon`.
+    pub fn evict_idle(&mut self, horizon: DateTime<Utc>) {
+        self.storm.evict_idle(horizon);
+        self.failures.evict_idle(horizon);
+        self.spray.evict_idle(horizon);
+    }
+
+    /// Number of keys currently tracked (for memory reporting).
+    pub fn tracked_keys(&self) -> usize {
+        self.storm.keys() + self.failures.keys() + self.spray.keys()
+    }
+
+    /// Feeds one occurrence (`id`) of `ev` to every rule.
+    pub fn observe(
+        &mut self,
+        ev: &Event,
+        id: &str,
+        ctx: &mut CorrelationContext,
+        out: &mut Vec<Firing>,
+    ) {
+        let now = ev.timestamp_utc;
+        self.ingest_storm(ev, id, now, ctx, out);
+        if is_login_failed(ev) {
+            if let Some(user) = ev.user.as_deref() {
+                self.brute_force(ev, user, id, now, ctx, out);
+            }
+            if let Some(ip) = ev.src_ip {
+                self.password_spray(ev, ip, id, now, ctx, out);
+            }
+        } else if is_login_success(ev) {
+            if let Some(user) = ev.user.as_deref() {
+                self.success_after_failures(ev, user, id, now, ctx, out);
+            }
+        }
+    }
+
+    fn ingest_storm(
+        &mut self,
+        ev: &Event,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &mut CorrelationContext,
+        out: &mut Vec<Firing>,
+    ) {
+        let c = &self.cfg;
+        let w = secs(c.storm_window_secs);
+        let r = self.storm.push(fnv1a(ev.host.as_bytes()), now, ());
+        let n = r.count_within(now, w) as u32;
+        ctx.storm_count = n;
+        ctx.storm_window_seconds = c.storm_window_secs;
+        if n > c.storm_threshold {
+            let first = r.within(now, w).next().map_or(now, |x| x.0);
+            out.push(Firing {
+                rule: alert::INGEST_STORM,
+                user: None,
+                src_ip: None,
+                first_seen: first,
+                evidence: vec![id.to_string()],
+                count: n as u64,
+                reasons: vec![format!(
+                    "{n} events from host '{}' within {} s (more than {} is a storm)",
+                    ev.host, c.storm_window_secs, c.storm_threshold
+                )],
+                context: ctx_map(json!({
+                    "storm_count": n, "window_seconds": c.storm_window_secs, "threshold": c.storm_threshold,
+                })),
+                recommended_action: recommended::RATE_LIMIT_HOST,
+            });
+        }
+    }
+
+    fn brute_force(
+        &mut self,
+        ev: &Event,
+        user: &str,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &mut CorrelationContext,
+        out: &mut Vec<Firing>,
+    ) {
+        let c = &self.cfg;
+        let w = secs(c.brute_force_window_secs);
+        let r = self
+            .failures
+            .push(host_user_key(&ev.host, user), now, id.into());
+        let n = r.count_within(now, w) as u32;
+        ctx.login_failed_count = Some(n);
+        ctx.brute_window_seconds = Some(c.brute_force_window_secs);
+        if n >= c.brute_force_threshold {
+            let ev_in: Vec<_> = r.within(now, w).collect();
+            let src = ev
+                .src_ip
+                .map(|ip| format!(" from {ip}"))
+                .unwrap_or_default();
+            out.push(Firing {
+                rule: alert::BRUTE_FORCE,
+                user: Some(user.to_string()),
+                src_ip: ev.src_ip,
+                first_seen: ev_in.first().map_or(now, |x| x.0),
+                evidence: ev_in.iter().map(|x| x.1.to_string()).collect(),
+                count: n as u64,
+                reasons: vec![format!(
+                    "{n} failed logins for user '{user}' on host '{}' within {} s{src} (threshold {})",
+                    ev.host, c.brute_force_window_secs, c.brute_force_threshold
+                )],
+                context: ctx_map(json!({
+                    "login_failed_count": n, "window_seconds": c.brute_force_window_secs,
+                    "threshold": c.brute_force_threshold,
+                })),
+                recommended_action: if ev.src_ip.is_some() { recommended::BLOCK_IP } else { recommended::INVESTIGATE },
+            });
+        }
+    }
+
+    fn password_spray(
+        &mut self,
+        ev: &Event,
+        ip: IpAddr,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &mut CorrelationContext,
+        out: &mut Vec<Firing>,
+    ) {
+        let c = &self.cfg;
+        let w = secs(c.spray_window_secs);
+        let user_hash = ev.user.as_deref().map_or(0, |u| fnv1a(u.as_bytes()) | 1);
+        let r = self.spray.push(ip, now, (user_hash, id.into()));
+        let in_window: Vec<_> = r.within(now, w).collect();
+        let fails = in_window.len() as u32;
+        let mut users: Vec<u64> = in_window
+            .iter()
+            .map(|x| x.1.0)
+            .filter(|h| *h != 0)
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        let distinct = users.len() as u32;
+        ctx.spray_fail_count = Some(fails);
+        ctx.spray_unique_users = Some(distinct);
+        ctx.spray_window_seconds = Some(c.spray_window_secs);
+        if fails >= c.spray_fail_threshold && distinct >= c.spray_unique_users {
+            out.push(Firing {
+                rule: alert::PASSWORD_SPRAY,
+                user: None,
+                src_ip: Some(ip),
+                first_seen: in_window.first().map_or(now, |x| x.0),
+                evidence: in_window.iter().map(|x| x.1.1.to_string()).collect(),
+                count: fails as u64,
+                reasons: vec![format!(
+                    "{fails} failed logins over {distinct} distinct users from {ip} within {} s (thresholds {} failures, {} users)",
+                    c.spray_window_secs, c.spray_fail_threshold, c.spray_unique_users
+                )],
+                context: ctx_map(json!({
+                    "spray_fail_count": fails, "spray_unique_users": distinct,
+                    "window_seconds": c.spray_window_secs,
+                    "fail_threshold": c.spray_fail_threshold, "unique_users_threshold": c.spray_unique_users,
+                })),
+                recommended_action: recommended::BLOCK_IP,
+            });
+        }
+    }
+
+    fn success_after_failures(
+        &mut self,
+        ev: &Event,
+        user: &str,
+        id: &str,
+        now: DateTime<Utc>,
+        ctx: &mut CorrelationContext,
+        out: &mut Vec<Firing>,
+    ) {
+        let c = &self.cfg;
+        let w = secs(c.success_window_secs);
+        let Some(r) = self.failures.get(&host_user_key(&ev.host, user)) else {
+            ctx.success_prior_fail_count = Some(0);
+            ctx.success_window_seconds = Some(c.success_window_secs);
+            return;
+        };
+        let prior: Vec<_> = r.within(now, w).collect();
+        let n = prior.len() as u32;
+        ctx.success_prior_fail_count = Some(n);
+        ctx.success_window_seconds = Some(c.success_window_secs);
+        if n >= c.success_prior_failures {
+            let mut evidence: Vec<String> = prior.iter().map(|x| x.1.to_string()).collect();
+            evidence.push(id.to_string());
+            let src = ev
+                .src_ip
+                .map(|ip| format!(" from {ip}"))
+                .unwrap_or_default();
+            out.push(Firing {
+                rule: alert::SUCCESS_AFTER_FAILURES,
+                user: Some(user.to_string()),
+                src_ip: ev.src_ip,
+                first_seen: prior.first().map_or(now, |x| x.0),
+                evidence,
+                count: n as u64 + 1,
+                reasons: vec![format!(
+                    "successful login for user '{user}' on host '{}'{src} after {n} failed logins within {} s (threshold {}): the account may be compromised",
+                    ev.host, c.success_window_secs, c.success_prior_failures
+                )],
+                context: ctx_map(json!({
+                    "success_prior_fail_count": n, "window_seconds": c.success_window_secs,
+                    "threshold": c.success_prior_failures,
+                })),
+                recommended_action: recommended::INVESTIGATE_ACCOUNT,
+            });
+        }
+    }
+}
+
+fn ctx_map(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}

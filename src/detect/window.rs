@@ -1,0 +1,173 @@
+//! Sliding windows over event time with bounded memory.
+//!
+//! A threshold rule ("≥ N events within W seconds") only ever needs the last
+//! N observations of a key: if the N-th most recent one is within W of the
+//! newest, the rule holds. [`Recent`] keeps exactly that, so memory per key is
+//! fixed however hard a key is hammered. Keys idle for longer than the
+//! largest window are dropped by [`KeyedWindows::evict_idle`].
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+
+use chrono::{DateTime, Duration, Utc};
+
+/// The last `cap` observations of one key, oldest first.
+#[derive(Clone, Debug)]
+pub struct Recent<T> {
+    items: VecDeque<(DateTime<Utc>, T)>,
+    cap: usize,
+}
+
+impl<T> Recent<T> {
+    pub fn new(cap: usize) -> Self {
+        Recent {
+            items: VecDeque::with_capacity(cap.min(64)),
+            cap: cap.max(1),
+        }
+    }
+
+    /// Records an observation, forgetting the oldest when full. Observations
+    /// arriving slightly out of order are placed by time.
+    pub fn push(&mut self, at: DateTime<Utc>, item: T) {
+        if self.items.len() == self.cap {
+            if self.items.front().is_some_and(|(t, _)| at < *t) {
+                return; // older than everything we keep: it cannot matter
+            }
+            self.items.pop_front();
+        }
+        let pos = self
+            .items
+            .iter()
+            .rposition(|(t, _)| *t <= at)
+            .map_or(0, |p| p + 1);
+        self.items.insert(pos, (at, item));
+    }
+
+    /// Observations within `window` ending at `now` (inclusive), oldest first.
+    pub fn within(
+        &self,
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> impl DoubleEndedIterator<Item = &(DateTime<Utc>, T)> {
+        let cutoff = now - window;
+        self.items
+            .iter()
+            .filter(move |(t, _)| *t >= cutoff && *t <= now)
+    }
+
+    pub fn count_within(&self, now: DateTime<Utc>, window: Duration) -> usize {
+        self.within(now, window).count()
+    }
+
+    pub fn newest(&self) -> Option<DateTime<Utc>> {
+        self.items.back().map(|(t, _)| *t)
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+}
+
+/// A map of key → [`Recent`], with idle-key eviction.
+#[derive(Clone, Debug)]
+pub struct KeyedWindows<K, T> {
+    map: HashMap<K, Recent<T>>,
+    cap: usize,
+}
+
+impl<K: Hash + Eq, T> KeyedWindows<K, T> {
+    pub fn new(cap_per_key: usize) -> Self {
+        KeyedWindows {
+            map: HashMap::new(),
+            cap: cap_per_key,
+        }
+    }
+
+    pub fn push(&mut self, key: K, at: DateTime<Utc>, item: T) -> &Recent<T> {
+        let cap = self.cap;
+        let r = self.map.entry(key).or_insert_with(|| Recent::new(cap));
+        r.push(at, item);
+        r
+    }
+
+    pub fn get(&self, key: &K) -> Option<&Recent<T>> {
+        self.map.get(key)
+    }
+
+    /// Drops keys whose newest observation is older than `horizon`.
+    pub fn evict_idle(&mut self, horizon: DateTime<Utc>) {
+        self.map
+            .retain(|_, r| r.newest().is_some_and(|t| t >= horizon));
+    }
+
+    pub fn keys(&self) -> usize {
+        self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn keeps_only_cap_most_recent() {
+        let mut r = Recent::new(3);
+        for s in 0..10 {
+            r.push(t(s), s);
+        }
+        assert_eq!(r.len(), 3);
+        assert_eq!(
+            r.within(t(9), Duration::seconds(100))
+                .map(|x| x.1)
+                .collect::<Vec<_>>(),
+            vec![7, 8, 9]
+        );
+    }
+
+    #[test]
+    fn window_is_inclusive_and_bounded_by_now() {
+        let mut r = Recent::new(10);
+        for s in [0, 30, 60, 61] {
+            r.push(t(s), ());
+        }
+        assert_eq!(r.count_within(t(60), Duration::seconds(60)), 3);
+        assert_eq!(r.count_within(t(61), Duration::seconds(60)), 3);
+    }
+
+    #[test]
+    fn out_of_order_arrivals_are_sorted() {
+        let mut r = Recent::new(5);
+        for s in [10, 5, 20, 15] {
+            r.push(t(s), s);
+        }
+        assert_eq!(
+            r.within(t(20), Duration::seconds(100))
+                .map(|x| x.1)
+                .collect::<Vec<_>>(),
+            vec![5, 10, 15, 20]
+        );
+    }
+
+    #[test]
+    fn idle_keys_are_dropped() {
+        let mut w = KeyedWindows::new(4);
+        w.push("a", t(0), ());
+        w.push("b", t(500), ());
+        w.evict_idle(t(100));
+        assert_eq!(w.keys(), 1);
+        assert!(w.get(&"b").is_some());
+    }
+}

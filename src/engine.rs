@@ -1,0 +1,134 @@
+//! Wires parse → detect → respond → sinks. [`Pipeline`] is the synchronous
+//! core every front end drives: `vigil scan` feeds it file lines; the live
+//! engine will feed it from its sources.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::detect::alert::recommended;
+use crate::detect::{Alert, Detector, Verdict};
+use crate::event::Event;
+use crate::respond::policy::{BanRequest, Policy, PolicyDecision};
+use crate::store::{StoreError, StoreWriter, WriteOp};
+
+/// Counters for the scan summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PipelineStats {
+    pub events: u64,
+    pub failures: u64,
+    pub alerts_by_rule: BTreeMap<String, u64>,
+    pub decisions: BTreeMap<&'static str, u64>,
+}
+
+/// Detection and response for one stream of events.
+pub struct Pipeline {
+    detector: Detector,
+    policy: Policy,
+    store: Option<StoreWriter>,
+    stats: PipelineStats,
+    bans: Vec<BanRequest>,
+}
+
+impl Pipeline {
+    /// `store`: where to persist events, alerts and state (`None`: nothing
+    /// is written anywhere).
+    pub fn new(cfg: &Config, store: Option<StoreWriter>) -> Self {
+        Pipeline {
+            detector: Detector::new(cfg.rules.clone()),
+            policy: Policy::new(cfg.policy.clone()),
+            store,
+            stats: PipelineStats::default(),
+            bans: Vec::new(),
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn policy_mut(&mut self) -> &mut Policy {
+        &mut self.policy
+    }
+
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    pub fn stats(&self) -> &PipelineStats {
+        &self.stats
+    }
+
+    /// Runs one event through detection and the response policy.
+    pub fn process(
+        &mut self,
+        ev: Event,
+        wall_now: DateTime<Utc>,
+    ) -> Result<(Verdict, PolicyDecision), StoreError> {
+        self.stats.events += ev.repeat.max(1) as u64;
+        if ev.is_failure() {
+            self.stats.failures += ev.repeat.max(1) as u64;
+        }
+        let verdict = self.detector.process(&ev, wall_now);
+        self.bans.clear();
+        for r in &verdict.alerts {
+            if let Some(a) = self.detector.open_alert(&r.alert_id) {
+                if let (recommended::BLOCK_IP, Some(ip)) = (a.recommended_action.as_str(), a.src_ip)
+                {
+                    self.bans.push(BanRequest {
+                        ip,
+                        alert_id: a.alert_id.clone(),
+                        rule_id: a.rule_id.clone(),
+                    });
+                }
+            }
+        }
+        let decision = self.policy.evaluate(&ev, &verdict, &self.bans);
+        *self
+            .stats
+            .decisions
+            .entry(decision.reasons.first().copied().unwrap_or("ok"))
+            .or_default() += 1;
+        if let Some(store) = &self.store {
+            for change in self.policy.take_changes() {
+                store.send(WriteOp::State(change))?;
+            }
+            store.send(WriteOp::Event(Box::new(ev)))?;
+        } else {
+            self.policy.take_changes();
+        }
+        Ok((verdict, decision))
+    }
+
+    fn sink_alerts(&mut self, alerts: &[Alert]) -> Result<(), StoreError> {
+        for a in alerts {
+            *self
+                .stats
+                .alerts_by_rule
+                .entry(a.rule_id.clone())
+                .or_default() += 1;
+            if let Some(store) = &self.store {
+                store.send(WriteOp::Alert(Box::new(a.clone())))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Alerts whose de-duplication window has closed (final form).
+    pub fn take_closed_alerts(&mut self) -> Result<Vec<Alert>, StoreError> {
+        let closed = self.detector.take_closed();
+        self.sink_alerts(&closed)?;
+        Ok(closed)
+    }
+
+    /// Ends the stream: closes all alerts, commits the store.
+    pub fn finish(mut self) -> Result<(Vec<Alert>, PipelineStats, Policy), StoreError> {
+        let rest = self.detector.finish();
+        self.sink_alerts(&rest)?;
+        if let Some(store) = self.store.take() {
+            store.close()?;
+        }
+        Ok((rest, self.stats, self.policy))
+    }
+}

@@ -1,0 +1,369 @@
+//! The `vigil` command line: a thin layer over the library.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use clap::{Parser as ClapParser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use vigil::config::Config;
+use vigil::engine::Pipeline;
+use vigil::event::Event;
+use vigil::parse::{ParseOptions, Parser, SourceKind};
+use vigil::sources::replay::LineReader;
+use vigil::store::{Retention, StoreWriter};
+
+#[derive(ClapParser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Vigil: a terminal SOC console — parse logs, correlate attacks, respond.",
+    after_help = "Examples:\n  vigil scan /var/log/auth.log            alerts as JSON Lines on stdout, summary on stderr\n  vigil scan --data-dir ./vigil-data auth.log   also keep events, alerts and host state in SQLite\n  vigil parse /var/log/auth.log           one normalised JSON object per input line\n  zcat auth.log.2.gz | vigil scan -       read standard input\n\nThe live console is not built yet: `vigil` with no command prints this help."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Kind {
+    Auto,
+    Auth,
+    Syslog,
+}
+
+impl From<Kind> for SourceKind {
+    fn from(k: Kind) -> Self {
+        match k {
+            Kind::Auto => SourceKind::Auto,
+            Kind::Auth => SourceKind::Auth,
+            Kind::Syslog => SourceKind::Syslog,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct InputArgs {
+    /// Log format of the input.
+    #[arg(long = "source", value_enum, default_value = "auto")]
+    kind: Kind,
+    /// Time that year-less syslog dates are placed against (RFC 3339).
+    /// Default: the file's modification time (now, for stdin).
+    #[arg(long, value_name = "TIME")]
+    reference_time: Option<String>,
+    /// Host name for lines that carry none.
+    #[arg(long, default_value = "unknown")]
+    host: String,
+    /// Log files to read; `-` is standard input.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the detection pipeline over log files on event time: alerts as JSON
+    /// Lines on stdout, a summary on stderr.
+    Scan {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Skip ML scoring. (The ML ensemble is not built yet: scan runs the
+        /// correlation rules only, with or without this flag.)
+        #[arg(long)]
+        no_ml: bool,
+        /// Keep events, alerts, host state and bans in SQLite under DIR.
+        /// Without it, scan writes nothing to disk.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// TOML configuration (rule thresholds, policy).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print one JSON object per input line, in order: the normalised event,
+    /// or the reason the line was not understood.
+    Parse {
+        #[command(flatten)]
+        input: InputArgs,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            println!();
+            Ok(())
+        }
+        Some(Command::Scan {
+            input,
+            no_ml: _,
+            data_dir,
+            config,
+        }) => scan(&input, data_dir.as_deref(), config.as_deref()),
+        Some(Command::Parse { input }) => parse(&input),
+    };
+    if let Err(e) = result {
+        // A closed stdout (e.g. `| head`) is a normal way to stop.
+        let broken_pipe = e.chain().any(|c| {
+            c.downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+                || c.downcast_ref::<serde_json::Error>()
+                    .and_then(|j| j.io_error_kind())
+                    == Some(io::ErrorKind::BrokenPipe)
+        });
+        if broken_pipe {
+            std::process::exit(0);
+        }
+        eprintln!("vigil: error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+/// An opened input with what we know about it.
+struct Input {
+    name: String,
+    reader: Box<dyn BufRead>,
+    len: Option<u64>,
+    reference: DateTime<Utc>,
+}
+
+fn open_inputs(args: &InputArgs) -> Result<Vec<Input>> {
+    let fixed = args
+        .reference_time
+        .as_deref()
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .with_context(|| format!("--reference-time {t:?} is not an RFC 3339 time"))
+        })
+        .transpose()?;
+    let mut out = Vec::new();
+    let mut stdin_used = false;
+    for path in &args.files {
+        if path == Path::new("-") {
+            if stdin_used {
+                bail!("standard input (-) given more than once");
+            }
+            stdin_used = true;
+            out.push(Input {
+                name: "-".into(),
+                reader: Box::new(BufReader::with_capacity(1 << 16, io::stdin())),
+                len: None,
+                reference: fixed.unwrap_or_else(Utc::now),
+            });
+            continue;
+        }
+        let f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let meta = f
+            .metadata()
+            .with_context(|| format!("cannot stat {}", path.display()))?;
+        if meta.is_dir() {
+            bail!("{} is a directory, not a log file", path.display());
+        }
+        let mtime = meta.modified().ok().map(DateTime::<Utc>::from);
+        out.push(Input {
+            name: path.display().to_string(),
+            reader: Box::new(BufReader::with_capacity(1 << 16, f)),
+            len: Some(meta.len()),
+            reference: fixed.or(mtime).unwrap_or_else(Utc::now),
+        });
+    }
+    Ok(out)
+}
+
+fn parser_for(input: &Input, args: &InputArgs) -> Parser {
+    let mut opts = ParseOptions::new(args.kind.into(), input.reference, input.name.clone());
+    opts.default_host = args.host.clone();
+    Parser::new(opts)
+}
+
+#[derive(Serialize)]
+struct ParseRow<'a> {
+    file: &'a str,
+    line: u64,
+    parsed: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    event: Option<&'a Event>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn parse(args: &InputArgs) -> Result<()> {
+    let inputs = open_inputs(args)?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    for input in inputs {
+        let mut parser = parser_for(&input, args);
+        let mut lines = LineReader::new(input.reader);
+        while let Some(line) = lines
+            .next_line()
+            .with_context(|| format!("reading {}", input.name))?
+        {
+            let res = parser.parse_line(&line.text, line.number);
+            let row = match &res {
+                Ok(ev) => ParseRow {
+                    file: &input.name,
+                    line: line.number,
+                    parsed: true,
+                    event: Some(ev),
+                    error: None,
+                },
+                Err(e) => ParseRow {
+                    file: &input.name,
+                    line: line.number,
+                    parsed: false,
+                    event: None,
+                    error: Some(e.to_string()),
+                },
+            };
+            serde_json::to_writer(&mut out, &row)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A one-line progress display on stderr, only when stderr is a terminal.
+struct Progress {
+    enabled: bool,
+    last: Instant,
+    start: Instant,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let now = Instant::now();
+        Progress {
+            enabled: io::stderr().is_terminal(),
+            last: now,
+            start: now,
+        }
+    }
+
+    fn update(&mut self, name: &str, done: u64, total: Option<u64>, lines: u64) {
+        if !self.enabled || self.last.elapsed() < Duration::from_millis(150) {
+            return;
+        }
+        self.last = Instant::now();
+        let rate = lines as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
+        let bar = match total.filter(|t| *t > 0) {
+            Some(t) => {
+                let frac = (done as f64 / t as f64).min(1.0);
+                let filled = (frac * 30.0) as usize;
+                format!(
+                    "[{}{}] {:>3.0}%",
+                    "#".repeat(filled),
+                    " ".repeat(30 - filled),
+                    frac * 100.0
+                )
+            }
+            None => format!("{} MiB", done >> 20),
+        };
+        eprint!("\r\x1b[2K{name} {bar} {lines} lines, {:.0} lines/s", rate);
+    }
+
+    fn clear(&self) {
+        if self.enabled {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+fn scan(args: &InputArgs, data_dir: Option<&Path>, config: Option<&Path>) -> Result<()> {
+    let cfg = Config::load(config)?;
+    let inputs = open_inputs(args)?;
+    let store = match data_dir {
+        Some(dir) => {
+            let db = dir.join("vigil.db");
+            Some(
+                StoreWriter::spawn(
+                    &db,
+                    Retention {
+                        max_events: cfg.store.max_events,
+                    },
+                )
+                .with_context(|| format!("opening store {}", db.display()))?,
+            )
+        }
+        None => None,
+    };
+    let started = Instant::now();
+    let wall_now = Utc::now();
+    let mut pipeline = Pipeline::new(&cfg, store);
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut progress = Progress::new();
+    let (mut lines_total, mut unparsed) = (0u64, 0u64);
+    let mut emitted = 0u64;
+    for input in inputs {
+        let mut parser = parser_for(&input, args);
+        let mut lines = LineReader::new(input.reader);
+        while let Some(line) = lines
+            .next_line()
+            .with_context(|| format!("reading {}", input.name))?
+        {
+            lines_total += 1;
+            match parser.parse_line(&line.text, line.number) {
+                Ok(ev) => {
+                    pipeline.process(ev, wall_now)?;
+                }
+                Err(_) => unparsed += 1,
+            }
+            if lines_total % 4096 == 0 {
+                for a in pipeline.take_closed_alerts()? {
+                    serde_json::to_writer(&mut out, &a)?;
+                    out.write_all(b"\n")?;
+                    emitted += 1;
+                }
+                progress.update(&input.name, lines.bytes_read(), input.len, lines_total);
+            }
+        }
+    }
+    let mut closed = pipeline.take_closed_alerts()?;
+    let (rest, stats, policy) = pipeline.finish()?;
+    closed.extend(rest);
+    for a in &closed {
+        serde_json::to_writer(&mut out, a)?;
+        out.write_all(b"\n")?;
+        emitted += 1;
+    }
+    out.flush()?;
+    progress.clear();
+
+    let secs = started.elapsed().as_secs_f64();
+    let mut err = io::stderr().lock();
+    writeln!(
+        err,
+        "vigil scan: {lines_total} lines ({unparsed} not understood), {} events, {} failure events, {emitted} alerts in {secs:.2} s ({:.0} lines/s)",
+        stats.events,
+        stats.failures,
+        lines_total as f64 / secs.max(1e-9),
+    )?;
+    for (rule, n) in &stats.alerts_by_rule {
+        writeln!(err, "  {rule}: {n}")?;
+    }
+    let horizon = closed
+        .iter()
+        .map(|a| a.last_seen_utc)
+        .max()
+        .unwrap_or(wall_now);
+    let quarantined = policy.quarantined_hosts();
+    if !quarantined.is_empty() {
+        let names: Vec<&str> = quarantined.iter().map(|(h, _)| *h).collect();
+        writeln!(err, "  quarantined hosts: {}", names.join(", "))?;
+    }
+    let bans = policy.active_bans(horizon);
+    if !bans.is_empty() {
+        writeln!(err, "  IP bans in force at end of log: {}", bans.len())?;
+    }
+    if let Some(dir) = data_dir {
+        writeln!(err, "  stored in {}", dir.join("vigil.db").display())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! The response policy (MiniSIEM seed semantics, on event time):
+//!
+//! 1. severity below the floor → THROTTLE `below_severity_floor`
+//! 2. host quarantined → BLOCK `host_quarantined`
+//! 3. cooldown running → BLOCK `cooldown_active`
+//! 4. correlation BLOCK involving a quarantine reason (brute force) →
+//!    quarantine the host, BLOCK `quarantine_activated`
+//! 5. other correlation BLOCK → cooldown, BLOCK `correlation_block`
+//! 6. correlation THROTTLE → cooldown, THROTTLE `suspicious_cooldown_set`
+//! 7. else ALLOW `ok`
+//!
+//! Beyond the seed: alerts recommending `BLOCK_IP` ban their source address
+//! for a set time; quarantine holds until an analyst releases the host, and a
+//! released host is not re-quarantined by evidence from before the release.
+//! Every change is queued as a [`StateChange`] for the store to persist.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::detect::{Decision, Verdict};
+use crate::event::Event;
+
+/// Policy settings (TOML section `[policy]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Events below this severity are throttled without further checks.
+    pub severity_floor: u8,
+    /// Cooldown set on a host after a THROTTLE or non-quarantine BLOCK.
+    pub cooldown_secs: u32,
+    /// Correlation reasons that escalate a BLOCK to quarantine.
+    pub quarantine_on: Vec<String>,
+    /// How long a `BLOCK_IP` recommendation bans the source address.
+    pub ban_secs: u32,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            severity_floor: 0,
+            cooldown_secs: 120,
+            quarantine_on: vec!["brute_force_suspected".into()],
+            ban_secs: 3600,
+        }
+    }
+}
+
+/// Why a quarantine is in force.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Quarantine {
+    pub since_utc: DateTime<Utc>,
+    pub reason: String,
+    pub alert_id: Option<String>,
+}
+
+/// Response state of one host.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostState {
+    pub cooldown_until_utc: Option<DateTime<Utc>>,
+    pub quarantine: Option<Quarantine>,
+    /// Evidence at or before this time cannot quarantine the host again.
+    pub released_through_utc: Option<DateTime<Utc>>,
+}
+
+/// A timed ban of a source address.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ban {
+    pub ip: IpAddr,
+    pub since_utc: DateTime<Utc>,
+    pub until_utc: DateTime<Utc>,
+    pub reason: String,
+    pub alert_id: Option<String>,
+}
+
+/// An analyst's (or the system's) administrative action, for the audit trail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdminAction {
+    pub at_utc: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub reason: String,
+}
+
+/// A change the store must persist.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StateChange {
+    Host { host: String, state: HostState },
+    Ban(Ban),
+    Unban { ip: IpAddr },
+    Admin(AdminAction),
+}
+
+/// The policy's answer for one event.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PolicyDecision {
+    pub decision: Decision,
+    pub reasons: Vec<&'static str>,
+    pub context: PolicyContext,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PolicyContext {
+    pub correlation_decision: Decision,
+    pub correlation_reasons: Vec<&'static str>,
+    pub severity: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown_until_utc: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown_set_until_utc: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_ip_banned_until_utc: Option<DateTime<Utc>>,
+}
+
+/// Errors of administrative actions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("host {0} is not quarantined")]
+    NotQuarantined(String),
+    #[error("{0} is not banned")]
+    NotBanned(IpAddr),
+    #[error("a reason is required")]
+    ReasonRequired,
+    #[error("the acting user must be named")]
+    ActorRequired,
+}
+
+/// A ban request raised by an alert that recommends `BLOCK_IP`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BanRequest {
+    pub ip: IpAddr,
+    pub alert_id: String,
+    pub rule_id: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Policy {
+    cfg: PolicyConfig,
+    hosts: HashMap<String, HostState>,
+    bans: HashMap<IpAddr, Ban>,
+    changes: Vec<StateChange>,
+}
+
+impl Policy {
+    pub fn new(cfg: PolicyConfig) -> Self {
+        Policy {
+            cfg,
+            ..Default::default()
+        }
+    }
+
+    /// Restores persisted state (after a restart).
+    pub fn restore(
+        &mut self,
+        hosts: impl IntoIterator<Item = (String, HostState)>,
+        bans: impl IntoIterator<Item = Ban>,
+    ) {
+        self.hosts.extend(hosts);
+        self.bans.extend(bans.into_iter().map(|b| (b.ip, b)));
+    }
+
+    pub fn config(&self) -> &PolicyConfig {
+        &self.cfg
+    }
+
+    pub fn host_state(&self, host: &str) -> HostState {
+        self.hosts.get(host).cloned().unwrap_or_default()
+    }
+
+    pub fn quarantined_hosts(&self) -> Vec<(&str, &Quarantine)> {
+        let mut v: Vec<_> = self
+            .hosts
+            .iter()
+            .filter_map(|(h, s)| s.quarantine.as_ref().map(|q| (h.as_str(), q)))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
+    /// Bans in force at `now`.
+    pub fn active_bans(&self, now: DateTime<Utc>) -> Vec<&Ban> {
+        let mut v: Vec<_> = self.bans.values().filter(|b| b.until_utc > now).collect();
+        v.sort_by_key(|b| b.ip);
+        v
+    }
+
+    /// Changes since the last call, for the store.
+    pub fn take_changes(&mut self) -> Vec<StateChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    fn set_host(&mut self, host: &str, state: HostState) {
+        self.changes.push(StateChange::Host {
+            host: host.to_string(),
+            state: state.clone(),
+        });
+        self.hosts.insert(host.to_string(), state);
+    }
+
+    /// Decides for one event given its correlation verdict, and applies any
+    /// bans the event's alerts ask for.
+    pub fn evaluate(
+        &mut self,
+        ev: &Event,
+        verdict: &Verdict,
+        bans: &[BanRequest],
+    ) -> PolicyDecision {
+        let now = ev.timestamp_utc;
+        for b in bans {
+            self.ban(b, now);
+        }
+        let mut context = PolicyContext {
+            correlation_decision: verdict.decision,
+            correlation_reasons: verdict.reasons.clone(),
+            severity: ev.severity,
+            src_ip_banned_until_utc: ev
+                .src_ip
+                .and_then(|ip| self.bans.get(&ip))
+                .filter(|b| b.until_utc > now)
+                .map(|b| b.until_utc),
+            ..Default::default()
+        };
+        let decide = |d, r: &'static str, context| PolicyDecision {
+            decision: d,
+            reasons: vec![r],
+            context,
+        };
+        if ev.severity < self.cfg.severity_floor {
+            return decide(Decision::Throttle, "below_severity_floor", context);
+        }
+        let mut st = self.hosts.get(&ev.host).cloned().unwrap_or_default();
+        if st.quarantine.is_some() {
+            return decide(Decision::Block, "host_quarantined", context);
+        }
+        if let Some(until) = st.cooldown_until_utc.filter(|u| now < *u) {
+            context.cooldown_until_utc = Some(until);
+            return decide(Decision::Block, "cooldown_active", context);
+        }
+        match verdict.decision {
+            Decision::Block => {
+                let escalate = verdict
+                    .reasons
+                    .iter()
+                    .any(|r| self.cfg.quarantine_on.iter().any(|q| q == r));
+                let released_after = st.released_through_utc.is_some_and(|r| now <= r);
+                if escalate && !released_after {
+                    let alert_id = verdict.alerts.first().map(|a| a.alert_id.clone());
+                    st.quarantine = Some(Quarantine {
+                        since_utc: now,
+                        reason: verdict.reasons.join(","),
+                        alert_id,
+                    });
+                    self.set_host(&ev.host, st);
+                    return decide(Decision::Block, "quarantine_activated", context);
+                }
+                let until = now + Duration::seconds(self.cfg.cooldown_secs as i64);
+                st.cooldown_until_utc = Some(until);
+                context.cooldown_set_until_utc = Some(until);
+                self.set_host(&ev.host, st);
+                decide(Decision::Block, "correlation_block", context)
+            }
+            Decision::Throttle => {
+                let until = now + Duration::seconds(self.cfg.cooldown_secs as i64);
+                st.cooldown_until_utc = Some(until);
+                context.cooldown_set_until_utc = Some(until);
+                self.set_host(&ev.host, st);
+                decide(Decision::Throttle, "suspicious_cooldown_set", context)
+            }
+            Decision::Allow => decide(Decision::Allow, "ok", context),
+        }
+    }
+
+    fn ban(&mut self, req: &BanRequest, now: DateTime<Utc>) {
+        let until = now + Duration::seconds(self.cfg.ban_secs as i64);
+        let ban = match self.bans.get(&req.ip) {
+            Some(b) if b.until_utc > now => Ban {
+                until_utc: until.max(b.until_utc),
+                ..b.clone()
+            },
+            _ => Ban {
+                ip: req.ip,
+                since_utc: now,
+                until_utc: until,
+                reason: req.rule_id.clone(),
+                alert_id: Some(req.alert_id.clone()),
+            },
+        };
+        if self.bans.get(&req.ip) != Some(&ban) {
+            self.changes.push(StateChange::Ban(ban.clone()));
+            self.bans.insert(req.ip, ban);
+        }
+    }
+
+    fn audit(
+        &mut self,
+        at: DateTime<Utc>,
+        actor: &str,
+        action: &str,
+        target: String,
+        reason: &str,
+    ) -> AdminAction {
+        let a = AdminAction {
+            at_utc: at,
+            actor: actor.into(),
+            action: action.into(),
+            target,
+            reason: reason.into(),
+        };
+        self.changes.push(StateChange::Admin(a.clone()));
+        a
+    }
+
+    fn check_admin(reason: &str, by: &str) -> Result<(), PolicyError> {
+        if reason.trim().is_empty() {
+            return Err(PolicyError::ReasonRequired);
+        }
+        if by.trim().is_empty() {
+            return Err(PolicyError::ActorRequired);
+        }
+        Ok(())
+    }
+
+    /// Lifts a host's quarantine (and cooldown). Evidence up to `at` will not
+    /// quarantine it again.
+    pub fn release(
+        &mut self,
+        host: &str,
+        reason: &str,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<AdminAction, PolicyError> {
+        Self::check_admin(reason, by)?;
+        let mut st = self.hosts.get(host).cloned().unwrap_or_default();
+        if st.quarantine.is_none() {
+            return Err(PolicyError::NotQuarantined(host.to_string()));
+        }
+        st.quarantine = None;
+        st.cooldown_until_utc = None;
+        st.released_through_utc = Some(at);
+        self.set_host(host, st);
+        Ok(self.audit(at, by, "release_host", host.to_string(), reason))
+    }
+
+    /// Lifts a ban.
+    pub fn unban(
+        &mut self,
+        ip: IpAddr,
+        reason: &str,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<AdminAction, PolicyError> {
+        Self::check_admin(reason, by)?;
+        if self.bans.remove(&ip).is_none() {
+            return Err(PolicyError::NotBanned(ip));
+        }
+        self.changes.push(StateChange::Unban { ip });
+        Ok(self.audit(at, by, "unban_ip", ip.to_string(), reason))
+    }
+}

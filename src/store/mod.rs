@@ -1,0 +1,417 @@
+//! Durable state in SQLite: events (bounded retention), alerts and their
+//! triage status, host response state, IP bans, idempotency keys, analyst
+//! feedback, and the admin audit trail.
+//!
+//! One writer thread owns the write connection and commits whatever has
+//! queued up as a single transaction (group commit); readers open their own
+//! connections (WAL lets them run beside the writer). All SQL is
+//! parameterised.
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::detect::{Alert, AlertStatus};
+use crate::event::Event;
+use crate::respond::policy::{AdminAction, Ban, HostState, StateChange};
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create data directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database schema version {found} is newer than this Vigil understands ({known})")]
+    TooNew { found: i64, known: i64 },
+    #[error("the store writer has stopped")]
+    WriterGone,
+}
+
+/// Retention for the events table.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// Keep at most this many events; the oldest (by event time) go first.
+    pub max_events: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_events: 2_000_000,
+        }
+    }
+}
+
+/// Opens (creating and migrating) the database at `path`.
+pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// One write for the writer thread.
+#[derive(Debug)]
+pub enum WriteOp {
+    Event(Box<Event>),
+    Alert(Box<Alert>),
+    State(StateChange),
+    Idempotency {
+        event_id: String,
+        expires_at: DateTime<Utc>,
+    },
+    Feedback {
+        alert_id: String,
+        verdict: AlertStatus,
+        note: String,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    /// Acknowledged once everything queued before it is committed.
+    Flush(mpsc::SyncSender<()>),
+}
+
+/// Handle to the single writer thread.
+pub struct StoreWriter {
+    tx: Option<mpsc::SyncSender<WriteOp>>,
+    handle: Option<thread::JoinHandle<Result<WriterStats, StoreError>>>,
+}
+
+/// What the writer did, reported when it stops.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    pub transactions: u64,
+    pub events: u64,
+    pub alerts: u64,
+}
+
+const MAX_BATCH: usize = 8192;
+
+impl StoreWriter {
+    /// Starts the writer on a fresh connection to `path`.
+    pub fn spawn(path: &Path, retention: Retention) -> Result<StoreWriter, StoreError> {
+        let conn = open(path)?;
+        let (tx, rx) = mpsc::sync_channel::<WriteOp>(MAX_BATCH * 2);
+        let handle = thread::Builder::new()
+            .name("vigil-store-writer".into())
+            .spawn(move || writer_loop(conn, rx, retention))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start writer thread: {e}")))?;
+        Ok(StoreWriter {
+            tx: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    pub fn send(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.tx
+            .as_ref()
+            .ok_or(StoreError::WriterGone)?
+            .send(op)
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Blocks until everything sent so far is committed.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        self.send(WriteOp::Flush(ack_tx))?;
+        ack_rx.recv().map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Commits what is queued and stops the thread.
+    pub fn close(mut self) -> Result<WriterStats, StoreError> {
+        self.tx.take();
+        match self.handle.take().map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(StoreError::WriterGone),
+            None => Ok(WriterStats::default()),
+        }
+    }
+}
+
+impl Drop for StoreWriter {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<WriteOp>,
+    retention: Retention,
+) -> Result<WriterStats, StoreError> {
+    let mut stats = WriterStats::default();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut since_retention = 0u64;
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut acks = Vec::new();
+        let tx = conn.transaction()?;
+        for op in batch.drain(..) {
+            match op {
+                WriteOp::Flush(ack) => acks.push(ack),
+                op => apply(&tx, op, &mut stats)?,
+            }
+        }
+        tx.commit()?;
+        stats.transactions += 1;
+        since_retention += 1;
+        if since_retention >= 64 || !acks.is_empty() {
+            since_retention = 0;
+            enforce_retention(&conn, retention)?;
+        }
+        for a in acks {
+            let _ = a.send(());
+        }
+    }
+    enforce_retention(&conn, retention)?;
+    Ok(stats)
+}
+
+fn ts(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    op: WriteOp,
+    stats: &mut WriterStats,
+) -> Result<(), StoreError> {
+    match op {
+        WriteOp::Event(ev) => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO events (event_id, ts, host, source, category, action, outcome, severity, user, src_ip, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                ev.event_id,
+                ts(ev.timestamp_utc),
+                ev.host,
+                ev.source.as_ref(),
+                ev.category.as_str(),
+                ev.action.as_str(),
+                json(&ev.outcome)?.trim_matches('"'),
+                ev.severity,
+                ev.user,
+                ev.src_ip.map(|i| i.to_string()),
+                json(&*ev)?,
+            ])?;
+            stats.events += 1;
+        }
+        WriteOp::Alert(a) => {
+            tx.prepare_cached(
+                "INSERT INTO alerts (alert_id, rule_id, host, severity, risk_score, created, first_seen, last_seen, count, user, src_ip, status, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT(alert_id) DO UPDATE SET last_seen = excluded.last_seen, count = excluded.count, body = excluded.body",
+            )?
+            .execute(params![
+                a.alert_id,
+                a.rule_id,
+                a.host,
+                a.severity,
+                a.risk_score,
+                ts(a.created_time_utc),
+                ts(a.first_seen_utc),
+                ts(a.last_seen_utc),
+                a.count as i64,
+                a.user,
+                a.src_ip.map(|i| i.to_string()),
+                a.status.as_str(),
+                json(&*a)?,
+            ])?;
+            stats.alerts += 1;
+        }
+        WriteOp::State(StateChange::Host { host, state }) => {
+            tx.prepare_cached(
+                "INSERT INTO host_state (host, body) VALUES (?1, ?2)
+                 ON CONFLICT(host) DO UPDATE SET body = excluded.body",
+            )?
+            .execute(params![host, json(&state)?])?;
+        }
+        WriteOp::State(StateChange::Ban(b)) => {
+            tx.prepare_cached(
+                "INSERT INTO ip_bans (ip, until, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(ip) DO UPDATE SET until = excluded.until, body = excluded.body",
+            )?
+            .execute(params![b.ip.to_string(), ts(b.until_utc), json(&b)?])?;
+        }
+        WriteOp::State(StateChange::Unban { ip }) => {
+            tx.prepare_cached("DELETE FROM ip_bans WHERE ip = ?1")?
+                .execute(params![ip.to_string()])?;
+        }
+        WriteOp::State(StateChange::Admin(a)) => {
+            tx.prepare_cached(
+                "INSERT INTO audit (at, actor, action, target, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![ts(a.at_utc), a.actor, a.action, a.target, a.reason])?;
+        }
+        WriteOp::Idempotency {
+            event_id,
+            expires_at,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO idempotency (event_id, expires_at) VALUES (?1, ?2)",
+            )?
+            .execute(params![event_id, ts(expires_at)])?;
+        }
+        WriteOp::Feedback {
+            alert_id,
+            verdict,
+            note,
+            by,
+            at,
+        } => {
+            tx.prepare_cached("INSERT INTO feedback (alert_id, verdict, note, by, at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![alert_id, verdict.as_str(), note, by, ts(at)])?;
+            tx.prepare_cached("UPDATE alerts SET status = ?2 WHERE alert_id = ?1")?
+                .execute(params![alert_id, verdict.as_str()])?;
+        }
+        WriteOp::Flush(_) => {}
+    }
+    Ok(())
+}
+
+fn enforce_retention(conn: &Connection, r: Retention) -> Result<(), StoreError> {
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))?;
+    let excess = n - r.max_events as i64;
+    if excess > 0 {
+        conn.execute(
+            "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events ORDER BY ts ASC LIMIT ?1)",
+            params![excess],
+        )?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Reads
+// ---------------------------------------------------------------------------
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub fn count_events(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64)
+}
+
+/// Alerts, newest first by last activity, at most `limit`.
+pub fn recent_alerts(conn: &Connection, limit: u32) -> Result<Vec<Alert>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT body, status FROM alerts ORDER BY last_seen DESC, alert_id LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![limit], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (body, status) = row?;
+        let mut a: Alert = from_json(&body)?;
+        a.status = AlertStatus::from_text(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?;
+        out.push(a);
+    }
+    Ok(out)
+}
+
+pub fn host_states(conn: &Connection) -> Result<Vec<(String, HostState)>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT host, body FROM host_state ORDER BY host")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    rows.map(|row| {
+        let (h, body) = row?;
+        Ok((h, from_json(&body)?))
+    })
+    .collect()
+}
+
+pub fn host_state(conn: &Connection, host: &str) -> Result<Option<HostState>, StoreError> {
+    let body: Option<String> = conn
+        .query_row(
+            "SELECT body FROM host_state WHERE host = ?1",
+            params![host],
+            |r| r.get(0),
+        )
+        .optional()?;
+    body.map(|b| from_json(&b)).transpose()
+}
+
+pub fn bans(conn: &Connection) -> Result<Vec<Ban>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT body FROM ip_bans ORDER BY ip")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    rows.map(|row| from_json(&row?)).collect()
+}
+
+pub fn audit_log(conn: &Connection) -> Result<Vec<AdminAction>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT at, actor, action, target, reason FROM audit ORDER BY id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (at, actor, action, target, reason) = row?;
+        let at_utc = DateTime::from_timestamp_millis(at)
+            .ok_or_else(|| StoreError::Corrupt(format!("audit time {at}")))?;
+        Ok(AdminAction {
+            at_utc,
+            actor,
+            action,
+            target,
+            reason,
+        })
+    })
+    .collect()
+}
+
+/// Is this event id already recorded (and not expired at `now`)?
+pub fn idempotency_seen(
+    conn: &Connection,
+    event_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM idempotency WHERE event_id = ?1 AND expires_at > ?2",
+            params![event_id, ts(now)],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}

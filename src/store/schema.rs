@@ -1,0 +1,94 @@
+//! Versioned schema migrations, tracked in SQLite's `user_version`.
+//! Append a migration; never edit one that has shipped.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema
+    "CREATE TABLE events (
+        event_id TEXT PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        source TEXT NOT NULL,
+        category TEXT NOT NULL,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        user TEXT,
+        src_ip TEXT,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX events_ts ON events (ts);
+    CREATE INDEX events_host_ts ON events (host, ts);
+    CREATE TABLE alerts (
+        alert_id TEXT PRIMARY KEY,
+        rule_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        risk_score REAL NOT NULL,
+        created INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        user TEXT,
+        src_ip TEXT,
+        status TEXT NOT NULL DEFAULT 'open'
+            CHECK (status IN ('open', 'acknowledged', 'true_positive', 'false_positive')),
+        body TEXT NOT NULL
+    );
+    CREATE INDEX alerts_last_seen ON alerts (last_seen);
+    CREATE INDEX alerts_status ON alerts (status);
+    CREATE TABLE host_state (
+        host TEXT PRIMARY KEY,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE ip_bans (
+        ip TEXT PRIMARY KEY,
+        until INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE idempotency (
+        event_id TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX idempotency_expires ON idempotency (expires_at);
+    CREATE TABLE feedback (
+        id INTEGER PRIMARY KEY,
+        alert_id TEXT NOT NULL,
+        verdict TEXT NOT NULL CHECK (verdict IN ('acknowledged', 'true_positive', 'false_positive', 'open')),
+        note TEXT NOT NULL,
+        by TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX feedback_alert ON feedback (alert_id);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );",
+];
+
+/// Current schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `../shared/corpus` beside the repository, if present. Tests that need it
+/// print why they skip when it is absent (a user's clone has no corpus).
+pub fn corpus_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIP: corpus not found at {} (it lives beside the repository in the team workspace)",
+            dir.display()
+        );
+        None
+    }
+}
+
+pub fn vigil() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+}
+
+/// Runs `vigil parse` with `args` and returns one JSON value per input line.
+pub fn vigil_parse(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = vigil()
+        .arg("parse")
+        .args(args)
+        .output()
+        .expect("run vigil parse");
+    assert!(
+        out.status.success(),
+        "vigil parse failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8 output")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
+        .collect()
+}
+
+/// Runs `vigil scan` and returns (alerts, stderr).
+pub fn vigil_scan(args: &[&str]) -> (Vec<serde_json::Value>, String) {
+    let out = vigil()
+        .arg("scan")
+        .args(args)
+        .output()
+        .expect("run vigil scan");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "vigil scan failed: {stderr}");
+    let alerts = String::from_utf8(out.stdout)
+        .expect("utf-8 output")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
+        .collect();
+    (alerts, stderr)
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
