@@ -19,11 +19,9 @@ fn main() -> std::io::Result<()> {
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(42);
     let out = std::io::stdout();
     let mut w = BufWriter::with_capacity(1 << 16, out.lock());
-    let mut rng = authgen::Rng::new(seed);
-    let mut buf = String::new();
+    let mut g = authgen::Gen::new(seed, 20_000);
     for i in 0..n {
-        authgen::line(&mut rng, i, n, 5_000, &mut buf);
-        w.write_all(buf.as_bytes())?;
+        w.write_all(g.line(i, n).as_bytes())?;
         w.write_all(b"\n")?;
     }
     w.flush()

@@ -19,7 +19,6 @@ pub struct PipelineStats {
     pub events: u64,
     pub failures: u64,
     pub alerts_by_rule: BTreeMap<String, u64>,
-    pub decisions: BTreeMap<&'static str, u64>,
 }
 
 /// Detection and response for one stream of events.
@@ -73,23 +72,15 @@ impl Pipeline {
         let verdict = self.detector.process(&ev, wall_now);
         self.bans.clear();
         for r in &verdict.alerts {
-            if let Some(a) = self.detector.open_alert(&r.alert_id) {
-                if let (recommended::BLOCK_IP, Some(ip)) = (a.recommended_action.as_str(), a.src_ip)
-                {
-                    self.bans.push(BanRequest {
-                        ip,
-                        alert_id: a.alert_id.clone(),
-                        rule_id: a.rule_id.clone(),
-                    });
-                }
+            if let (recommended::BLOCK_IP, Some(ip)) = (r.recommended_action, r.src_ip) {
+                self.bans.push(BanRequest {
+                    ip,
+                    alert_id: r.alert_id.clone(),
+                    rule_id: r.rule_id,
+                });
             }
         }
         let decision = self.policy.evaluate(&ev, &verdict, &self.bans);
-        *self
-            .stats
-            .decisions
-            .entry(decision.reasons.first().copied().unwrap_or("ok"))
-            .or_default() += 1;
         if let Some(store) = &self.store {
             for change in self.policy.take_changes() {
                 store.send(WriteOp::State(change))?;

@@ -117,6 +117,67 @@ vocabulary! {
     }
 }
 
+/// Extra key/value details of an event. A small vector rather than a map:
+/// events carry a handful of attributes, and parser keys are static strings,
+/// so the common case allocates only the values. Serialised as a JSON object.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Attributes(Vec<(Cow<'static, str>, Value)>);
+
+impl Attributes {
+    pub fn new() -> Self {
+        Attributes(Vec::new())
+    }
+
+    /// Sets `key`, replacing an earlier value.
+    pub fn insert(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
+        let key = key.into();
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+}
+
+impl From<Map<String, Value>> for Attributes {
+    fn from(m: Map<String, Value>) -> Self {
+        Attributes(m.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect())
+    }
+}
+
+impl Serialize for Attributes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k.as_ref(), v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Attributes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Map::<String, Value>::deserialize(d).map(Attributes::from)
+    }
+}
+
 /// HTTP details of a web event (filled by the web parsers).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Http {
@@ -152,13 +213,13 @@ pub struct Event {
     pub src_port: Option<u16>,
     pub dest_ip: Option<IpAddr>,
     pub dest_port: Option<u16>,
-    pub process: Option<String>,
+    pub process: Option<Cow<'static, str>>,
     pub pid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub http: Option<Http>,
+    pub http: Option<Box<Http>>,
     pub message: String,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub attributes: Map<String, Value>,
+    #[serde(skip_serializing_if = "Attributes::is_empty")]
+    pub attributes: Attributes,
     /// How many identical occurrences this record stands for
     /// (`message repeated N times`); 1 for ordinary lines.
     #[serde(skip_serializing_if = "is_one")]
@@ -349,18 +410,18 @@ impl WireEvent {
     /// in `attributes` rather than dropped.
     pub fn into_event(self, received: DateTime<Utc>) -> Result<Event, SchemaError> {
         let ts = self.validate()?;
-        let mut attributes = self.attributes.unwrap_or_default();
+        let mut attributes = Attributes::from(self.attributes.unwrap_or_default());
         let src_ip = self.src_ip.as_deref().and_then(|s| {
             let ip = parse_ip(s);
             if ip.is_none() && !s.is_empty() {
-                attributes.insert("src_ip_raw".into(), Value::String(s.to_string()));
+                attributes.insert("src_ip_raw", s.to_string());
             }
             ip
         });
         let dest_ip = self.dest_ip.as_deref().and_then(|s| {
             let ip = parse_ip(s);
             if ip.is_none() && !s.is_empty() {
-                attributes.insert("dest_ip_raw".into(), Value::String(s.to_string()));
+                attributes.insert("dest_ip_raw", s.to_string());
             }
             ip
         });
@@ -386,7 +447,7 @@ impl WireEvent {
             src_port: None,
             dest_ip,
             dest_port: None,
-            process: self.process_name,
+            process: self.process_name.map(Cow::Owned),
             pid: None,
             http: None,
             message: String::new(),

@@ -7,16 +7,19 @@ pub mod alert;
 pub mod rules;
 pub mod window;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::event::Event;
-use crate::util::{fnv1a, fnv1a_extend};
+use crate::util::{FastMap, fnv1a, fnv1a_extend};
 pub use alert::{Alert, AlertStatus, RuleInfo};
 use rules::RuleState;
-pub use rules::{CorrelationContext, Firing, RuleConfig, RuleConfigError};
+pub use rules::{CorrelationContext, Firing, FiringDetail, RuleConfig, RuleConfigError};
+
+/// Context key set when an alert lists fewer evidence ids than its `count`.
+pub const EVIDENCE_TRUNCATED: &str = "evidence_truncated";
 
 /// The correlation decision for one event (seed semantics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
@@ -33,8 +36,10 @@ pub enum Decision {
 /// What one alert did on an event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AlertRef {
-    pub alert_id: String,
+    pub alert_id: Arc<str>,
     pub rule_id: &'static str,
+    pub recommended_action: &'static str,
+    pub src_ip: Option<std::net::IpAddr>,
     /// `true` when this event opened the alert, `false` when it updated one.
     pub new: bool,
 }
@@ -58,6 +63,8 @@ impl Verdict {
 #[derive(Debug)]
 struct OpenAlert {
     alert: Alert,
+    /// The alert id, shared with the verdicts that mention it.
+    id: Arc<str>,
     /// Event time at which the de-duplication window closes.
     closes_at: DateTime<Utc>,
 }
@@ -66,10 +73,11 @@ struct OpenAlert {
 #[derive(Debug)]
 pub struct Detector {
     rules: RuleState,
-    open: HashMap<u64, OpenAlert>,
+    open: FastMap<u64, OpenAlert>,
     closed: Vec<Alert>,
     watermark: Option<DateTime<Utc>>,
-    last_sweep: Option<DateTime<Utc>>,
+    /// Event time (µs) of the last sweep.
+    last_sweep: Option<i64>,
     firings: Vec<Firing>,
 }
 
@@ -77,7 +85,7 @@ impl Detector {
     pub fn new(cfg: RuleConfig) -> Self {
         Detector {
             rules: RuleState::new(cfg),
-            open: HashMap::new(),
+            open: FastMap::default(),
             closed: Vec::new(),
             watermark: None,
             last_sweep: None,
@@ -113,8 +121,18 @@ impl Detector {
                 id_owned.as_str()
             };
             let mut firings = std::mem::take(&mut self.firings);
-            self.rules
-                .observe(ev, id, &mut verdict.context, &mut firings);
+            {
+                let open = &self.open;
+                let is_open = |rule: &RuleInfo,
+                               host: &str,
+                               user: Option<&str>,
+                               ip: Option<std::net::IpAddr>| {
+                    open.get(&Self::dedup_key(rule.id, host, user, ip))
+                        .is_some_and(|o| ts < o.closes_at)
+                };
+                self.rules
+                    .observe(ev, id, &mut verdict.context, &is_open, &mut firings);
+            }
             for f in firings.drain(..) {
                 if !verdict.reasons.contains(&f.rule.reason) {
                     verdict.reasons.push(f.rule.reason);
@@ -142,12 +160,17 @@ impl Detector {
         verdict
     }
 
-    fn dedup_key(rule: &str, host: &str, f: &Firing) -> u64 {
+    fn dedup_key(
+        rule: &str,
+        host: &str,
+        user: Option<&str>,
+        src_ip: Option<std::net::IpAddr>,
+    ) -> u64 {
         let mut h = fnv1a(rule.as_bytes());
-        for part in [host, f.user.as_deref().unwrap_or("")] {
+        for part in [host, user.unwrap_or("")] {
             h = fnv1a_extend(fnv1a_extend(h, &[0]), part.as_bytes());
         }
-        match f.src_ip {
+        match src_ip {
             Some(std::net::IpAddr::V4(v4)) => fnv1a_extend(h, &v4.octets()),
             Some(std::net::IpAddr::V6(v6)) => fnv1a_extend(h, &v6.octets()),
             None => h,
@@ -157,8 +180,15 @@ impl Detector {
     /// Opens a new alert or folds the firing into the open one for its key.
     fn record(&mut self, ev: &Event, id: &str, f: Firing, wall_now: DateTime<Utc>) -> AlertRef {
         let ts = ev.timestamp_utc;
-        let key = Self::dedup_key(f.rule.id, &ev.host, &f);
+        let key = Self::dedup_key(f.rule.id, &ev.host, f.user.as_deref(), f.src_ip);
         let max_evidence = self.rules.config().max_evidence;
+        let aref = |alert_id: Arc<str>, new| AlertRef {
+            alert_id,
+            rule_id: f.rule.id,
+            recommended_action: f.recommended_action,
+            src_ip: f.src_ip,
+            new,
+        };
         if let Some(open) = self.open.get_mut(&key) {
             if ts < open.closes_at {
                 let a = &mut open.alert;
@@ -166,32 +196,32 @@ impl Detector {
                 if ts > a.last_seen_utc {
                     a.last_seen_utc = ts;
                 }
-                if a.evidence.len() < max_evidence && !a.evidence.iter().any(|e| e == id) {
+                // Each occurrence has its own id, so no duplicate check is needed.
+                if a.evidence.len() < max_evidence {
                     a.evidence.push(id.to_string());
+                } else if !a.context.contains_key(EVIDENCE_TRUNCATED) {
+                    a.context.insert(EVIDENCE_TRUNCATED.into(), true.into());
                 }
-                for (k, v) in f.context {
-                    a.context.insert(k, v);
-                }
-                a.context.insert(
-                    "evidence_truncated".into(),
-                    (a.count as usize > a.evidence.len()).into(),
-                );
-                return AlertRef {
-                    alert_id: a.alert_id.clone(),
-                    rule_id: f.rule.id,
-                    new: false,
-                };
+                return aref(open.id.clone(), false);
             }
             if let Some(old) = self.open.remove(&key) {
                 self.closed.push(old.alert);
             }
         }
-        let mut evidence = f.evidence;
+        // The rule builds detail whenever no alert is open for the key.
+        let d = f.detail.unwrap_or_else(|| rules::FiringDetail {
+            first_seen: ts,
+            evidence: vec![id.to_string()],
+            count: 1,
+            reasons: vec![f.rule.reason.to_string()],
+            context: Default::default(),
+        });
+        let mut evidence = d.evidence;
         evidence.truncate(max_evidence);
         let alert_id = {
             let h = fnv1a_extend(
                 key,
-                &f.first_seen
+                &d.first_seen
                     .timestamp_nanos_opt()
                     .unwrap_or_default()
                     .to_le_bytes(),
@@ -202,11 +232,15 @@ impl Detector {
             );
             format!("al-{h:016x}")
         };
-        let mut context = f.context;
+        let mut context = d.context;
         context.insert(
             "dedup_window_seconds".into(),
             self.rules.config().dedup_secs.into(),
         );
+        if d.count > evidence.len() as u64 {
+            // `count` stays exact; only some of the events are listed.
+            context.insert(EVIDENCE_TRUNCATED.into(), true.into());
+        }
         let alert = Alert {
             alert_id: alert_id.clone(),
             rule_id: f.rule.id.to_string(),
@@ -215,12 +249,12 @@ impl Detector {
             confidence: f.rule.confidence(),
             risk_score: f.rule.risk_score(),
             created_time_utc: wall_now,
-            first_seen_utc: f.first_seen,
+            first_seen_utc: d.first_seen,
             last_seen_utc: ts,
-            count: f.count,
-            user: f.user,
+            count: d.count,
+            user: f.user.clone(),
             src_ip: f.src_ip,
-            reasons: f.reasons,
+            reasons: d.reasons,
             context,
             evidence,
             recommended_action: f.recommended_action.to_string(),
@@ -228,12 +262,16 @@ impl Detector {
             status: AlertStatus::Open,
         };
         let closes_at = ts + Duration::seconds(self.rules.config().dedup_secs as i64);
-        self.open.insert(key, OpenAlert { alert, closes_at });
-        AlertRef {
-            alert_id,
-            rule_id: f.rule.id,
-            new: true,
-        }
+        let id: Arc<str> = alert_id.into();
+        self.open.insert(
+            key,
+            OpenAlert {
+                alert,
+                id: id.clone(),
+                closes_at,
+            },
+        );
+        aref(id, true)
     }
 
     /// The current state of an open alert.
@@ -248,14 +286,13 @@ impl Detector {
     /// has passed, at most once per minute of event time.
     fn maybe_sweep(&mut self) {
         let Some(now) = self.watermark else { return };
-        if self
-            .last_sweep
-            .is_some_and(|s| now - s < Duration::seconds(60))
-        {
+        let now_us = now.timestamp_micros();
+        if self.last_sweep.is_some_and(|s| now_us - s < 60_000_000) {
             return;
         }
-        self.last_sweep = Some(now);
-        self.rules.evict_idle(now - self.rules.config().horizon());
+        self.last_sweep = Some(now_us);
+        self.rules
+            .evict_idle(now_us - self.rules.config().horizon());
         let expired: Vec<u64> = self
             .open
             .iter()

@@ -3,15 +3,16 @@
 //! Defaults are the MiniSIEM seed's.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::alert::{self, RuleInfo, recommended};
-use super::window::KeyedWindows;
+use super::window::{KeyedWindows, Micros, Recent, secs};
 use crate::event::{Action, Category, Event};
-use crate::util::{fnv1a, fnv1a_extend};
+use crate::util::{FastMap, fnv1a, fnv1a_extend};
 
 /// Thresholds of every rule (TOML section `[rules]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -152,13 +153,13 @@ impl RuleConfig {
     }
 
     /// The longest window any rule looks back over.
-    pub fn horizon(&self) -> Duration {
+    pub fn horizon(&self) -> Micros {
         let m = self
             .brute_force_window_secs
             .max(self.spray_window_secs)
             .max(self.success_window_secs)
             .max(self.storm_window_secs);
-        Duration::seconds(m as i64)
+        secs(m)
     }
 }
 
@@ -168,13 +169,25 @@ pub struct Firing {
     pub rule: RuleInfo,
     pub user: Option<String>,
     pub src_ip: Option<IpAddr>,
+    pub recommended_action: &'static str,
+    /// Built only when the firing opens a new alert; `None` when an alert
+    /// for the same key is already open and this firing just updates it.
+    pub detail: Option<FiringDetail>,
+}
+
+/// The explanation and evidence of a firing that opens an alert.
+#[derive(Debug)]
+pub struct FiringDetail {
     pub first_seen: DateTime<Utc>,
     pub evidence: Vec<String>,
     pub count: u64,
     pub reasons: Vec<String>,
     pub context: Map<String, Value>,
-    pub recommended_action: &'static str,
 }
+
+/// Tells a rule whether an alert is already open for
+/// (rule, host, user, src_ip), so it can skip building evidence.
+pub type IsOpen<'a> = &'a dyn Fn(&RuleInfo, &str, Option<&str>, Option<IpAddr>) -> bool;
 
 /// Numbers the seed reports with each correlation decision.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -205,17 +218,18 @@ pub struct RuleState {
     /// Per host: recent event times (ingest storm).
     storm: KeyedWindows<u64, ()>,
     /// Per host+user: recent `login_failed` ids (brute force, success-after).
-    failures: KeyedWindows<u64, Box<str>>,
-    /// Per src_ip: recent failures as (user hash, id) (password spray).
-    spray: KeyedWindows<IpAddr, (u64, Box<str>)>,
+    failures: KeyedWindows<u64, Arc<str>>,
+    /// Per src_ip: recent failures and the users they named (password spray).
+    spray: FastMap<IpAddr, SprayState>,
 }
 
 fn host_user_key(host: &str, user: &str) -> u64 {
     fnv1a_extend(fnv1a_extend(fnv1a(host.as_bytes()), &[0]), user.as_bytes())
 }
 
-fn secs(n: u32) -> Duration {
-    Duration::seconds(n as i64)
+/// Microseconds back to a timestamp (window times come from real events).
+fn to_time(m: Micros) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(m).unwrap_or_default()
 }
 
 fn is_login_failed(ev: &Event) -> bool {
@@ -232,7 +246,7 @@ impl RuleState {
         RuleState {
             storm: KeyedWindows::new(cfg.storm_threshold as usize + 1),
             failures: KeyedWindows::new(fail_cap),
-            spray: KeyedWindows::new(cfg.spray_max_tracked),
+            spray: FastMap::default(),
             cfg,
         }
     }
@@ -242,15 +256,16 @@ impl RuleState {
     }
 
     /// Forgets keys with no activity since `horizon`.
-    pub fn evict_idle(&mut self, horizon: DateTime<Utc>) {
+    pub fn evict_idle(&mut self, horizon: Micros) {
         self.storm.evict_idle(horizon);
         self.failures.evict_idle(horizon);
-        self.spray.evict_idle(horizon);
+        self.spray
+            .retain(|_, st| st.fails.newest().is_some_and(|t| t >= horizon));
     }
 
     /// Number of keys currently tracked (for memory reporting).
     pub fn tracked_keys(&self) -> usize {
-        self.storm.keys() + self.failures.keys() + self.spray.keys()
+        self.storm.keys() + self.failures.keys() + self.spray.len()
     }
 
     /// Feeds one occurrence (`id`) of `ev` to every rule.
@@ -259,20 +274,23 @@ impl RuleState {
         ev: &Event,
         id: &str,
         ctx: &mut CorrelationContext,
+        is_open: IsOpen<'_>,
         out: &mut Vec<Firing>,
     ) {
-        let now = ev.timestamp_utc;
-        self.ingest_storm(ev, id, now, ctx, out);
+        let now = ev.timestamp_utc.timestamp_micros();
+        self.ingest_storm(ev, id, now, ctx, is_open, out);
         if is_login_failed(ev) {
+            // One shared copy of the id serves both windows.
+            let shared: Arc<str> = Arc::from(id);
             if let Some(user) = ev.user.as_deref() {
-                self.brute_force(ev, user, id, now, ctx, out);
+                self.brute_force(ev, user, &shared, now, ctx, is_open, out);
             }
             if let Some(ip) = ev.src_ip {
-                self.password_spray(ev, ip, id, now, ctx, out);
+                self.password_spray(ev, ip, &shared, now, ctx, is_open, out);
             }
         } else if is_login_success(ev) {
             if let Some(user) = ev.user.as_deref() {
-                self.success_after_failures(ev, user, id, now, ctx, out);
+                self.success_after_failures(ev, user, id, now, ctx, is_open, out);
             }
         }
     }
@@ -281,8 +299,9 @@ impl RuleState {
         &mut self,
         ev: &Event,
         id: &str,
-        now: DateTime<Utc>,
+        now: Micros,
         ctx: &mut CorrelationContext,
+        is_open: IsOpen<'_>,
         out: &mut Vec<Firing>,
     ) {
         let c = &self.cfg;
@@ -292,12 +311,9 @@ impl RuleState {
         ctx.storm_count = n;
         ctx.storm_window_seconds = c.storm_window_secs;
         if n > c.storm_threshold {
-            let first = r.within(now, w).next().map_or(now, |x| x.0);
-            out.push(Firing {
-                rule: alert::INGEST_STORM,
-                user: None,
-                src_ip: None,
-                first_seen: first,
+            let rule = alert::INGEST_STORM;
+            let detail = (!is_open(&rule, &ev.host, None, None)).then(|| FiringDetail {
+                first_seen: to_time(r.within(now, w).next().map_or(now, |x| x.0)),
                 evidence: vec![id.to_string()],
                 count: n as u64,
                 reasons: vec![format!(
@@ -307,109 +323,129 @@ impl RuleState {
                 context: ctx_map(json!({
                     "storm_count": n, "window_seconds": c.storm_window_secs, "threshold": c.storm_threshold,
                 })),
+            });
+            out.push(Firing {
+                rule,
+                user: None,
+                src_ip: None,
                 recommended_action: recommended::RATE_LIMIT_HOST,
+                detail,
             });
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn brute_force(
         &mut self,
         ev: &Event,
         user: &str,
-        id: &str,
-        now: DateTime<Utc>,
+        id: &Arc<str>,
+        now: Micros,
         ctx: &mut CorrelationContext,
+        is_open: IsOpen<'_>,
         out: &mut Vec<Firing>,
     ) {
         let c = &self.cfg;
         let w = secs(c.brute_force_window_secs);
         let r = self
             .failures
-            .push(host_user_key(&ev.host, user), now, id.into());
+            .push(host_user_key(&ev.host, user), now, id.clone());
         let n = r.count_within(now, w) as u32;
         ctx.login_failed_count = Some(n);
         ctx.brute_window_seconds = Some(c.brute_force_window_secs);
         if n >= c.brute_force_threshold {
-            let ev_in: Vec<_> = r.within(now, w).collect();
-            let src = ev
-                .src_ip
-                .map(|ip| format!(" from {ip}"))
-                .unwrap_or_default();
+            let rule = alert::BRUTE_FORCE;
+            let detail = (!is_open(&rule, &ev.host, Some(user), ev.src_ip)).then(|| {
+                let ev_in: Vec<_> = r.within(now, w).collect();
+                let src = ev.src_ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
+                FiringDetail {
+                    first_seen: to_time(ev_in.first().map_or(now, |x| x.0)),
+                    evidence: ev_in.iter().map(|x| x.1.to_string()).collect(),
+                    count: n as u64,
+                    reasons: vec![format!(
+                        "{n} failed logins for user '{user}' on host '{}' within {} s{src} (threshold {})",
+                        ev.host, c.brute_force_window_secs, c.brute_force_threshold
+                    )],
+                    context: ctx_map(json!({
+                        "login_failed_count": n, "window_seconds": c.brute_force_window_secs,
+                        "threshold": c.brute_force_threshold,
+                    })),
+                }
+            });
             out.push(Firing {
-                rule: alert::BRUTE_FORCE,
+                rule,
                 user: Some(user.to_string()),
                 src_ip: ev.src_ip,
-                first_seen: ev_in.first().map_or(now, |x| x.0),
-                evidence: ev_in.iter().map(|x| x.1.to_string()).collect(),
-                count: n as u64,
-                reasons: vec![format!(
-                    "{n} failed logins for user '{user}' on host '{}' within {} s{src} (threshold {})",
-                    ev.host, c.brute_force_window_secs, c.brute_force_threshold
-                )],
-                context: ctx_map(json!({
-                    "login_failed_count": n, "window_seconds": c.brute_force_window_secs,
-                    "threshold": c.brute_force_threshold,
-                })),
-                recommended_action: if ev.src_ip.is_some() { recommended::BLOCK_IP } else { recommended::INVESTIGATE },
+                recommended_action: if ev.src_ip.is_some() {
+                    recommended::BLOCK_IP
+                } else {
+                    recommended::INVESTIGATE
+                },
+                detail,
             });
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn password_spray(
         &mut self,
         ev: &Event,
         ip: IpAddr,
-        id: &str,
-        now: DateTime<Utc>,
+        id: &Arc<str>,
+        now: Micros,
         ctx: &mut CorrelationContext,
+        is_open: IsOpen<'_>,
         out: &mut Vec<Firing>,
     ) {
         let c = &self.cfg;
         let w = secs(c.spray_window_secs);
-        let user_hash = ev.user.as_deref().map_or(0, |u| fnv1a(u.as_bytes()) | 1);
-        let r = self.spray.push(ip, now, (user_hash, id.into()));
-        let in_window: Vec<_> = r.within(now, w).collect();
-        let fails = in_window.len() as u32;
-        let mut users: Vec<u64> = in_window
-            .iter()
-            .map(|x| x.1.0)
-            .filter(|h| *h != 0)
-            .collect();
-        users.sort_unstable();
-        users.dedup();
-        let distinct = users.len() as u32;
+        let user_hash = ev.user.as_deref().map(|u| fnv1a(u.as_bytes()));
+        let cap = c.spray_max_tracked;
+        let st = self.spray.entry(ip).or_insert_with(|| SprayState::new(cap));
+        st.push(now, id.clone(), user_hash, cap);
+        let fails = st.fails.count_within(now, w) as u32;
+        let distinct = st.distinct_users(now, w) as u32;
         ctx.spray_fail_count = Some(fails);
         ctx.spray_unique_users = Some(distinct);
         ctx.spray_window_seconds = Some(c.spray_window_secs);
         if fails >= c.spray_fail_threshold && distinct >= c.spray_unique_users {
+            let rule = alert::PASSWORD_SPRAY;
+            let detail = (!is_open(&rule, &ev.host, None, Some(ip))).then(|| {
+                let in_window: Vec<_> = st.fails.within(now, w).collect();
+                FiringDetail {
+                    first_seen: to_time(in_window.first().map_or(now, |x| x.0)),
+                    evidence: in_window.iter().map(|x| x.1.to_string()).collect(),
+                    count: fails as u64,
+                    reasons: vec![format!(
+                        "{fails} failed logins over {distinct} distinct users from {ip} within {} s (thresholds {} failures, {} users)",
+                        c.spray_window_secs, c.spray_fail_threshold, c.spray_unique_users
+                    )],
+                    context: ctx_map(json!({
+                        "spray_fail_count": fails, "spray_unique_users": distinct,
+                        "window_seconds": c.spray_window_secs,
+                        "fail_threshold": c.spray_fail_threshold, "unique_users_threshold": c.spray_unique_users,
+                    })),
+                }
+            });
             out.push(Firing {
-                rule: alert::PASSWORD_SPRAY,
+                rule,
                 user: None,
                 src_ip: Some(ip),
-                first_seen: in_window.first().map_or(now, |x| x.0),
-                evidence: in_window.iter().map(|x| x.1.1.to_string()).collect(),
-                count: fails as u64,
-                reasons: vec![format!(
-                    "{fails} failed logins over {distinct} distinct users from {ip} within {} s (thresholds {} failures, {} users)",
-                    c.spray_window_secs, c.spray_fail_threshold, c.spray_unique_users
-                )],
-                context: ctx_map(json!({
-                    "spray_fail_count": fails, "spray_unique_users": distinct,
-                    "window_seconds": c.spray_window_secs,
-                    "fail_threshold": c.spray_fail_threshold, "unique_users_threshold": c.spray_unique_users,
-                })),
                 recommended_action: recommended::BLOCK_IP,
+                detail,
             });
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn success_after_failures(
         &mut self,
         ev: &Event,
         user: &str,
         id: &str,
-        now: DateTime<Utc>,
+        now: Micros,
         ctx: &mut CorrelationContext,
+        is_open: IsOpen<'_>,
         out: &mut Vec<Firing>,
     ) {
         let c = &self.cfg;
@@ -424,30 +460,71 @@ impl RuleState {
         ctx.success_prior_fail_count = Some(n);
         ctx.success_window_seconds = Some(c.success_window_secs);
         if n >= c.success_prior_failures {
-            let mut evidence: Vec<String> = prior.iter().map(|x| x.1.to_string()).collect();
-            evidence.push(id.to_string());
-            let src = ev
-                .src_ip
-                .map(|ip| format!(" from {ip}"))
-                .unwrap_or_default();
+            let rule = alert::SUCCESS_AFTER_FAILURES;
+            let detail = (!is_open(&rule, &ev.host, Some(user), ev.src_ip)).then(|| {
+                let mut evidence: Vec<String> = prior.iter().map(|x| x.1.to_string()).collect();
+                evidence.push(id.to_string());
+                let src = ev.src_ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
+                FiringDetail {
+                    first_seen: to_time(prior.first().map_or(now, |x| x.0)),
+                    evidence,
+                    count: n as u64 + 1,
+                    reasons: vec![format!(
+                        "successful login for user '{user}' on host '{}'{src} after {n} failed logins within {} s (threshold {}): the account may be compromised",
+                        ev.host, c.success_window_secs, c.success_prior_failures
+                    )],
+                    context: ctx_map(json!({
+                        "success_prior_fail_count": n, "window_seconds": c.success_window_secs,
+                        "threshold": c.success_prior_failures,
+                    })),
+                }
+            });
             out.push(Firing {
-                rule: alert::SUCCESS_AFTER_FAILURES,
+                rule,
                 user: Some(user.to_string()),
                 src_ip: ev.src_ip,
-                first_seen: prior.first().map_or(now, |x| x.0),
-                evidence,
-                count: n as u64 + 1,
-                reasons: vec![format!(
-                    "successful login for user '{user}' on host '{}'{src} after {n} failed logins within {} s (threshold {}): the account may be compromised",
-                    ev.host, c.success_window_secs, c.success_prior_failures
-                )],
-                context: ctx_map(json!({
-                    "success_prior_fail_count": n, "window_seconds": c.success_window_secs,
-                    "threshold": c.success_prior_failures,
-                })),
                 recommended_action: recommended::INVESTIGATE_ACCOUNT,
+                detail,
             });
         }
+    }
+}
+
+/// Password-spray memory for one source address.
+#[derive(Debug)]
+struct SprayState {
+    fails: Recent<Arc<str>>,
+    /// (user hash, newest failure naming that user); bounded like `fails`.
+    users: Vec<(u64, Micros)>,
+}
+
+impl SprayState {
+    fn new(cap: usize) -> Self {
+        SprayState {
+            fails: Recent::new(cap),
+            users: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, at: Micros, id: Arc<str>, user: Option<u64>, cap: usize) {
+        self.fails.push(at, id);
+        let Some(user) = user else { return };
+        if let Some(entry) = self.users.iter_mut().find(|(u, _)| *u == user) {
+            entry.1 = entry.1.max(at);
+        } else if self.users.len() < cap {
+            self.users.push((user, at));
+        } else if let Some(oldest) = self.users.iter_mut().min_by_key(|(_, t)| *t) {
+            // Full: the user seen longest ago makes room.
+            *oldest = (user, at);
+        }
+    }
+
+    fn distinct_users(&self, now: Micros, window: Micros) -> usize {
+        let cutoff = now - window;
+        self.users
+            .iter()
+            .filter(|(_, t)| *t >= cutoff && *t <= now)
+            .count()
     }
 }
 

@@ -5,16 +5,27 @@
 //! newest, the rule holds. [`Recent`] keeps exactly that, so memory per key is
 //! fixed however hard a key is hammered. Keys idle for longer than the
 //! largest window are dropped by [`KeyedWindows::evict_idle`].
+//!
+//! Times are integer microseconds since the epoch ([`Micros`]): window
+//! arithmetic on the hot path is then plain integer compares.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::Hash;
 
-use chrono::{DateTime, Duration, Utc};
+use crate::util::FastMap;
+
+/// Event time (or a duration) in microseconds.
+pub type Micros = i64;
+
+/// Microseconds in `secs` seconds.
+pub fn secs(secs: u32) -> Micros {
+    secs as i64 * 1_000_000
+}
 
 /// The last `cap` observations of one key, oldest first.
 #[derive(Clone, Debug)]
 pub struct Recent<T> {
-    items: VecDeque<(DateTime<Utc>, T)>,
+    items: VecDeque<(Micros, T)>,
     cap: usize,
 }
 
@@ -28,38 +39,45 @@ impl<T> Recent<T> {
 
     /// Records an observation, forgetting the oldest when full. Observations
     /// arriving slightly out of order are placed by time.
-    pub fn push(&mut self, at: DateTime<Utc>, item: T) {
+    pub fn push(&mut self, at: Micros, item: T) {
         if self.items.len() == self.cap {
             if self.items.front().is_some_and(|(t, _)| at < *t) {
                 return; // older than everything we keep: it cannot matter
             }
             self.items.pop_front();
         }
-        let pos = self
-            .items
-            .iter()
-            .rposition(|(t, _)| *t <= at)
-            .map_or(0, |p| p + 1);
-        self.items.insert(pos, (at, item));
+        if self.items.back().is_none_or(|(t, _)| *t <= at) {
+            self.items.push_back((at, item));
+        } else {
+            let pos = self.items.partition_point(|(t, _)| *t <= at);
+            self.items.insert(pos, (at, item));
+        }
     }
 
     /// Observations within `window` ending at `now` (inclusive), oldest first.
     pub fn within(
         &self,
-        now: DateTime<Utc>,
-        window: Duration,
-    ) -> impl DoubleEndedIterator<Item = &(DateTime<Utc>, T)> {
+        now: Micros,
+        window: Micros,
+    ) -> impl DoubleEndedIterator<Item = &(Micros, T)> {
+        let (lo, hi) = self.bounds(now, window);
+        self.items.range(lo..hi)
+    }
+
+    pub fn count_within(&self, now: Micros, window: Micros) -> usize {
+        let (lo, hi) = self.bounds(now, window);
+        hi - lo
+    }
+
+    /// Index range of observations in `[now - window, now]` (items are sorted).
+    fn bounds(&self, now: Micros, window: Micros) -> (usize, usize) {
         let cutoff = now - window;
-        self.items
-            .iter()
-            .filter(move |(t, _)| *t >= cutoff && *t <= now)
+        let lo = self.items.partition_point(|(t, _)| *t < cutoff);
+        let hi = self.items.partition_point(|(t, _)| *t <= now);
+        (lo, hi.max(lo))
     }
 
-    pub fn count_within(&self, now: DateTime<Utc>, window: Duration) -> usize {
-        self.within(now, window).count()
-    }
-
-    pub fn newest(&self) -> Option<DateTime<Utc>> {
+    pub fn newest(&self) -> Option<Micros> {
         self.items.back().map(|(t, _)| *t)
     }
 
@@ -79,19 +97,19 @@ impl<T> Recent<T> {
 /// A map of key → [`Recent`], with idle-key eviction.
 #[derive(Clone, Debug)]
 pub struct KeyedWindows<K, T> {
-    map: HashMap<K, Recent<T>>,
+    map: FastMap<K, Recent<T>>,
     cap: usize,
 }
 
 impl<K: Hash + Eq, T> KeyedWindows<K, T> {
     pub fn new(cap_per_key: usize) -> Self {
         KeyedWindows {
-            map: HashMap::new(),
+            map: FastMap::default(),
             cap: cap_per_key,
         }
     }
 
-    pub fn push(&mut self, key: K, at: DateTime<Utc>, item: T) -> &Recent<T> {
+    pub fn push(&mut self, key: K, at: Micros, item: T) -> &Recent<T> {
         let cap = self.cap;
         let r = self.map.entry(key).or_insert_with(|| Recent::new(cap));
         r.push(at, item);
@@ -103,7 +121,7 @@ impl<K: Hash + Eq, T> KeyedWindows<K, T> {
     }
 
     /// Drops keys whose newest observation is older than `horizon`.
-    pub fn evict_idle(&mut self, horizon: DateTime<Utc>) {
+    pub fn evict_idle(&mut self, horizon: Micros) {
         self.map
             .retain(|_, r| r.newest().is_some_and(|t| t >= horizon));
     }
@@ -116,10 +134,8 @@ impl<K: Hash + Eq, T> KeyedWindows<K, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap()
+    fn t(s: i64) -> Micros {
+        (1_700_000_000 + s) * 1_000_000
     }
 
     #[test]
@@ -130,9 +146,7 @@ mod tests {
         }
         assert_eq!(r.len(), 3);
         assert_eq!(
-            r.within(t(9), Duration::seconds(100))
-                .map(|x| x.1)
-                .collect::<Vec<_>>(),
+            r.within(t(9), secs(100)).map(|x| x.1).collect::<Vec<_>>(),
             vec![7, 8, 9]
         );
     }
@@ -143,8 +157,8 @@ mod tests {
         for s in [0, 30, 60, 61] {
             r.push(t(s), ());
         }
-        assert_eq!(r.count_within(t(60), Duration::seconds(60)), 3);
-        assert_eq!(r.count_within(t(61), Duration::seconds(60)), 3);
+        assert_eq!(r.count_within(t(60), secs(60)), 3);
+        assert_eq!(r.count_within(t(61), secs(60)), 3);
     }
 
     #[test]
@@ -154,9 +168,7 @@ mod tests {
             r.push(t(s), s);
         }
         assert_eq!(
-            r.within(t(20), Duration::seconds(100))
-                .map(|x| x.1)
-                .collect::<Vec<_>>(),
+            r.within(t(20), secs(100)).map(|x| x.1).collect::<Vec<_>>(),
             vec![5, 10, 15, 20]
         );
     }

@@ -13,10 +13,10 @@
 //! [`SshState`] remembers, per (host, pid), the client address and whether a
 //! failure is still waiting for one, bounded in size.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use crate::event::{Action, Category, Outcome, parse_ip};
+use crate::util::{find_byte, find_str, rfind_byte, rfind_str};
 
 /// What the auth parser understood of one message.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,17 +87,22 @@ pub const MAX_REPEAT: u32 = 10_000;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Conn {
+    /// Hash of (syslog host, pid); 0 marks an empty slot.
+    key: u64,
     ip: Option<IpAddr>,
     unattributed_failure: bool,
     authenticated: bool,
 }
 
 /// Bounded memory of sshd connections, keyed by (syslog host, pid).
+///
+/// A direct-mapped table: each connection hashes to one slot and a newer
+/// connection that lands on an occupied slot replaces it. Memory is fixed,
+/// lookups never allocate, and an evicted entry only costs the attribution
+/// of a later address-less line of a long-gone connection.
 #[derive(Debug)]
 pub struct SshState {
-    conns: HashMap<(u64, u32), Conn>,
-    order: VecDeque<(u64, u32)>,
-    cap: usize,
+    slots: Vec<Conn>,
 }
 
 impl Default for SshState {
@@ -107,40 +112,38 @@ impl Default for SshState {
 }
 
 impl SshState {
+    /// `cap` is rounded up to a power of two.
     pub fn with_capacity(cap: usize) -> Self {
         SshState {
-            conns: HashMap::new(),
-            order: VecDeque::new(),
-            cap: cap.max(1),
+            slots: vec![Conn::default(); cap.max(1).next_power_of_two()],
         }
     }
 
+    /// Connections currently remembered.
     pub fn len(&self) -> usize {
-        self.conns.len()
+        self.slots.iter().filter(|c| c.key != 0).count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
+        self.len() == 0
     }
 
-    fn entry(&mut self, key: (u64, u32)) -> &mut Conn {
-        if !self.conns.contains_key(&key) {
-            while self.conns.len() >= self.cap {
-                match self.order.pop_front() {
-                    Some(old) => {
-                        self.conns.remove(&old);
-                    }
-                    None => break,
-                }
-            }
-            self.order.push_back(key);
+    fn entry(&mut self, key: u64) -> &mut Conn {
+        let key = key.max(1);
+        let mask = self.slots.len() - 1;
+        let slot = &mut self.slots[(key ^ (key >> 29)) as usize & mask];
+        if slot.key != key {
+            *slot = Conn {
+                key,
+                ..Conn::default()
+            };
         }
-        self.conns.entry(key).or_default()
+        slot
     }
 }
 
-fn host_key(host: &str) -> u64 {
-    crate::util::fnv1a(host.as_bytes())
+fn conn_key(host: &str, pid: u32) -> u64 {
+    crate::util::fnv1a_extend(crate::util::fnv1a(host.as_bytes()), &pid.to_le_bytes())
 }
 
 // ---------------------------------------------------------------------------
@@ -174,7 +177,7 @@ pub fn is_auth_program(program: &str) -> bool {
 
 /// `sshd(pam_unix)` → `sshd`.
 fn base_program(program: &str) -> &str {
-    match program.find('(') {
+    match find_byte(program, b'(') {
         Some(i) => &program[..i],
         None => program,
     }
@@ -198,7 +201,7 @@ pub fn parse_auth<'a>(
     let (message, repeat) = unwrap_repeated(message);
     let mut info = match base {
         "sshd" | "sshd-session" | "sshd-auth" => {
-            sshd(message, pid.map(|p| (host_key(syslog_host), p)), state)
+            sshd(message, pid.map(|p| conn_key(syslog_host, p)), state)
         }
         "sudo" => sudo(message),
         "su" => su(message),
@@ -235,14 +238,14 @@ fn strip_sshd_prefixes(mut m: &str) -> &str {
     loop {
         let before = m.len();
         if let Some(r) = m.strip_prefix("[ID ") {
-            if let Some(close) = r.find("] ") {
+            if let Some(close) = find_str(r, "] ") {
                 m = &r[close + 2..];
             }
         }
         if let Some(r) = m.strip_prefix("kernel:") {
             let r = r.trim_start();
             if let Some(inner) = r.strip_prefix('[') {
-                if let Some(close) = inner.find(']') {
+                if let Some(close) = find_byte(inner, b']') {
                     let r = &inner[close + 1..];
                     m = r.strip_prefix(':').unwrap_or(r).trim_start();
                 }
@@ -259,7 +262,7 @@ fn strip_sshd_prefixes(mut m: &str) -> &str {
     }
 }
 
-fn sshd<'a>(raw: &'a str, key: Option<(u64, u32)>, state: &mut SshState) -> AuthInfo<'a> {
+fn sshd<'a>(raw: &'a str, key: Option<u64>, state: &mut SshState) -> AuthInfo<'a> {
     let m = strip_sshd_prefixes(raw);
     let mut info = sshd_message(m);
     let Some(key) = key else {
@@ -318,7 +321,7 @@ fn take_port(s: &str) -> (Option<u16>, &str) {
 fn auth_tail_ok(tail: &str) -> Option<Option<u16>> {
     let (port, mut t) = take_port(tail);
     if let Some(r) = t.strip_prefix(" on ") {
-        let end = r.find(' ').unwrap_or(r.len());
+        let end = find_byte(r, b' ').unwrap_or(r.len());
         t = take_port(&r[end..]).1;
     }
     if let Some(r) = t.strip_prefix(" ssh") {
@@ -351,7 +354,7 @@ fn user_from<'a, T>(
     tail_ok: impl Fn(&'a str) -> Option<T>,
 ) -> Option<(&'a str, &'a str, T)> {
     let mut search = 0;
-    while let Some(off) = s[search..].find("from ") {
+    while let Some(off) = find_str(&s[search..], "from ") {
         let at = search + off;
         search = at + 5;
         if at > 0 && s.as_bytes()[at - 1] != b' ' {
@@ -379,7 +382,7 @@ fn user_from<'a, T>(
 fn user_ip_port(s: &str) -> Option<(Option<&str>, &str, Option<u16>, &str)> {
     let body = s.strip_suffix(" [preauth]").unwrap_or(s);
     let mut search_end = body.len();
-    while let Some(p) = body[..search_end].rfind(" port ") {
+    while let Some(p) = rfind_str(&body[..search_end], " port ") {
         search_end = p;
         let after = &body[p + 6..];
         let digits = after
@@ -391,7 +394,7 @@ fn user_ip_port(s: &str) -> Option<(Option<&str>, &str, Option<u16>, &str)> {
             continue;
         }
         let head = &body[..p];
-        let (who, ip) = match head.rfind(' ') {
+        let (who, ip) = match rfind_byte(head, b' ') {
             Some(sp) => (Some(&head[..sp]), &head[sp + 1..]),
             None => (None, head),
         };
@@ -433,6 +436,12 @@ fn method_for_user(s: &str) -> Option<(&str, &str, bool, &str, Option<u16>)> {
 fn sshd_message(m: &str) -> AuthInfo<'_> {
     use Action as A;
     use Outcome::{Failure as F, Success as S, Unknown as U};
+
+    // PAM module lines are the most common sshd lines after failures; they
+    // never match the sshd-specific prefixes below.
+    if m.starts_with("pam_") {
+        return pam_message(m).unwrap_or_else(|| AuthInfo::message(Category::Auth, 1));
+    }
 
     if let Some(r) = m.strip_prefix("Failed ") {
         if let Some((method, user, invalid, host, port)) = method_for_user(r) {
@@ -479,7 +488,7 @@ fn sshd_message(m: &str) -> AuthInfo<'_> {
         if let Some((user, host, _)) =
             user_from(r, |t: &str| t.strip_prefix(" not allowed because "))
         {
-            let reason = &r[r.rfind(" not allowed because ").map_or(0, |i| i + 21)..];
+            let reason = &r[rfind_str(r, " not allowed because ").map_or(0, |i| i + 21)..];
             return AuthInfo::auth(A::LoginDenied, F, 5)
                 .user(user)
                 .host(host)
@@ -492,7 +501,7 @@ fn sshd_message(m: &str) -> AuthInfo<'_> {
         }
     }
     if let Some(r) = m.strip_prefix("ROOT LOGIN REFUSED FROM ") {
-        let end = r.find(' ').unwrap_or(r.len());
+        let end = find_byte(r, b' ').unwrap_or(r.len());
         let (port, _) = take_port(&r[end..]);
         return AuthInfo::auth(A::LoginDenied, F, 6)
             .user("root")
@@ -552,7 +561,7 @@ fn sshd_message(m: &str) -> AuthInfo<'_> {
         return received_disconnect(r, m.ends_with("[preauth]"));
     }
     if let Some(r) = m.strip_prefix("Connection from ") {
-        let end = r.find(' ').unwrap_or(r.len());
+        let end = find_byte(r, b' ').unwrap_or(r.len());
         let (port, _) = take_port(&r[end..]);
         return AuthInfo::new(Category::Network, A::Connection, U, 1)
             .host(&r[..end])
@@ -573,7 +582,7 @@ fn sshd_message(m: &str) -> AuthInfo<'_> {
             let found = user_from(r, port_tail_ok)
                 .map(|(_, h, port)| (h, port))
                 .or_else(|| {
-                    let end = r.find(' ').unwrap_or(r.len());
+                    let end = find_byte(r, b' ').unwrap_or(r.len());
                     parse_ip(&r[..end]).map(|_| (&r[..end], take_port(&r[end..]).0))
                 });
             let mut i = AuthInfo::auth(A::ProtocolError, F, 3)
@@ -589,7 +598,7 @@ fn sshd_message(m: &str) -> AuthInfo<'_> {
         "ssh_dispatch_run_fatal: Connection from ",
     ] {
         if let Some(r) = m.strip_prefix(p) {
-            let end = r.find(' ').unwrap_or(r.len());
+            let end = find_byte(r, b' ').unwrap_or(r.len());
             let (port, rest) = take_port(&r[end..]);
             let reason = rest
                 .trim_start_matches(':')
@@ -602,7 +611,7 @@ fn sshd_message(m: &str) -> AuthInfo<'_> {
         }
     }
     if let Some(r) = m.strip_prefix("Unable to negotiate with ") {
-        let end = r.find(' ').unwrap_or(r.len());
+        let end = find_byte(r, b' ').unwrap_or(r.len());
         let (port, rest) = take_port(&r[end..]);
         let reason = rest.trim_start_matches(':').trim();
         let reason = reason.split(". Their offer").next().unwrap_or(reason);
@@ -620,7 +629,7 @@ fn sshd_message(m: &str) -> AuthInfo<'_> {
     }
     if let Some(r) = m.strip_prefix("Magic value check failed (") {
         if let Some((_, tail)) = r.split_once(" from ") {
-            let end = tail.find(' ').unwrap_or(tail.len());
+            let end = find_byte(tail, b' ').unwrap_or(tail.len());
             let (port, _) = take_port(&tail[end..]);
             return AuthInfo::auth(A::ProtocolError, F, 3)
                 .host(&tail[..end])
@@ -630,7 +639,7 @@ fn sshd_message(m: &str) -> AuthInfo<'_> {
     }
     if let Some(r) = m.strip_prefix("Timeout before authentication for ") {
         let r = r.strip_prefix("connection from ").unwrap_or(r);
-        let end = r.find(' ').unwrap_or(r.len());
+        let end = find_byte(r, b' ').unwrap_or(r.len());
         let (port, _) = take_port(&r[end..]);
         return AuthInfo::auth(A::AuthTimeout, F, 3)
             .host(&r[..end])
@@ -656,7 +665,7 @@ fn sshd_message(m: &str) -> AuthInfo<'_> {
     }
     if let Some(r) = m.strip_prefix("Address ") {
         if m.contains("POSSIBLE BREAK-IN ATTEMPT") {
-            let end = r.find(' ').unwrap_or(r.len());
+            let end = find_byte(r, b' ').unwrap_or(r.len());
             return AuthInfo::auth(A::ReverseMappingMismatch, U, 3).host(&r[..end]);
         }
     }
@@ -757,13 +766,13 @@ fn kv<'a>(s: &'a str, key: &str) -> Option<&'a str> {
 
 /// `root(uid=0)` → `root`.
 fn strip_uid(u: &str) -> &str {
-    u.find('(').map_or(u, |i| &u[..i])
+    find_byte(u, b'(').map_or(u, |i| &u[..i])
 }
 
 fn pam_message(m: &str) -> Option<AuthInfo<'_>> {
     let (service, text) = if m.starts_with("pam_") {
-        let open = m.find('(')?;
-        let close = m[open..].find("): ")? + open;
+        let open = find_byte(m, b'(')?;
+        let close = find_str(&m[open..], "): ")? + open;
         let inner = &m[open + 1..close];
         (inner.split(':').next().unwrap_or(inner), &m[close + 3..])
     } else {

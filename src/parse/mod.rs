@@ -9,13 +9,11 @@ pub mod auth;
 pub mod syslog;
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use chrono::{DateTime, FixedOffset, Utc};
-use serde_json::{Map, Value};
 
-use crate::event::{Action, Category, Event, Outcome};
-use crate::util::{fnv1a, fnv1a_extend, truncate_at_char_boundary};
+use crate::event::{Action, Attributes, Category, Event, Outcome};
+use crate::util::{fnv1a, stable_hash64, truncate_at_char_boundary};
 use auth::{AuthInfo, SshState};
 use syslog::{Envelope, SyslogError, SyslogOptions};
 
@@ -90,10 +88,7 @@ pub struct Parser {
 
 impl Parser {
     pub fn new(opts: ParseOptions) -> Self {
-        let syslog_opts = SyslogOptions {
-            reference: opts.reference,
-            local_offset: opts.local_offset,
-        };
+        let syslog_opts = SyslogOptions::with_offset(opts.reference, opts.local_offset);
         let origin_hash = fnv1a(opts.origin.as_bytes());
         Parser {
             opts,
@@ -123,18 +118,23 @@ impl Parser {
         };
         let mut ev = self.build(&env, auth, line, line_no);
         if truncated {
-            ev.attributes.insert("truncated".into(), Value::Bool(true));
+            ev.attributes.insert("truncated", true);
         }
         Ok(ev)
     }
 
     fn event_id(&self, line: &str, line_no: u64) -> String {
-        let h = fnv1a_extend(
-            fnv1a_extend(self.origin_hash, &line_no.to_le_bytes()),
+        let h = stable_hash64(
+            self.origin_hash ^ line_no.wrapping_mul(0x2545_f491_4f6c_dd1d),
             line.as_bytes(),
         );
-        let mut id = String::with_capacity(20);
-        let _ = write!(id, "ev-{h:016x}");
+        let mut id = String::with_capacity(19);
+        id.push_str("ev-");
+        for shift in (0..16).rev() {
+            id.push(char::from(
+                b"0123456789abcdef"[((h >> (shift * 4)) & 0xf) as usize],
+            ));
+        }
         id
     }
 
@@ -145,24 +145,24 @@ impl Parser {
         line: &str,
         line_no: u64,
     ) -> Event {
-        let mut attributes = Map::new();
+        let mut attributes = Attributes::new();
         let timestamp_utc = match env.timestamp {
             Some(t) => t.with_timezone(&Utc),
             None => {
-                attributes.insert("time_inferred".into(), Value::Bool(true));
+                attributes.insert("time_inferred", true);
                 self.opts.reference
             }
         };
         if let Some(f) = env.facility() {
-            attributes.insert("syslog_facility".into(), Value::String(f.into()));
+            attributes.insert("syslog_facility", f);
         }
         if let Some(msgid) = env.msgid {
-            attributes.insert("msgid".into(), Value::String(msgid.into()));
+            attributes.insert("msgid", msgid);
         }
         if let Some(sd) = env.structured_data {
-            attributes.insert("structured_data".into(), Value::String(sd.into()));
+            attributes.insert("structured_data", sd);
         }
-        let process = env.app.map(str::to_string);
+        let process = env.app.map(intern_program);
         let pid = env.pid_number();
         let host = env.hostname.unwrap_or(&self.opts.default_host).to_string();
         let message = env.message.to_string();
@@ -170,7 +170,7 @@ impl Parser {
         match auth {
             Some(a) => {
                 for (k, v) in a.attrs {
-                    attributes.insert(k.into(), Value::String(v.into()));
+                    attributes.insert(k, v);
                 }
                 Event {
                     event_id,
@@ -221,6 +221,36 @@ impl Parser {
     }
 }
 
+/// Common program names are shared, not copied, into every event.
+fn intern_program(name: &str) -> Cow<'static, str> {
+    const KNOWN: &[&str] = &[
+        "sshd",
+        "sshd-session",
+        "sshd-auth",
+        "sudo",
+        "su",
+        "CRON",
+        "cron",
+        "crond",
+        "systemd",
+        "systemd-logind",
+        "kernel",
+        "useradd",
+        "usermod",
+        "userdel",
+        "groupadd",
+        "passwd",
+        "chpasswd",
+        "login",
+        "nginx",
+        "postfix",
+    ];
+    match KNOWN.iter().find(|k| **k == name) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(name.to_string()),
+    }
+}
+
 /// Syslog severity (0 = emerg … 7 = debug) on Vigil's 0–10 scale.
 fn syslog_severity_to_score(s: u8) -> u8 {
     [10, 9, 8, 6, 4, 2, 1, 0][(s & 7) as usize]
@@ -230,6 +260,7 @@ fn syslog_severity_to_score(s: u8) -> u8 {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use serde_json::Value;
 
     fn parser() -> Parser {
         Parser::new(ParseOptions::new(

@@ -7,6 +7,7 @@
 //! a year or a colon after the BSD timestamp, a missing hostname, a tag with
 //! no colon, CR line endings.
 
+use crate::util::find_byte;
 use chrono::{
     DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
 };
@@ -64,16 +65,37 @@ pub enum SyslogError {
 /// year-less BSD date is placed, and the zone BSD timestamps are written in.
 #[derive(Clone, Copy, Debug)]
 pub struct SyslogOptions {
-    pub reference: DateTime<Utc>,
-    pub local_offset: FixedOffset,
+    reference: DateTime<Utc>,
+    local_offset: FixedOffset,
+    /// Latest local time a year-less date may fall on (reference + 1 day).
+    limit: NaiveDateTime,
 }
 
 impl SyslogOptions {
+    /// BSD timestamps read as UTC.
     pub fn new(reference: DateTime<Utc>) -> Self {
+        Self::with_offset(
+            reference,
+            FixedOffset::east_opt(0).expect("zero offset is valid"),
+        )
+    }
+
+    /// BSD timestamps read in the zone `local_offset`.
+    pub fn with_offset(reference: DateTime<Utc>, local_offset: FixedOffset) -> Self {
+        let limit = reference.with_timezone(&local_offset).naive_local() + Duration::days(1);
         SyslogOptions {
             reference,
-            local_offset: FixedOffset::east_opt(0).expect("zero offset is valid"),
+            local_offset,
+            limit,
         }
+    }
+
+    pub fn reference(&self) -> DateTime<Utc> {
+        self.reference
+    }
+
+    pub fn local_offset(&self) -> FixedOffset {
+        self.local_offset
     }
 }
 
@@ -250,28 +272,12 @@ pub fn infer_year(
     time: NaiveTime,
     opts: &SyslogOptions,
 ) -> Option<NaiveDate> {
-    let reference = opts.reference.with_timezone(&opts.local_offset);
-    let limit = reference.naive_local() + Duration::days(1);
-    let year = reference.year();
+    let year = opts.limit.year();
     // Feb 29 exists only in leap years: walk back until the date is valid.
-    for y in [
-        year,
-        year - 1,
-        year - 2,
-        year - 3,
-        year - 4,
-        year - 5,
-        year - 6,
-        year - 7,
-        year - 8,
-    ] {
-        if let Some(d) = NaiveDate::from_ymd_opt(y, month, day) {
-            if NaiveDateTime::new(d, time) <= limit {
-                return Some(d);
-            }
-        }
-    }
-    None
+    (0..9).map(|back| year - back).find_map(|y| {
+        NaiveDate::from_ymd_opt(y, month, day)
+            .filter(|d| NaiveDateTime::new(*d, time) <= opts.limit)
+    })
 }
 
 /// `2010-08-30T23:00:05[.frac](Z|±hh:mm)` as the first token.
@@ -283,7 +289,7 @@ fn iso_timestamp<'a>(
     if b.len() < 19 || b[4] != b'-' || b[10] != b'T' || !b[0].is_ascii_digit() {
         return None;
     }
-    let end = s.find(' ').unwrap_or(s.len());
+    let end = find_byte(s, b' ').unwrap_or(s.len());
     let tok = &s[..end];
     let ts = match DateTime::parse_from_rfc3339(tok) {
         Ok(t) => t,
@@ -335,7 +341,7 @@ fn bsd_body(s: &str) -> Envelope<'_> {
 }
 
 fn split_token(s: &str) -> (&str, &str) {
-    match s.find(' ') {
+    match find_byte(s, b' ') {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, ""),
     }
@@ -345,7 +351,7 @@ fn split_token(s: &str) -> (&str, &str) {
 fn split_tag(s: &str) -> (&str, Option<&str>, &str) {
     if let Some(inner) = s.strip_prefix('[') {
         // `[sshd]: msg` / `[sshd] msg`
-        if let Some(close) = inner.find(']') {
+        if let Some(close) = find_byte(inner, b']') {
             let name = &inner[..close];
             if !name.contains(' ') {
                 let rest = &inner[close + 1..];
@@ -363,7 +369,7 @@ fn split_tag(s: &str) -> (&str, Option<&str>, &str) {
     let mut pid = None;
     let mut j = i;
     if b.get(i) == Some(&b'[') {
-        if let Some(close) = s[i..].find(']') {
+        if let Some(close) = find_byte(&s[i..], b']') {
             let inner = &s[i + 1..i + close];
             if !inner.contains(' ') {
                 pid = Some(inner);

@@ -14,7 +14,6 @@
 //! released host is not re-quarantined by evidence from before the release.
 //! Every change is queued as a [`StateChange`] for the store to persist.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
@@ -22,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::{Decision, Verdict};
 use crate::event::Event;
+use crate::util::FastMap;
 
 /// Policy settings (TOML section `[policy]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -132,15 +132,19 @@ pub enum PolicyError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct BanRequest {
     pub ip: IpAddr,
-    pub alert_id: String,
-    pub rule_id: String,
+    pub alert_id: std::sync::Arc<str>,
+    pub rule_id: &'static str,
 }
+
+/// An active ban is extended only when that moves its expiry by at least
+/// this much, so a long attack does not rewrite the ban on every event.
+const BAN_EXTEND_GRANULARITY_SECS: i64 = 60;
 
 #[derive(Debug, Default)]
 pub struct Policy {
     cfg: PolicyConfig,
-    hosts: HashMap<String, HostState>,
-    bans: HashMap<IpAddr, Ban>,
+    hosts: FastMap<String, HostState>,
+    bans: FastMap<IpAddr, Ban>,
     changes: Vec<StateChange>,
 }
 
@@ -231,14 +235,19 @@ impl Policy {
         if ev.severity < self.cfg.severity_floor {
             return decide(Decision::Throttle, "below_severity_floor", context);
         }
+        if let Some(current) = self.hosts.get(&ev.host) {
+            if current.quarantine.is_some() {
+                return decide(Decision::Block, "host_quarantined", context);
+            }
+            if let Some(until) = current.cooldown_until_utc.filter(|u| now < *u) {
+                context.cooldown_until_utc = Some(until);
+                return decide(Decision::Block, "cooldown_active", context);
+            }
+        }
+        if verdict.decision == Decision::Allow {
+            return decide(Decision::Allow, "ok", context);
+        }
         let mut st = self.hosts.get(&ev.host).cloned().unwrap_or_default();
-        if st.quarantine.is_some() {
-            return decide(Decision::Block, "host_quarantined", context);
-        }
-        if let Some(until) = st.cooldown_until_utc.filter(|u| now < *u) {
-            context.cooldown_until_utc = Some(until);
-            return decide(Decision::Block, "cooldown_active", context);
-        }
         match verdict.decision {
             Decision::Block => {
                 let escalate = verdict
@@ -247,7 +256,13 @@ impl Policy {
                     .any(|r| self.cfg.quarantine_on.iter().any(|q| q == r));
                 let released_after = st.released_through_utc.is_some_and(|r| now <= r);
                 if escalate && !released_after {
-                    let alert_id = verdict.alerts.first().map(|a| a.alert_id.clone());
+                    // Name the credential-attack alert, not the storm that came with it.
+                    let alert_id = verdict
+                        .alerts
+                        .iter()
+                        .find(|a| a.rule_id != crate::detect::alert::INGEST_STORM.id)
+                        .or(verdict.alerts.first())
+                        .map(|a| a.alert_id.to_string());
                     st.quarantine = Some(Quarantine {
                         since_utc: now,
                         reason: verdict.reasons.join(","),
@@ -275,23 +290,27 @@ impl Policy {
 
     fn ban(&mut self, req: &BanRequest, now: DateTime<Utc>) {
         let until = now + Duration::seconds(self.cfg.ban_secs as i64);
-        let ban = match self.bans.get(&req.ip) {
-            Some(b) if b.until_utc > now => Ban {
-                until_utc: until.max(b.until_utc),
-                ..b.clone()
-            },
-            _ => Ban {
-                ip: req.ip,
-                since_utc: now,
-                until_utc: until,
-                reason: req.rule_id.clone(),
-                alert_id: Some(req.alert_id.clone()),
-            },
+        let ban = match self.bans.get_mut(&req.ip) {
+            Some(b) if b.until_utc > now => {
+                if until - b.until_utc < Duration::seconds(BAN_EXTEND_GRANULARITY_SECS) {
+                    return;
+                }
+                b.until_utc = until;
+                b.clone()
+            }
+            _ => {
+                let b = Ban {
+                    ip: req.ip,
+                    since_utc: now,
+                    until_utc: until,
+                    reason: req.rule_id.to_string(),
+                    alert_id: Some(req.alert_id.to_string()),
+                };
+                self.bans.insert(req.ip, b.clone());
+                b
+            }
         };
-        if self.bans.get(&req.ip) != Some(&ban) {
-            self.changes.push(StateChange::Ban(ban.clone()));
-            self.bans.insert(req.ip, ban);
-        }
+        self.changes.push(StateChange::Ban(ban));
     }
 
     fn audit(

@@ -52,7 +52,7 @@ impl<R: BufRead> LineReader<R> {
                 break;
             }
             saw_any = true;
-            let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            let (take, done) = match memchr::memchr(b'\n', chunk) {
                 Some(i) => (i + 1, true),
                 None => (chunk.len(), false),
             };
@@ -75,9 +75,14 @@ impl<R: BufRead> LineReader<R> {
             self.buf.pop();
         }
         self.number += 1;
+        // Valid UTF-8 is the norm; the strict check is faster than the lossy one.
+        let text = match std::str::from_utf8(&self.buf) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(&self.buf),
+        };
         Ok(Some(RawLine {
             number: self.number,
-            text: String::from_utf8_lossy(&self.buf),
+            text,
             truncated,
         }))
     }

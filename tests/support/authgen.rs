@@ -2,7 +2,8 @@
 //! example, the benches and tests (`#[path]`-included, not part of the
 //! library). Mixes SSH failures from thousands of addresses with accepted
 //! logins, sudo, cron, logind sessions and unrelated system noise, one day of
-//! timestamps across the file.
+//! timestamps across the file. Attacks come in bursts from one address
+//! (brute force against one user, or a spray over many).
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
@@ -35,56 +36,141 @@ const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
-/// Writes line `i` of an `n`-line file into `out` (without newline).
-pub fn line(rng: &mut Rng, i: u64, n: u64, attackers: u64, out: &mut String) {
-    out.clear();
-    let secs = i * 86_400 / n.max(1);
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let host = HOSTS[rng.below(HOSTS.len() as u64) as usize];
-    let pid = 1000 + rng.below(60_000);
-    let _ = write!(
-        out,
-        "{} {:>2} {:02}:{:02}:{:02} {} ",
-        MONTHS[2], 14, h, m, s, host
-    );
-    let a = rng.below(attackers);
-    let ip = format!(
-        "{}.{}.{}.{}",
-        11 + a % 200,
-        (a >> 3) % 250 + 1,
-        (a * 7) % 250 + 1,
-        (a * 13) % 250 + 1
-    );
-    let port = 1024 + rng.below(60_000);
-    match rng.below(100) {
-        0..=29 => {
-            let u = USERS[rng.below(USERS.len() as u64) as usize];
-            let inv = if rng.below(3) == 0 {
-                "invalid user "
+/// One attacker working through its attempts (real brute force comes in
+/// bursts from one address, not as one failure per random address).
+struct Attack {
+    ip: String,
+    host: &'static str,
+    /// Users it tries: one for a brute force, many for a spray.
+    users: Vec<&'static str>,
+    remaining: u32,
+    next_user: usize,
+}
+
+/// Generator state: the attacks in progress.
+pub struct Gen {
+    rng: Rng,
+    attacks: Vec<Attack>,
+    attackers: u64,
+    buf: String,
+}
+
+impl Gen {
+    pub fn new(seed: u64, attackers: u64) -> Self {
+        Gen {
+            rng: Rng::new(seed),
+            attacks: Vec::new(),
+            attackers: attackers.max(1),
+            buf: String::new(),
+        }
+    }
+
+    fn attack(&mut self) -> usize {
+        if self.attacks.len() < 6 {
+            let a = self.rng.below(self.attackers);
+            let b = Rng::new(a).next();
+            let ip = format!(
+                "{}.{}.{}.{}",
+                11 + b % 200,
+                (b >> 8) % 254 + 1,
+                (b >> 16) % 254 + 1,
+                (b >> 24) % 254 + 1
+            );
+            let spray = self.rng.below(6) == 0;
+            let users: Vec<&'static str> = if spray {
+                USERS.to_vec()
             } else {
-                ""
+                vec![USERS[self.rng.below(3) as usize]]
             };
+            let remaining = if spray {
+                10 + self.rng.below(30)
+            } else {
+                2 + self.rng.below(40)
+            } as u32;
+            let host = HOSTS[self.rng.below(HOSTS.len() as u64) as usize];
+            self.attacks.push(Attack {
+                ip,
+                host,
+                users,
+                remaining,
+                next_user: 0,
+            });
+            return self.attacks.len() - 1;
+        }
+        self.rng.below(self.attacks.len() as u64) as usize
+    }
+
+    /// Line `i` of an `n`-line file (one day of timestamps), without newline.
+    pub fn line(&mut self, i: u64, n: u64) -> &str {
+        let mut out = std::mem::take(&mut self.buf);
+        out.clear();
+        let rng = &mut self.rng;
+        let secs = i * 86_400 / n.max(1);
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        let host = HOSTS[rng.below(HOSTS.len() as u64) as usize];
+        let pid = 1000 + rng.below(60_000);
+        let port = 1024 + rng.below(60_000);
+        let kind = rng.below(100);
+        let stamp = |out: &mut String, host: &str| {
             let _ = write!(
                 out,
-                "sshd[{pid}]: Failed password for {inv}{u} from {ip} port {port} ssh2"
+                "{} {:>2} {:02}:{:02}:{:02} {} ",
+                MONTHS[2], 14, h, m, s, host
             );
+        };
+        if kind < 50 {
+            let k = self.attack();
+            let a = &mut self.attacks[k];
+            stamp(&mut out, a.host);
+            let u = a.users[a.next_user % a.users.len()];
+            a.next_user += 1;
+            a.remaining -= 1;
+            let ip = std::mem::take(&mut a.ip);
+            let rng = &mut self.rng;
+            match kind {
+                0..=29 => {
+                    let inv = if rng.below(3) == 0 {
+                        "invalid user "
+                    } else {
+                        ""
+                    };
+                    let _ = write!(
+                        out,
+                        "sshd[{pid}]: Failed password for {inv}{u} from {ip} port {port} ssh2"
+                    );
+                }
+                30..=37 => {
+                    let _ = write!(out, "sshd[{pid}]: Invalid user {u} from {ip} port {port}");
+                }
+                38..=44 => {
+                    let _ = write!(
+                        out,
+                        "sshd[{pid}]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost={ip}  user={u}"
+                    );
+                }
+                _ => {
+                    let _ = write!(
+                        out,
+                        "sshd[{pid}]: Connection closed by authenticating user {u} {ip} port {port} [preauth]"
+                    );
+                }
+            }
+            let a = &mut self.attacks[k];
+            a.ip = ip;
+            if a.remaining == 0 {
+                self.attacks.swap_remove(k);
+            }
+        } else {
+            stamp(&mut out, host);
+            noise(rng, kind, pid, port, &mut out);
         }
-        30..=37 => {
-            let u = USERS[rng.below(USERS.len() as u64) as usize];
-            let _ = write!(out, "sshd[{pid}]: Invalid user {u} from {ip} port {port}");
-        }
-        38..=44 => {
-            let _ = write!(
-                out,
-                "sshd[{pid}]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost={ip}  user=root"
-            );
-        }
-        45..=49 => {
-            let _ = write!(
-                out,
-                "sshd[{pid}]: Connection closed by authenticating user root {ip} port {port} [preauth]"
-            );
-        }
+        self.buf = out;
+        &self.buf
+    }
+}
+
+fn noise(rng: &mut Rng, kind: u64, pid: u64, port: u64, out: &mut String) {
+    match kind {
         50..=54 => {
             let u = STAFF[rng.below(STAFF.len() as u64) as usize];
             let _ = write!(
@@ -148,12 +234,10 @@ pub fn line(rng: &mut Rng, i: u64, n: u64, attackers: u64, out: &mut String) {
 
 /// A whole file of `n` lines, from `seed`.
 pub fn generate(n: u64, seed: u64, attackers: u64) -> String {
-    let mut rng = Rng::new(seed);
-    let mut buf = String::new();
+    let mut g = Gen::new(seed, attackers);
     let mut all = String::with_capacity(n as usize * 110);
     for i in 0..n {
-        line(&mut rng, i, n, attackers, &mut buf);
-        all.push_str(&buf);
+        all.push_str(g.line(i, n));
         all.push('\n');
     }
     all
