@@ -337,3 +337,102 @@ pub fn sort_alerts(alerts: &mut [Alert]) {
         ))
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Action, Category, Outcome};
+    use chrono::TimeZone;
+    use std::borrow::Cow;
+
+    fn failure(at: i64, host: &str, user: &str, ip: &str) -> Event {
+        Event {
+            event_id: format!("e-{at}-{user}"),
+            timestamp_utc: Utc.timestamp_opt(1_780_000_000 + at, 0).unwrap(),
+            received_time_utc: None,
+            source: Cow::Borrowed("test"),
+            host: host.into(),
+            category: Category::Auth,
+            action: Action::LoginFailed,
+            outcome: Outcome::Failure,
+            severity: 5,
+            user: Some(user.into()),
+            src_ip: ip.parse().ok(),
+            src_port: None,
+            dest_ip: None,
+            dest_port: None,
+            process: None,
+            pid: None,
+            http: None,
+            message: String::new(),
+            attributes: Default::default(),
+            repeat: 1,
+        }
+    }
+
+    #[test]
+    fn repeated_firings_update_one_alert_within_dedup_window() {
+        let mut d = Detector::new(RuleConfig::default());
+        let now = Utc::now();
+        for i in 0..20 {
+            d.process(&failure(i, "h", "root", "192.0.2.1"), now);
+        }
+        assert_eq!(d.tracked().1, 1, "one open alert");
+        // 301 s after the alert opened (at the 8th failure, t=7), a new one opens.
+        for i in 0..8 {
+            d.process(&failure(308 + i, "h", "root", "192.0.2.1"), now);
+        }
+        let alerts = d.finish();
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(
+            alerts[0].count,
+            8 + 12,
+            "the 12 later failures were folded in"
+        );
+        assert_eq!(alerts[0].evidence.len(), 20);
+        assert_eq!(alerts[1].count, 8);
+    }
+
+    #[test]
+    fn idle_keys_are_forgotten() {
+        let mut d = Detector::new(RuleConfig::default());
+        let now = Utc::now();
+        for u in 0..10_000 {
+            d.process(&failure(0, "h", &format!("user{u}"), "192.0.2.1"), now);
+        }
+        assert!(d.tracked().0 >= 10_000);
+        d.process(&failure(3_600, "h", "late", "192.0.2.2"), now);
+        assert!(
+            d.tracked().0 <= 4,
+            "only the late event's keys remain, got {}",
+            d.tracked().0
+        );
+    }
+
+    #[test]
+    fn message_repeated_counts_as_n_occurrences() {
+        let mut d = Detector::new(RuleConfig::default());
+        let mut ev = failure(0, "h", "root", "192.0.2.1");
+        ev.repeat = 8;
+        let v = d.process(&ev, Utc::now());
+        assert!(v.has_reason("brute_force_suspected"));
+        assert_eq!(v.context.login_failed_count, Some(8));
+        let alerts = d.finish();
+        assert_eq!(alerts[0].evidence.len(), 8);
+        assert!(alerts[0].evidence.contains(&"e-0-root#8".to_string()));
+    }
+
+    #[test]
+    fn storm_with_brute_force_is_block_else_throttle() {
+        let mut d = Detector::new(RuleConfig::default());
+        let now = Utc::now();
+        let mut last = Verdict::default();
+        for i in 0..51 {
+            last = d.process(&failure(i / 2, "h", "root", "192.0.2.1"), now);
+        }
+        assert_eq!(last.decision, Decision::Block);
+        assert!(last.has_reason("ingest_storm") && last.has_reason("brute_force_suspected"));
+        let v = d.process(&failure(10_000, "other", "x", "192.0.2.9"), now);
+        assert_eq!(v.decision, Decision::Allow);
+    }
+}

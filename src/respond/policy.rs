@@ -379,3 +379,191 @@ impl Policy {
         Ok(self.audit(at, by, "unban_ip", ip.to_string(), reason))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{AlertRef, Verdict};
+    use crate::event::{Action, Category, Outcome};
+    use chrono::TimeZone;
+    use std::borrow::Cow;
+    use std::sync::Arc;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_780_000_000 + s, 0).unwrap()
+    }
+
+    fn ev(at: i64, severity: u8) -> Event {
+        Event {
+            event_id: format!("e{at}"),
+            timestamp_utc: t(at),
+            received_time_utc: None,
+            source: Cow::Borrowed("test"),
+            host: "web-1".into(),
+            category: Category::Auth,
+            action: Action::LoginFailed,
+            outcome: Outcome::Failure,
+            severity,
+            user: Some("root".into()),
+            src_ip: Some("203.0.113.9".parse().unwrap()),
+            src_port: None,
+            dest_ip: None,
+            dest_port: None,
+            process: None,
+            pid: None,
+            http: None,
+            message: String::new(),
+            attributes: Default::default(),
+            repeat: 1,
+        }
+    }
+
+    fn verdict(decision: Decision, reasons: &[&'static str]) -> Verdict {
+        Verdict {
+            decision,
+            reasons: reasons.to_vec(),
+            alerts: vec![AlertRef {
+                alert_id: Arc::from("al-1"),
+                rule_id: "BRUTE_FORCE_V1",
+                recommended_action: "BLOCK_IP",
+                src_ip: None,
+                new: true,
+            }],
+            ..Default::default()
+        }
+    }
+
+    const BLOCK_BF: &[&str] = &["ingest_storm", "brute_force_suspected"];
+
+    #[test]
+    fn seed_order_of_decisions() {
+        let mut p = Policy::new(PolicyConfig {
+            severity_floor: 3,
+            ..Default::default()
+        });
+        let low = p.evaluate(&ev(0, 2), &verdict(Decision::Block, BLOCK_BF), &[]);
+        assert_eq!(
+            (low.decision, low.reasons[0]),
+            (Decision::Throttle, "below_severity_floor")
+        );
+        let ok = p.evaluate(&ev(1, 5), &Verdict::default(), &[]);
+        assert_eq!((ok.decision, ok.reasons[0]), (Decision::Allow, "ok"));
+        let thr = p.evaluate(
+            &ev(2, 5),
+            &verdict(Decision::Throttle, &["brute_force_suspected"]),
+            &[],
+        );
+        assert_eq!(
+            (thr.decision, thr.reasons[0]),
+            (Decision::Throttle, "suspicious_cooldown_set")
+        );
+        assert_eq!(thr.context.cooldown_set_until_utc, Some(t(122)));
+        let cool = p.evaluate(&ev(3, 5), &Verdict::default(), &[]);
+        assert_eq!(
+            (cool.decision, cool.reasons[0]),
+            (Decision::Block, "cooldown_active")
+        );
+        assert_eq!(cool.context.cooldown_until_utc, Some(t(122)));
+        // After the cooldown, a storm + brute force quarantines.
+        let q = p.evaluate(&ev(200, 5), &verdict(Decision::Block, BLOCK_BF), &[]);
+        assert_eq!(
+            (q.decision, q.reasons[0]),
+            (Decision::Block, "quarantine_activated")
+        );
+        let held = p.evaluate(&ev(10_000, 5), &Verdict::default(), &[]);
+        assert_eq!(
+            (held.decision, held.reasons[0]),
+            (Decision::Block, "host_quarantined")
+        );
+        assert_eq!(p.quarantined_hosts()[0].1.alert_id.as_deref(), Some("al-1"));
+    }
+
+    #[test]
+    fn block_without_quarantine_reason_sets_cooldown() {
+        let mut p = Policy::new(PolicyConfig::default());
+        let d = p.evaluate(
+            &ev(0, 5),
+            &verdict(
+                Decision::Block,
+                &["ingest_storm", "password_spray_suspected"],
+            ),
+            &[],
+        );
+        assert_eq!(
+            (d.decision, d.reasons[0]),
+            (Decision::Block, "correlation_block")
+        );
+        assert!(p.host_state("web-1").quarantine.is_none());
+        assert!(p.host_state("web-1").cooldown_until_utc.is_some());
+    }
+
+    #[test]
+    fn release_needs_reason_and_is_audited_and_sticks_against_old_evidence() {
+        let mut p = Policy::new(PolicyConfig::default());
+        p.evaluate(&ev(0, 5), &verdict(Decision::Block, BLOCK_BF), &[]);
+        p.take_changes();
+        assert_eq!(
+            p.release("web-1", " ", "alice", t(10)),
+            Err(PolicyError::ReasonRequired)
+        );
+        assert_eq!(
+            p.release("web-1", "checked", "", t(10)),
+            Err(PolicyError::ActorRequired)
+        );
+        assert_eq!(
+            p.release("db-1", "checked", "alice", t(10)),
+            Err(PolicyError::NotQuarantined("db-1".into()))
+        );
+        let a = p
+            .release("web-1", "false alarm, owner confirmed", "alice", t(10))
+            .unwrap();
+        assert_eq!(
+            (a.actor.as_str(), a.action.as_str(), a.target.as_str()),
+            ("alice", "release_host", "web-1")
+        );
+        let changes = p.take_changes();
+        assert!(changes.iter().any(
+            |c| matches!(c, StateChange::Admin(x) if x.reason == "false alarm, owner confirmed")
+        ));
+        // The same evidence replayed does not quarantine again …
+        let d = p.evaluate(&ev(5, 5), &verdict(Decision::Block, BLOCK_BF), &[]);
+        assert_ne!(d.reasons[0], "quarantine_activated");
+        // … new evidence after the release does.
+        let d = p.evaluate(&ev(500, 5), &verdict(Decision::Block, BLOCK_BF), &[]);
+        assert_eq!(d.reasons[0], "quarantine_activated");
+    }
+
+    #[test]
+    fn bans_expire_extend_and_lift() {
+        let mut p = Policy::new(PolicyConfig {
+            ban_secs: 600,
+            ..Default::default()
+        });
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let req = BanRequest {
+            ip,
+            alert_id: Arc::from("al-1"),
+            rule_id: "BRUTE_FORCE_V1",
+        };
+        p.evaluate(&ev(0, 5), &Verdict::default(), std::slice::from_ref(&req));
+        assert_eq!(p.active_bans(t(599)).len(), 1);
+        assert!(
+            p.active_bans(t(600)).is_empty(),
+            "expired at since + ban_secs"
+        );
+        p.evaluate(&ev(300, 5), &Verdict::default(), std::slice::from_ref(&req));
+        assert_eq!(
+            p.active_bans(t(899))[0].until_utc,
+            t(900),
+            "extended by a later firing"
+        );
+        let d = p.evaluate(&ev(301, 5), &Verdict::default(), &[]);
+        assert_eq!(d.context.src_ip_banned_until_utc, Some(t(900)));
+        assert_eq!(
+            p.unban("198.51.100.1".parse().unwrap(), "x", "bob", t(302)),
+            Err(PolicyError::NotBanned("198.51.100.1".parse().unwrap()))
+        );
+        p.unban(ip, "customer VPN", "bob", t(302)).unwrap();
+        assert!(p.active_bans(t(302)).is_empty());
+    }
+}

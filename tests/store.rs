@@ -1,0 +1,203 @@
+//! The SQLite store on real files: what `vigil scan --data-dir` keeps, state
+//! surviving a reopen, audited release/unban, retention and migrations.
+
+mod common;
+
+use std::io::Write;
+
+use chrono::{TimeZone, Utc};
+use vigil::respond::policy::{Policy, PolicyConfig};
+use vigil::store::{self, Retention, StoreError, StoreWriter, WriteOp};
+
+/// 43 cron lines then 8 failed logins on one host within 30 s: the 8th
+/// failure is also the 51st event, so storm and brute force coincide on one
+/// event outside any cooldown, which the policy answers with quarantine (seed
+/// semantics: a cooldown set earlier would answer `cooldown_active` first).
+fn storm_and_brute_force() -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    for i in 0..43 {
+        writeln!(
+            f,
+            "Mar 14 13:00:{:02} web-9 CRON[{}]: (root) CMD (true)",
+            i / 5,
+            100 + i
+        )
+        .unwrap();
+    }
+    for i in 0..8 {
+        writeln!(f, "Mar 14 13:00:{:02} web-9 sshd[{}]: Failed password for root from 203.0.113.66 port {} ssh2", 10 + i, 900 + i, 5000 + i).unwrap();
+    }
+    f.flush().unwrap();
+    f
+}
+
+#[test]
+fn scan_with_data_dir_persists_events_alerts_and_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = storm_and_brute_force();
+    let (alerts, stderr) = common::vigil_scan(&[
+        "--reference-time",
+        "2026-06-01T00:00:00Z",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        log.path().to_str().unwrap(),
+    ]);
+    assert!(stderr.contains("quarantined hosts: web-9"), "{stderr}");
+    let conn = store::open(&dir.path().join("vigil.db")).unwrap();
+    assert_eq!(store::count_events(&conn).unwrap(), 51);
+    let stored = store::recent_alerts(&conn, 50).unwrap();
+    assert_eq!(stored.len(), alerts.len());
+    assert!(
+        stored
+            .iter()
+            .any(|a| a.rule_id == "BRUTE_FORCE_V1" && a.user.as_deref() == Some("root"))
+    );
+    let st = store::host_state(&conn, "web-9")
+        .unwrap()
+        .expect("host state stored");
+    let q = st.quarantine.expect("quarantined");
+    assert!(q.reason.contains("brute_force_suspected"));
+    let bans = store::bans(&conn).unwrap();
+    assert_eq!(bans.len(), 1);
+    assert_eq!(bans[0].ip.to_string(), "203.0.113.66");
+    // The journal mode is WAL.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn state_survives_reopen_and_release_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vigil.db");
+    let log = storm_and_brute_force();
+    common::vigil_scan(&[
+        "--reference-time",
+        "2026-06-01T00:00:00Z",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        log.path().to_str().unwrap(),
+    ]);
+
+    // A new process: restore the policy from the store, release, unban.
+    let conn = store::open(&db).unwrap();
+    let mut policy = Policy::new(PolicyConfig::default());
+    policy.restore(
+        store::host_states(&conn).unwrap(),
+        store::bans(&conn).unwrap(),
+    );
+    assert_eq!(policy.quarantined_hosts().len(), 1);
+    let at = Utc.with_ymd_and_hms(2026, 3, 14, 14, 0, 0).unwrap();
+    policy
+        .release("web-9", "owner confirmed the logins", "alice", at)
+        .unwrap();
+    policy
+        .unban(
+            "203.0.113.66".parse().unwrap(),
+            "partner office NAT",
+            "alice",
+            at,
+        )
+        .unwrap();
+    let writer = StoreWriter::spawn(&db, Retention::default()).unwrap();
+    for c in policy.take_changes() {
+        writer.send(WriteOp::State(c)).unwrap();
+    }
+    writer.close().unwrap();
+
+    let conn = store::open(&db).unwrap();
+    let st = store::host_state(&conn, "web-9").unwrap().unwrap();
+    assert!(st.quarantine.is_none());
+    assert_eq!(st.released_through_utc, Some(at));
+    assert!(store::bans(&conn).unwrap().is_empty());
+    let audit = store::audit_log(&conn).unwrap();
+    let actions: Vec<(&str, &str, &str)> = audit
+        .iter()
+        .map(|a| (a.actor.as_str(), a.action.as_str(), a.target.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("alice", "release_host", "web-9"),
+            ("alice", "unban_ip", "203.0.113.66")
+        ]
+    );
+    assert_eq!(audit[0].reason, "owner confirmed the logins");
+}
+
+#[test]
+fn events_table_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let writer = StoreWriter::spawn(&db, Retention { max_events: 100 }).unwrap();
+    let text: String = (0..250)
+        .map(|i| format!("Mar 14 13:{:02}:{:02} h sshd[1]: Failed password for root from 192.0.2.1 port {i} ssh2\n", i / 60, i % 60))
+        .collect();
+    let mut parser = vigil::parse::Parser::new(vigil::parse::ParseOptions::new(
+        vigil::parse::SourceKind::Auto,
+        Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap(),
+        "t",
+    ));
+    for (i, line) in text.lines().enumerate() {
+        writer
+            .send(WriteOp::Event(Box::new(
+                parser.parse_line(line, i as u64 + 1).unwrap(),
+            )))
+            .unwrap();
+    }
+    writer.flush().unwrap();
+    let stats = writer.close().unwrap();
+    assert_eq!(stats.events, 250);
+    let conn = store::open(&db).unwrap();
+    assert_eq!(store::count_events(&conn).unwrap(), 100);
+    // The newest events are the ones kept.
+    let oldest: i64 = conn
+        .query_row("SELECT MIN(ts) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        oldest,
+        Utc.with_ymd_and_hms(2026, 3, 14, 13, 2, 30)
+            .unwrap()
+            .timestamp_millis()
+    );
+}
+
+#[test]
+fn migrations_are_idempotent_and_refuse_newer_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    drop(store::open(&db).unwrap());
+    let conn = store::open(&db).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    match store::open(&db) {
+        Err(StoreError::TooNew { found: 99, .. }) => {}
+        other => panic!("expected TooNew, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn hostile_text_is_stored_verbatim_through_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let writer = StoreWriter::spawn(&db, Retention::default()).unwrap();
+    let mut parser = vigil::parse::Parser::new(vigil::parse::ParseOptions::new(
+        vigil::parse::SourceKind::Auto,
+        Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap(),
+        "t",
+    ));
+    let line =
+        "Mar 14 13:00:00 h sshd[1]: Invalid user x');DROP TABLE events;-- from 192.0.2.1 port 1";
+    writer
+        .send(WriteOp::Event(Box::new(
+            parser.parse_line(line, 1).unwrap(),
+        )))
+        .unwrap();
+    writer.close().unwrap();
+    let conn = store::open(&db).unwrap();
+    let user: String = conn
+        .query_row("SELECT user FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(user, "x');DROP TABLE events;--");
+}
