@@ -28,6 +28,7 @@ pub struct Pipeline {
     store: Option<StoreWriter>,
     stats: PipelineStats,
     bans: Vec<BanRequest>,
+    verdict: Verdict,
 }
 
 impl Pipeline {
@@ -40,6 +41,7 @@ impl Pipeline {
             store,
             stats: PipelineStats::default(),
             bans: Vec::new(),
+            verdict: Verdict::default(),
         }
     }
 
@@ -60,16 +62,18 @@ impl Pipeline {
     }
 
     /// Runs one event through detection and the response policy.
+    /// The returned verdict borrows a buffer reused across events.
     pub fn process(
         &mut self,
         ev: Event,
         wall_now: DateTime<Utc>,
-    ) -> Result<(Verdict, PolicyDecision), StoreError> {
+    ) -> Result<(&Verdict, PolicyDecision), StoreError> {
         self.stats.events += ev.repeat.max(1) as u64;
         if ev.is_failure() {
             self.stats.failures += ev.repeat.max(1) as u64;
         }
-        let verdict = self.detector.process(&ev, wall_now);
+        self.detector.process_into(&ev, wall_now, &mut self.verdict);
+        let verdict = &self.verdict;
         self.bans.clear();
         for r in &verdict.alerts {
             if let (recommended::BLOCK_IP, Some(ip)) = (r.recommended_action, r.src_ip) {
@@ -80,7 +84,7 @@ impl Pipeline {
                 });
             }
         }
-        let decision = self.policy.evaluate(&ev, &verdict, &self.bans);
+        let decision = self.policy.evaluate(&ev, verdict, &self.bans);
         if let Some(store) = &self.store {
             for change in self.policy.take_changes() {
                 store.send(WriteOp::State(change))?;
@@ -89,7 +93,7 @@ impl Pipeline {
         } else {
             self.policy.take_changes();
         }
-        Ok((verdict, decision))
+        Ok((&self.verdict, decision))
     }
 
     fn sink_alerts(&mut self, alerts: &[Alert]) -> Result<(), StoreError> {

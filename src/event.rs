@@ -128,6 +128,10 @@ impl Attributes {
         Attributes(Vec::new())
     }
 
+    pub fn with_capacity(n: usize) -> Self {
+        Attributes(Vec::with_capacity(n))
+    }
+
     /// Sets `key`, replacing an earlier value.
     pub fn insert(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
         let key = key.into();
@@ -241,14 +245,24 @@ impl Event {
 /// accepts leading-zero IPv4 octets (`192.030.0.6` → `192.30.0.6`, decimal,
 /// as fail2ban and most log producers mean it).
 pub fn parse_ip(text: &str) -> Option<IpAddr> {
-    let t = text.trim_matches(|c| c == '[' || c == ']');
+    let t = text
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(text);
     if t.is_empty() || t.len() > 64 {
         return None;
     }
-    if let Ok(ip) = t.parse::<IpAddr>() {
-        return Some(unmap(ip));
+    // Dotted decimal is by far the most common form: parse it by hand (this
+    // also accepts leading zeros, which the standard parser refuses).
+    if t.as_bytes()[0].is_ascii_digit() && t.len() <= 15 {
+        if let Some(v4) = parse_ipv4_lenient(t) {
+            return Some(IpAddr::V4(v4));
+        }
+        if !t.contains(':') {
+            return None;
+        }
     }
-    parse_ipv4_lenient(t).map(IpAddr::V4)
+    t.parse::<IpAddr>().ok().map(unmap)
 }
 
 fn unmap(ip: IpAddr) -> IpAddr {
@@ -261,18 +275,33 @@ fn unmap(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// `a.b.c.d` with 1–3 decimal digits per octet, each ≤ 255.
 fn parse_ipv4_lenient(t: &str) -> Option<std::net::Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut n = 0;
-    for part in t.split('.') {
-        if n == 4 || part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit())
-        {
-            return None;
+    let (mut n, mut digits, mut acc) = (0usize, 0u32, 0u32);
+    for &b in t.as_bytes() {
+        match b {
+            b'0'..=b'9' => {
+                digits += 1;
+                acc = acc * 10 + (b - b'0') as u32;
+                if digits > 3 || acc > 255 {
+                    return None;
+                }
+            }
+            b'.' if digits > 0 && n < 3 => {
+                octets[n] = acc as u8;
+                n += 1;
+                digits = 0;
+                acc = 0;
+            }
+            _ => return None,
         }
-        octets[n] = part.parse::<u8>().ok()?;
-        n += 1;
     }
-    (n == 4).then(|| std::net::Ipv4Addr::from(octets))
+    if n != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = acc as u8;
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 // ---------------------------------------------------------------------------
@@ -557,5 +586,20 @@ mod tests {
         assert_eq!(parse_ip("example.com"), None);
         assert_eq!(parse_ip("1.2.3.256"), None);
         assert_eq!(parse_ip("1.2.3"), None);
+        assert_eq!(parse_ip("1.2.3.4."), None);
+        assert_eq!(parse_ip(".1.2.3.4"), None);
+        assert_eq!(parse_ip("1..2.3"), None);
+        assert_eq!(parse_ip("1.2.3.4.5"), None);
+        assert_eq!(parse_ip("0001.2.3.4"), None);
+        assert_eq!(
+            parse_ip("255.255.255.255"),
+            Some("255.255.255.255".parse().unwrap())
+        );
+        assert_eq!(parse_ip("1.2.3.4'"), None);
+        assert_eq!(
+            parse_ip("2606:2800:220:1:248:1893:25c8:1946"),
+            Some("2606:2800:220:1:248:1893:25c8:1946".parse().unwrap())
+        );
+        assert_eq!(parse_ip("1::2"), Some("1::2".parse().unwrap()));
     }
 }

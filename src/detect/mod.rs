@@ -105,12 +105,23 @@ impl Detector {
     /// Correlates one event (all of its `repeat` occurrences). `wall_now` only
     /// stamps `created_time_utc` on alerts this event opens.
     pub fn process(&mut self, ev: &Event, wall_now: DateTime<Utc>) -> Verdict {
+        let mut verdict = Verdict::default();
+        self.process_into(ev, wall_now, &mut verdict);
+        verdict
+    }
+
+    /// [`Detector::process`] into a caller-owned verdict, whose buffers are
+    /// reused (the hot path of a scan allocates nothing for quiet events).
+    pub fn process_into(&mut self, ev: &Event, wall_now: DateTime<Utc>, verdict: &mut Verdict) {
         let ts = ev.timestamp_utc;
         if self.watermark.is_none_or(|w| ts > w) {
             self.watermark = Some(ts);
         }
         self.maybe_sweep();
-        let mut verdict = Verdict::default();
+        verdict.decision = Decision::Allow;
+        verdict.reasons.clear();
+        verdict.alerts.clear();
+        verdict.context = CorrelationContext::default();
         let repeat = ev.repeat.max(1);
         for k in 0..repeat {
             let id_owned;
@@ -127,8 +138,8 @@ impl Detector {
                                host: &str,
                                user: Option<&str>,
                                ip: Option<std::net::IpAddr>| {
-                    open.get(&Self::dedup_key(rule.id, host, user, ip))
-                        .is_some_and(|o| ts < o.closes_at)
+                    let key = Self::dedup_key(rule.id, host, user, ip);
+                    (key, open.get(&key).is_some_and(|o| ts < o.closes_at))
                 };
                 self.rules
                     .observe(ev, id, &mut verdict.context, &is_open, &mut firings);
@@ -157,7 +168,6 @@ impl Detector {
         } else {
             Decision::Allow
         };
-        verdict
     }
 
     fn dedup_key(
@@ -180,7 +190,7 @@ impl Detector {
     /// Opens a new alert or folds the firing into the open one for its key.
     fn record(&mut self, ev: &Event, id: &str, f: Firing, wall_now: DateTime<Utc>) -> AlertRef {
         let ts = ev.timestamp_utc;
-        let key = Self::dedup_key(f.rule.id, &ev.host, f.user.as_deref(), f.src_ip);
+        let key = f.dedup_key;
         let max_evidence = self.rules.config().max_evidence;
         let aref = |alert_id: Arc<str>, new| AlertRef {
             alert_id,

@@ -167,6 +167,8 @@ impl RuleConfig {
 #[derive(Debug)]
 pub struct Firing {
     pub rule: RuleInfo,
+    /// De-duplication key of (rule, host, user, src_ip).
+    pub dedup_key: u64,
     pub user: Option<String>,
     pub src_ip: Option<IpAddr>,
     pub recommended_action: &'static str,
@@ -185,9 +187,9 @@ pub struct FiringDetail {
     pub context: Map<String, Value>,
 }
 
-/// Tells a rule whether an alert is already open for
-/// (rule, host, user, src_ip), so it can skip building evidence.
-pub type IsOpen<'a> = &'a dyn Fn(&RuleInfo, &str, Option<&str>, Option<IpAddr>) -> bool;
+/// Gives a rule the de-duplication key of (rule, host, user, src_ip) and
+/// whether an alert is already open for it, so it can skip building evidence.
+pub type IsOpen<'a> = &'a dyn Fn(&RuleInfo, &str, Option<&str>, Option<IpAddr>) -> (u64, bool);
 
 /// Numbers the seed reports with each correlation decision.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -312,7 +314,8 @@ impl RuleState {
         ctx.storm_window_seconds = c.storm_window_secs;
         if n > c.storm_threshold {
             let rule = alert::INGEST_STORM;
-            let detail = (!is_open(&rule, &ev.host, None, None)).then(|| FiringDetail {
+            let (dedup_key, open) = is_open(&rule, &ev.host, None, None);
+            let detail = (!open).then(|| FiringDetail {
                 first_seen: to_time(r.within(now, w).next().map_or(now, |x| x.0)),
                 evidence: vec![id.to_string()],
                 count: n as u64,
@@ -326,6 +329,7 @@ impl RuleState {
             });
             out.push(Firing {
                 rule,
+                dedup_key,
                 user: None,
                 src_ip: None,
                 recommended_action: recommended::RATE_LIMIT_HOST,
@@ -355,7 +359,8 @@ impl RuleState {
         ctx.brute_window_seconds = Some(c.brute_force_window_secs);
         if n >= c.brute_force_threshold {
             let rule = alert::BRUTE_FORCE;
-            let detail = (!is_open(&rule, &ev.host, Some(user), ev.src_ip)).then(|| {
+            let (dedup_key, open) = is_open(&rule, &ev.host, Some(user), ev.src_ip);
+            let detail = (!open).then(|| {
                 let ev_in: Vec<_> = r.within(now, w).collect();
                 let src = ev.src_ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
                 FiringDetail {
@@ -374,6 +379,7 @@ impl RuleState {
             });
             out.push(Firing {
                 rule,
+                dedup_key,
                 user: Some(user.to_string()),
                 src_ip: ev.src_ip,
                 recommended_action: if ev.src_ip.is_some() {
@@ -410,7 +416,8 @@ impl RuleState {
         ctx.spray_window_seconds = Some(c.spray_window_secs);
         if fails >= c.spray_fail_threshold && distinct >= c.spray_unique_users {
             let rule = alert::PASSWORD_SPRAY;
-            let detail = (!is_open(&rule, &ev.host, None, Some(ip))).then(|| {
+            let (dedup_key, open) = is_open(&rule, &ev.host, None, Some(ip));
+            let detail = (!open).then(|| {
                 let in_window: Vec<_> = st.fails.within(now, w).collect();
                 FiringDetail {
                     first_seen: to_time(in_window.first().map_or(now, |x| x.0)),
@@ -429,6 +436,7 @@ impl RuleState {
             });
             out.push(Firing {
                 rule,
+                dedup_key,
                 user: None,
                 src_ip: Some(ip),
                 recommended_action: recommended::BLOCK_IP,
@@ -461,7 +469,8 @@ impl RuleState {
         ctx.success_window_seconds = Some(c.success_window_secs);
         if n >= c.success_prior_failures {
             let rule = alert::SUCCESS_AFTER_FAILURES;
-            let detail = (!is_open(&rule, &ev.host, Some(user), ev.src_ip)).then(|| {
+            let (dedup_key, open) = is_open(&rule, &ev.host, Some(user), ev.src_ip);
+            let detail = (!open).then(|| {
                 let mut evidence: Vec<String> = prior.iter().map(|x| x.1.to_string()).collect();
                 evidence.push(id.to_string());
                 let src = ev.src_ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
@@ -481,6 +490,7 @@ impl RuleState {
             });
             out.push(Firing {
                 rule,
+                dedup_key,
                 user: Some(user.to_string()),
                 src_ip: ev.src_ip,
                 recommended_action: recommended::INVESTIGATE_ACCOUNT,

@@ -16,7 +16,7 @@
 use std::net::IpAddr;
 
 use crate::event::{Action, Category, Outcome, parse_ip};
-use crate::util::{find_byte, find_str, rfind_byte, rfind_str};
+use crate::util::{find_byte, find_str, rfind_byte, rfind_str, split_once_str};
 
 /// What the auth parser understood of one message.
 #[derive(Clone, Debug, PartialEq)]
@@ -218,7 +218,7 @@ pub fn parse_auth<'a>(
 /// `message repeated 3 times: [ inner]` → (`inner`, 3).
 fn unwrap_repeated(m: &str) -> (&str, u32) {
     if let Some(rest) = m.strip_prefix("message repeated ") {
-        if let Some((n, tail)) = rest.split_once(" times: [") {
+        if let Some((n, tail)) = split_once_str(rest, " times: [") {
             if let Ok(n) = n.parse::<u32>() {
                 let inner = tail.strip_suffix(']').unwrap_or(tail).trim_start();
                 return (inner, n.clamp(1, MAX_REPEAT));
@@ -427,7 +427,7 @@ fn strip_invalid_user(s: &str) -> (&str, bool) {
 
 /// Everything after `Failed `/`Accepted `: `METHOD for [invalid user ]USER from HOST...`.
 fn method_for_user(s: &str) -> Option<(&str, &str, bool, &str, Option<u16>)> {
-    let (method, rest) = s.split_once(" for ")?;
+    let (method, rest) = split_once_str(s, " for ")?;
     let (rest, invalid) = strip_invalid_user(rest);
     let (user, host, port) = user_from(rest, auth_tail_ok)?;
     Some((method, user, invalid, host, port))
@@ -494,7 +494,7 @@ fn sshd_message(m: &str) -> AuthInfo<'_> {
                 .host(host)
                 .attr("reason", reason);
         }
-        if let Some((user, reason)) = r.split_once(" not allowed because ") {
+        if let Some((user, reason)) = split_once_str(r, " not allowed because ") {
             return AuthInfo::auth(A::LoginDenied, F, 5)
                 .user(user)
                 .attr("reason", reason);
@@ -628,7 +628,7 @@ fn sshd_message(m: &str) -> AuthInfo<'_> {
         return AuthInfo::auth(A::ProtocolError, F, 3).attr("reason", r);
     }
     if let Some(r) = m.strip_prefix("Magic value check failed (") {
-        if let Some((_, tail)) = r.split_once(" from ") {
+        if let Some((_, tail)) = split_once_str(r, " from ") {
             let end = find_byte(tail, b' ').unwrap_or(tail.len());
             let (port, _) = take_port(&tail[end..]);
             return AuthInfo::auth(A::ProtocolError, F, 3)
@@ -806,7 +806,7 @@ fn pam_text<'a>(service: &'a str, text: &'a str) -> Option<AuthInfo<'a>> {
         return Some(svc_attr(i));
     }
     if let Some(r) = text.strip_prefix("session opened for user ") {
-        let (user, by) = r.split_once(" by ").unwrap_or((r, ""));
+        let (user, by) = split_once_str(r, " by ").unwrap_or((r, ""));
         let mut i = AuthInfo::new(Category::Session, A::SessionOpened, Outcome::Success, 1)
             .user(strip_uid(user));
         let by = strip_uid(by.trim());
@@ -850,7 +850,7 @@ fn sudo(m: &str) -> AuthInfo<'_> {
     if let Some(p) = pam_message(m) {
         return p;
     }
-    let Some((user, rest)) = m.split_once(" : ") else {
+    let Some((user, rest)) = split_once_str(m, " : ") else {
         return AuthInfo::message(Category::Privilege, 1);
     };
     let user = user.trim();
@@ -917,35 +917,35 @@ fn su(m: &str) -> AuthInfo<'_> {
         .strip_prefix("FAILED SU (to ")
         .or_else(|| m.strip_prefix("FAILED su (to "))
     {
-        if let Some((target, rest)) = r.split_once(") ") {
+        if let Some((target, rest)) = split_once_str(r, ") ") {
             let user = rest.split(" on ").next().unwrap_or(rest);
             return failed("FAILED SU").user(user).attr("target_user", target);
         }
     }
     // `BAD SU alice to root on /dev/pts/0`
     if let Some(r) = m.strip_prefix("BAD SU ") {
-        if let Some((user, rest)) = r.split_once(" to ") {
+        if let Some((user, rest)) = split_once_str(r, " to ") {
             let target = rest.split(" on ").next().unwrap_or(rest);
             return failed("BAD SU").user(user).attr("target_user", target);
         }
     }
     // `'su root' failed for lonvick on /dev/pts/8`
     if let Some(r) = m.strip_prefix("'su ") {
-        if let Some((target, rest)) = r.split_once("' failed for ") {
+        if let Some((target, rest)) = split_once_str(r, "' failed for ") {
             let user = rest.split(" on ").next().unwrap_or(rest);
             return failed("su failed").user(user).attr("target_user", target);
         }
     }
     // `(to root) alice on pts/0`
     if let Some(r) = m.strip_prefix("(to ") {
-        if let Some((target, rest)) = r.split_once(") ") {
+        if let Some((target, rest)) = split_once_str(r, ") ") {
             let user = rest.split(" on ").next().unwrap_or(rest);
             return ok().user(user).attr("target_user", target);
         }
     }
     // `Successful su for root by alice`
     if let Some(r) = m.strip_prefix("Successful su for ") {
-        if let Some((target, user)) = r.split_once(" by ") {
+        if let Some((target, user)) = split_once_str(r, " by ") {
             return ok().user(user).attr("target_user", target);
         }
     }
@@ -970,7 +970,7 @@ fn su(m: &str) -> AuthInfo<'_> {
 fn logind(m: &str) -> AuthInfo<'_> {
     use Action as A;
     if let Some(r) = m.strip_prefix("New session ") {
-        if let Some((id, rest)) = r.split_once(" of user ") {
+        if let Some((id, rest)) = split_once_str(r, " of user ") {
             let user = rest.trim_end_matches('.');
             return AuthInfo::new(Category::Session, A::SessionOpened, Outcome::Success, 1)
                 .user(user)
@@ -1011,7 +1011,7 @@ fn account(m: &str) -> AuthInfo<'_> {
         return i;
     }
     if let Some(r) = m.strip_prefix("add ") {
-        if let Some((user, group)) = r.split_once(" to ") {
+        if let Some((user, group)) = split_once_str(r, " to ") {
             let group = group.rsplit(' ').next().unwrap_or(group);
             let group = quoted(group);
             let sev = if matches!(group, "sudo" | "wheel" | "admin" | "root") {
@@ -1056,7 +1056,7 @@ fn cron(m: &str) -> AuthInfo<'_> {
     }
     // `(root) CMD (command)`
     if let Some(r) = m.strip_prefix('(') {
-        if let Some((user, rest)) = r.split_once(") CMD (") {
+        if let Some((user, rest)) = split_once_str(r, ") CMD (") {
             return AuthInfo::new(Category::System, Action::CronCommand, Outcome::Unknown, 0)
                 .user(user)
                 .attr("command", rest.strip_suffix(')').unwrap_or(rest));

@@ -84,6 +84,7 @@ pub struct Parser {
     syslog_opts: SyslogOptions,
     origin_hash: u64,
     ssh: SshState,
+    ts_cache: syslog::TimestampCache,
 }
 
 impl Parser {
@@ -95,6 +96,7 @@ impl Parser {
             syslog_opts,
             origin_hash,
             ssh: SshState::default(),
+            ts_cache: Default::default(),
         }
     }
 
@@ -106,7 +108,7 @@ impl Parser {
     pub fn parse_line(&mut self, raw: &str, line_no: u64) -> Result<Event, LineError> {
         let truncated = raw.len() > MAX_LINE_BYTES;
         let line = truncate_at_char_boundary(raw, MAX_LINE_BYTES);
-        let env = syslog::parse_envelope(line, &self.syslog_opts)?;
+        let env = syslog::parse_envelope_cached(line, &self.syslog_opts, &mut self.ts_cache)?;
         let host = env.hostname.unwrap_or(&self.opts.default_host);
         let program = env.app.unwrap_or("");
         let pid = env.pid_number();
@@ -145,7 +147,8 @@ impl Parser {
         line: &str,
         line_no: u64,
     ) -> Event {
-        let mut attributes = Attributes::new();
+        let mut attributes =
+            Attributes::with_capacity(auth.as_ref().map_or(1, |a| a.attrs.len() + 1));
         let timestamp_utc = match env.timestamp {
             Some(t) => t.with_timezone(&Utc),
             None => {

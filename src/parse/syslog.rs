@@ -145,6 +145,44 @@ pub fn parse_envelope<'a>(
     line: &'a str,
     opts: &SyslogOptions,
 ) -> Result<Envelope<'a>, SyslogError> {
+    parse_envelope_cached(line, opts, &mut TimestampCache::default())
+}
+
+/// The last BSD/RFC 3339 timestamp text and what it parsed to. Consecutive
+/// log lines usually share their second, and building the date is the
+/// dearest part of the envelope; a hit skips it. Holds no borrowed data.
+#[derive(Clone, Debug, Default)]
+pub struct TimestampCache {
+    text: [u8; 32],
+    len: usize,
+    value: Option<(DateTime<FixedOffset>, SyslogFormat)>,
+}
+
+impl TimestampCache {
+    fn lookup<'a>(&self, s: &'a str) -> Option<(DateTime<FixedOffset>, &'a str, SyslogFormat)> {
+        let (ts, format) = self.value?;
+        let b = s.as_bytes();
+        let key = &self.text[..self.len];
+        (b.starts_with(key) && matches!(b.get(self.len), None | Some(b' ')))
+            .then(|| (ts, &s[self.len..], format))
+    }
+
+    fn store(&mut self, s: &str, rest: &str, ts: DateTime<FixedOffset>, format: SyslogFormat) {
+        let used = s.len() - rest.len();
+        if used <= self.text.len() {
+            self.text[..used].copy_from_slice(&s.as_bytes()[..used]);
+            self.len = used;
+            self.value = Some((ts, format));
+        }
+    }
+}
+
+/// [`parse_envelope`] with a timestamp cache carried from line to line.
+pub fn parse_envelope_cached<'a>(
+    line: &'a str,
+    opts: &SyslogOptions,
+    cache: &mut TimestampCache,
+) -> Result<Envelope<'a>, SyslogError> {
     let line = line.trim_end_matches(['\r', '\n']).trim_start_matches(' ');
     if line.is_empty() {
         return Err(SyslogError::Empty);
@@ -156,9 +194,14 @@ pub fn parse_envelope<'a>(
         }
     }
     let rest = rest.strip_prefix(' ').unwrap_or(rest);
-    if let Some((ts, after, format)) =
-        bsd_timestamp(rest, opts).or_else(|| iso_timestamp(rest, opts))
-    {
+    let stamped = cache.lookup(rest).or_else(|| {
+        let parsed = bsd_timestamp(rest, opts).or_else(|| iso_timestamp(rest, opts));
+        if let Some((ts, after, format)) = parsed {
+            cache.store(rest, after, ts, format);
+        }
+        parsed
+    });
+    if let Some((ts, after, format)) = stamped {
         let mut env = bsd_body(after);
         env.pri = pri;
         env.timestamp = Some(ts);
@@ -607,6 +650,23 @@ mod tests {
         assert_eq!(
             (e.timestamp, e.hostname, e.app, e.message),
             (None, None, None, "")
+        );
+    }
+
+    #[test]
+    fn timestamp_cache_hits_only_on_identical_stamp() {
+        let o = opts();
+        let mut cache = TimestampCache::default();
+        let a = parse_envelope_cached("Mar  7 19:06:53 h a: x", &o, &mut cache).unwrap();
+        let b = parse_envelope_cached("Mar  7 19:06:53 h b: y", &o, &mut cache).unwrap();
+        let c = parse_envelope_cached("Mar  7 19:06:539 h b: y", &o, &mut cache);
+        let d = parse_envelope_cached("Mar  7 19:06:54 h b: y", &o, &mut cache).unwrap();
+        assert_eq!(a.timestamp, b.timestamp);
+        assert_eq!((b.hostname, b.app, b.message), (Some("h"), Some("b"), "y"));
+        assert!(c.is_err() || c.unwrap().timestamp != a.timestamp);
+        assert_eq!(
+            d.timestamp.unwrap() - a.timestamp.unwrap(),
+            chrono::Duration::seconds(1)
         );
     }
 

@@ -102,10 +102,12 @@ pub struct PolicyDecision {
     pub context: PolicyContext,
 }
 
+/// The seed's policy context. Its `correlation_reasons` are the verdict's
+/// `reasons`; responses that need them take them from the verdict rather
+/// than copying them into every decision.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct PolicyContext {
     pub correlation_decision: Decision,
-    pub correlation_reasons: Vec<&'static str>,
     pub severity: u8,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cooldown_until_utc: Option<DateTime<Utc>>,
@@ -218,7 +220,6 @@ impl Policy {
         }
         let mut context = PolicyContext {
             correlation_decision: verdict.decision,
-            correlation_reasons: verdict.reasons.clone(),
             severity: ev.severity,
             src_ip_banned_until_utc: ev
                 .src_ip
