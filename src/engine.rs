@@ -18,6 +18,8 @@ use crate::store::{StoreError, StoreWriter, WriteOp};
 pub struct PipelineStats {
     pub events: u64,
     pub failures: u64,
+    /// Events whose line had no timestamp; correlation skipped them.
+    pub untimed: u64,
     pub alerts_by_rule: BTreeMap<String, u64>,
 }
 
@@ -71,6 +73,9 @@ impl Pipeline {
         self.stats.events += ev.repeat.max(1) as u64;
         if ev.is_failure() {
             self.stats.failures += ev.repeat.max(1) as u64;
+        }
+        if ev.time_is_inferred() {
+            self.stats.untimed += 1;
         }
         self.detector.process_into(&ev, wall_now, &mut self.verdict);
         let verdict = &self.verdict;

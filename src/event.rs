@@ -239,7 +239,17 @@ impl Event {
     pub fn is_failure(&self) -> bool {
         self.outcome == Outcome::Failure
     }
+
+    /// The source gave no time (journald short format): `timestamp_utc` is
+    /// only the reference time, so time-window rules must not use it.
+    pub fn time_is_inferred(&self) -> bool {
+        !self.attributes.is_empty()
+            && self.attributes.get(TIME_INFERRED) == Some(&Value::Bool(true))
+    }
 }
+
+/// Attribute set on events whose source line carried no timestamp.
+pub const TIME_INFERRED: &str = "time_inferred";
 
 /// Normalises an address: strips brackets and an IPv4-mapped IPv6 prefix,
 /// accepts leading-zero IPv4 octets (`192.030.0.6` → `192.30.0.6`, decimal,

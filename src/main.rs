@@ -425,6 +425,13 @@ fn scan(args: &InputArgs, data_dir: Option<&Path>, config: Option<&Path>) -> Res
         stats.failures,
         lines_total as f64 / secs.max(1e-9),
     )?;
+    if stats.untimed > 0 {
+        writeln!(
+            err,
+            "  {} events carried no timestamp (journald short format?): time-window rules skipped them",
+            stats.untimed
+        )?;
+    }
     for (rule, n) in &stats.alerts_by_rule {
         writeln!(err, "  {rule}: {n}")?;
     }

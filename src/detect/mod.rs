@@ -113,15 +113,20 @@ impl Detector {
     /// [`Detector::process`] into a caller-owned verdict, whose buffers are
     /// reused (the hot path of a scan allocates nothing for quiet events).
     pub fn process_into(&mut self, ev: &Event, wall_now: DateTime<Utc>, verdict: &mut Verdict) {
+        verdict.decision = Decision::Allow;
+        verdict.reasons.clear();
+        verdict.alerts.clear();
+        verdict.context = CorrelationContext::default();
+        if ev.time_is_inferred() {
+            // Without a real time, windows would see every such line at one
+            // instant and invent storms and sprays.
+            return;
+        }
         let ts = ev.timestamp_utc;
         if self.watermark.is_none_or(|w| ts > w) {
             self.watermark = Some(ts);
         }
         self.maybe_sweep();
-        verdict.decision = Decision::Allow;
-        verdict.reasons.clear();
-        verdict.alerts.clear();
-        verdict.context = CorrelationContext::default();
         let repeat = ev.repeat.max(1);
         for k in 0..repeat {
             let id_owned;
@@ -430,6 +435,19 @@ mod tests {
         let alerts = d.finish();
         assert_eq!(alerts[0].evidence.len(), 8);
         assert!(alerts[0].evidence.contains(&"e-0-root#8".to_string()));
+    }
+
+    #[test]
+    fn events_without_a_real_time_are_not_correlated() {
+        let mut d = Detector::new(RuleConfig::default());
+        let mut last = Verdict::default();
+        for i in 0..60 {
+            let mut ev = failure(0, "h", &format!("u{}", i % 6), "192.0.2.1");
+            ev.attributes.insert(crate::event::TIME_INFERRED, true);
+            last = d.process(&ev, Utc::now());
+        }
+        assert_eq!(last.decision, Decision::Allow);
+        assert!(d.finish().is_empty());
     }
 
     #[test]

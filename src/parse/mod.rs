@@ -152,7 +152,7 @@ impl Parser {
         let timestamp_utc = match env.timestamp {
             Some(t) => t.with_timezone(&Utc),
             None => {
-                attributes.insert("time_inferred", true);
+                attributes.insert(crate::event::TIME_INFERRED, true);
                 self.opts.reference
             }
         };
