@@ -23,15 +23,8 @@ fn bench_detect(c: &mut Criterion) {
     let cfg = Config::default();
     let mut g = c.benchmark_group("detect");
     g.throughput(Throughput::Elements(lines.len() as u64));
-    // Baseline for ratios: touch every line (split + UTF-8 check) and nothing else.
-    let bytes = text.as_bytes();
     g.bench_function("baseline_split_lines", |b| {
-        b.iter(|| {
-            bytes
-                .split(|c| *c == b'\n')
-                .filter(|l| std::str::from_utf8(l).is_ok_and(|s| !s.is_empty()))
-                .count()
-        })
+        b.iter(|| authgen::baseline_split_lines(&text))
     });
     g.bench_function("parse_and_detect", |b| {
         b.iter(|| {

@@ -13,15 +13,8 @@ fn bench_parse(c: &mut Criterion) {
     let reference = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
     let mut g = c.benchmark_group("parse");
     g.throughput(Throughput::Elements(lines.len() as u64));
-    // Baseline for ratios: touch every line (split + UTF-8 check) and nothing else.
-    let bytes = text.as_bytes();
     g.bench_function("baseline_split_lines", |b| {
-        b.iter(|| {
-            bytes
-                .split(|c| *c == b'\n')
-                .filter(|l| std::str::from_utf8(l).is_ok_and(|s| !s.is_empty()))
-                .count()
-        })
+        b.iter(|| authgen::baseline_split_lines(&text))
     });
     g.bench_function("auth_lines", |b| {
         b.iter(|| {

@@ -235,6 +235,56 @@ fn is_one(n: &u32) -> bool {
 }
 
 impl Event {
+    /// An event with the given identity and time and neutral defaults
+    /// (`system`/`message`, outcome unknown, severity 0); set the rest.
+    pub fn new(
+        event_id: impl Into<String>,
+        timestamp_utc: DateTime<Utc>,
+        host: impl Into<String>,
+    ) -> Event {
+        Event {
+            event_id: event_id.into(),
+            timestamp_utc,
+            received_time_utc: None,
+            source: Cow::Borrowed("vigil"),
+            host: host.into(),
+            category: Category::System,
+            action: Action::Message,
+            outcome: Outcome::Unknown,
+            severity: 0,
+            user: None,
+            src_ip: None,
+            src_port: None,
+            dest_ip: None,
+            dest_port: None,
+            process: None,
+            pid: None,
+            http: None,
+            message: String::new(),
+            attributes: Attributes::new(),
+            repeat: 1,
+        }
+    }
+
+    /// A failed login (the shape most detection tests need).
+    pub fn login_failed(
+        event_id: impl Into<String>,
+        timestamp_utc: DateTime<Utc>,
+        host: impl Into<String>,
+        user: &str,
+        src_ip: Option<IpAddr>,
+    ) -> Event {
+        Event {
+            category: Category::Auth,
+            action: Action::LoginFailed,
+            outcome: Outcome::Failure,
+            severity: 5,
+            user: Some(user.to_string()),
+            src_ip,
+            ..Event::new(event_id, timestamp_utc, host)
+        }
+    }
+
     /// A failure-type event: the attempt it records did not succeed.
     pub fn is_failure(&self) -> bool {
         self.outcome == Outcome::Failure

@@ -356,33 +356,11 @@ pub fn sort_alerts(alerts: &mut [Alert]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Action, Category, Outcome};
     use chrono::TimeZone;
-    use std::borrow::Cow;
 
     fn failure(at: i64, host: &str, user: &str, ip: &str) -> Event {
-        Event {
-            event_id: format!("e-{at}-{user}"),
-            timestamp_utc: Utc.timestamp_opt(1_780_000_000 + at, 0).unwrap(),
-            received_time_utc: None,
-            source: Cow::Borrowed("test"),
-            host: host.into(),
-            category: Category::Auth,
-            action: Action::LoginFailed,
-            outcome: Outcome::Failure,
-            severity: 5,
-            user: Some(user.into()),
-            src_ip: ip.parse().ok(),
-            src_port: None,
-            dest_ip: None,
-            dest_port: None,
-            process: None,
-            pid: None,
-            http: None,
-            message: String::new(),
-            attributes: Default::default(),
-            repeat: 1,
-        }
+        let ts = Utc.timestamp_opt(1_780_000_000 + at, 0).unwrap();
+        Event::login_failed(format!("e-{at}-{user}"), ts, host, user, ip.parse().ok())
     }
 
     #[test]

@@ -385,9 +385,7 @@ impl Policy {
 mod tests {
     use super::*;
     use crate::detect::{AlertRef, Verdict};
-    use crate::event::{Action, Category, Outcome};
     use chrono::TimeZone;
-    use std::borrow::Cow;
     use std::sync::Arc;
 
     fn t(s: i64) -> DateTime<Utc> {
@@ -395,28 +393,15 @@ mod tests {
     }
 
     fn ev(at: i64, severity: u8) -> Event {
-        Event {
-            event_id: format!("e{at}"),
-            timestamp_utc: t(at),
-            received_time_utc: None,
-            source: Cow::Borrowed("test"),
-            host: "web-1".into(),
-            category: Category::Auth,
-            action: Action::LoginFailed,
-            outcome: Outcome::Failure,
-            severity,
-            user: Some("root".into()),
-            src_ip: Some("203.0.113.9".parse().unwrap()),
-            src_port: None,
-            dest_ip: None,
-            dest_port: None,
-            process: None,
-            pid: None,
-            http: None,
-            message: String::new(),
-            attributes: Default::default(),
-            repeat: 1,
-        }
+        let mut e = Event::login_failed(
+            format!("e{at}"),
+            t(at),
+            "web-1",
+            "root",
+            "203.0.113.9".parse().ok(),
+        );
+        e.severity = severity;
+        e
     }
 
     fn verdict(decision: Decision, reasons: &[&'static str]) -> Verdict {

@@ -242,3 +242,13 @@ pub fn generate(n: u64, seed: u64, attackers: u64) -> String {
     }
     all
 }
+
+/// Benchmark baseline: the least work that touches every line of `text`
+/// (split on newlines, check UTF-8). Ratios against it are stable across
+/// noisy machines where absolute times are not.
+pub fn baseline_split_lines(text: &str) -> usize {
+    text.as_bytes()
+        .split(|c| *c == b'\n')
+        .filter(|l| std::str::from_utf8(l).is_ok_and(|s| !s.is_empty()))
+        .count()
+}
