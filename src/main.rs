@@ -64,7 +64,8 @@ struct InputArgs {
     /// Host name for lines that carry none.
     #[arg(long, default_value = "unknown")]
     host: String,
-    /// Log files to read; `-` is standard input.
+    /// Log files to read, oldest first (e.g. auth.log.1 auth.log); `-` is
+    /// standard input. Detection runs across all of them in the order given.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
 }
@@ -125,7 +126,11 @@ fn main() {
         if broken_pipe {
             std::process::exit(0);
         }
-        eprintln!("vigil: error: {e:#}");
+        // Paths and input in the message may carry control characters.
+        eprintln!(
+            "vigil: error: {}",
+            vigil::util::sanitize_for_terminal(&format!("{e:#}"))
+        );
         std::process::exit(2);
     }
 }
@@ -271,6 +276,7 @@ impl Progress {
             }
             None => format!("{} MiB", done >> 20),
         };
+        let name = vigil::util::sanitize_for_terminal(name);
         eprint!("\r\x1b[2K{name} {bar} {lines} lines, {:.0} lines/s", rate);
     }
 

@@ -159,6 +159,9 @@ impl Parser {
         if let Some(f) = env.facility() {
             attributes.insert("syslog_facility", f);
         }
+        if let Some(sev) = env.severity() {
+            attributes.insert("syslog_severity", sev);
+        }
         if let Some(msgid) = env.msgid {
             attributes.insert("msgid", msgid);
         }

@@ -148,7 +148,13 @@ pub struct Policy {
     hosts: FastMap<String, HostState>,
     bans: FastMap<IpAddr, Ban>,
     changes: Vec<StateChange>,
+    /// Event time of the last prune of expired in-memory state.
+    last_prune: Option<DateTime<Utc>>,
 }
+
+/// In-memory state older than this (expired bans, idle hosts with nothing
+/// in force) is dropped; the store keeps the record.
+const PRUNE_AFTER_SECS: i64 = 3600;
 
 impl Policy {
     pub fn new(cfg: PolicyConfig) -> Self {
@@ -215,6 +221,7 @@ impl Policy {
         bans: &[BanRequest],
     ) -> PolicyDecision {
         let now = ev.timestamp_utc;
+        self.maybe_prune(now);
         for b in bans {
             self.ban(b, now);
         }
@@ -287,6 +294,25 @@ impl Policy {
             }
             Decision::Allow => decide(Decision::Allow, "ok", context),
         }
+    }
+
+    /// Keeps memory bounded on long replays: forgets bans that expired and
+    /// hosts with nothing in force, an hour (event time) after the fact.
+    fn maybe_prune(&mut self, now: DateTime<Utc>) {
+        if self
+            .last_prune
+            .is_some_and(|p| now - p < Duration::seconds(60))
+        {
+            return;
+        }
+        self.last_prune = Some(now);
+        let horizon = now - Duration::seconds(PRUNE_AFTER_SECS);
+        self.bans.retain(|_, b| b.until_utc > horizon);
+        self.hosts.retain(|_, h| {
+            h.quarantine.is_some()
+                || h.cooldown_until_utc.is_some_and(|c| c > horizon)
+                || h.released_through_utc.is_some_and(|r| r > horizon)
+        });
     }
 
     fn ban(&mut self, req: &BanRequest, now: DateTime<Utc>) {
@@ -551,5 +577,30 @@ mod tests {
         );
         p.unban(ip, "customer VPN", "bob", t(302)).unwrap();
         assert!(p.active_bans(t(302)).is_empty());
+    }
+
+    #[test]
+    fn expired_state_is_pruned_from_memory() {
+        let mut p = Policy::new(PolicyConfig {
+            ban_secs: 60,
+            ..Default::default()
+        });
+        for i in 0..1000u32 {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).into();
+            let req = BanRequest {
+                ip,
+                alert_id: Arc::from("al"),
+                rule_id: "BRUTE_FORCE_V1",
+            };
+            p.evaluate(
+                &ev(i as i64, 5),
+                &verdict(Decision::Throttle, &["brute_force_suspected"]),
+                &[req],
+            );
+        }
+        assert_eq!(p.bans.len(), 1000);
+        p.evaluate(&ev(10_000, 5), &Verdict::default(), &[]);
+        assert!(p.bans.is_empty());
+        assert!(p.hosts.is_empty(), "cooldown long over, nothing in force");
     }
 }
