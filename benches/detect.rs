@@ -32,7 +32,7 @@ fn bench_detect(c: &mut Criterion) {
             let mut pipe = Pipeline::new(&cfg, None);
             for (i, l) in lines.iter().enumerate() {
                 if let Ok(ev) = p.parse_line(l, i as u64 + 1) {
-                    let _ = pipe.process(ev, reference);
+                    let _ = pipe.process(&ev, reference);
                 }
             }
             pipe.finish().map(|(a, _, _)| a.len()).unwrap_or(0)
@@ -42,7 +42,7 @@ fn bench_detect(c: &mut Criterion) {
         b.iter(|| {
             let mut pipe = Pipeline::new(&cfg, None);
             for ev in &events {
-                let _ = pipe.process(ev.clone(), reference);
+                let _ = pipe.process(ev, reference);
             }
             pipe.finish().map(|(a, _, _)| a.len()).unwrap_or(0)
         })

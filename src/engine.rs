@@ -63,11 +63,12 @@ impl Pipeline {
         &self.stats
     }
 
-    /// Runs one event through detection and the response policy.
-    /// The returned verdict borrows a buffer reused across events.
+    /// Runs one event through detection and the response policy. The
+    /// returned verdict borrows a buffer reused across events; the event is
+    /// copied only when a store keeps it.
     pub fn process(
         &mut self,
-        ev: Event,
+        ev: &Event,
         wall_now: DateTime<Utc>,
     ) -> Result<(&Verdict, PolicyDecision), StoreError> {
         self.stats.events += ev.repeat.max(1) as u64;
@@ -77,7 +78,7 @@ impl Pipeline {
         if ev.time_is_inferred() {
             self.stats.untimed += 1;
         }
-        self.detector.process_into(&ev, wall_now, &mut self.verdict);
+        self.detector.process_into(ev, wall_now, &mut self.verdict);
         let verdict = &self.verdict;
         self.bans.clear();
         for r in &verdict.alerts {
@@ -89,12 +90,12 @@ impl Pipeline {
                 });
             }
         }
-        let decision = self.policy.evaluate(&ev, verdict, &self.bans);
+        let decision = self.policy.evaluate(ev, verdict, &self.bans);
         if let Some(store) = &self.store {
             for change in self.policy.take_changes() {
                 store.send(WriteOp::State(change))?;
             }
-            store.send(WriteOp::Event(Box::new(ev)))?;
+            store.send(WriteOp::Event(Box::new(ev.clone())))?;
         } else {
             self.policy.take_changes();
         }

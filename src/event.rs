@@ -150,6 +150,11 @@ impl Attributes {
         self.0.is_empty()
     }
 
+    /// Removes every attribute, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

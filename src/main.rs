@@ -287,10 +287,12 @@ impl Progress {
     }
 }
 
-/// Events parsed from one stretch of one input.
+/// Events parsed from one stretch of one input. `events[..filled]` are this
+/// batch's; slots past `filled` are recycled buffers.
 struct ParsedBatch {
     input: usize,
     events: Vec<Event>,
+    filled: usize,
     lines: u64,
     unparsed: u64,
     bytes_read: u64,
@@ -298,20 +300,28 @@ struct ParsedBatch {
 
 const BATCH: usize = 1024;
 
+/// The parse thread: reads and parses every input in order into batches.
+/// Consumed batches come back on `recycled`, so their events' buffers are
+/// reused and freed by the thread that allocated them.
 fn parse_inputs(
     inputs: Vec<Input>,
     parsers: Vec<Parser>,
     tx: std::sync::mpsc::SyncSender<Result<ParsedBatch>>,
+    recycled: std::sync::mpsc::Receiver<Vec<Event>>,
 ) {
+    let fresh = |idx: usize| ParsedBatch {
+        input: idx,
+        events: recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH)),
+        filled: 0,
+        lines: 0,
+        unparsed: 0,
+        bytes_read: 0,
+    };
     for (idx, (input, mut parser)) in inputs.into_iter().zip(parsers).enumerate() {
         let mut lines = LineReader::new(input.reader);
-        let mut batch = ParsedBatch {
-            input: idx,
-            events: Vec::with_capacity(BATCH),
-            lines: 0,
-            unparsed: 0,
-            bytes_read: 0,
-        };
+        let mut batch = fresh(idx);
         loop {
             let line = match lines.next_line() {
                 Ok(Some(l)) => l,
@@ -324,22 +334,18 @@ fn parse_inputs(
                 }
             };
             batch.lines += 1;
-            match parser.parse_line(&line.text, line.number) {
-                Ok(ev) => batch.events.push(ev),
+            if batch.filled == batch.events.len() {
+                batch
+                    .events
+                    .push(Event::new(String::new(), Utc::now(), String::new()));
+            }
+            match parser.parse_line_into(&line.text, line.number, &mut batch.events[batch.filled]) {
+                Ok(()) => batch.filled += 1,
                 Err(_) => batch.unparsed += 1,
             }
             if batch.lines as usize >= BATCH {
                 batch.bytes_read = lines.bytes_read();
-                let full = std::mem::replace(
-                    &mut batch,
-                    ParsedBatch {
-                        input: idx,
-                        events: Vec::with_capacity(BATCH),
-                        lines: 0,
-                        unparsed: 0,
-                        bytes_read: 0,
-                    },
-                );
+                let full = std::mem::replace(&mut batch, fresh(idx));
                 if tx.send(Ok(full)).is_err() {
                     return; // the consumer stopped (error or closed stdout)
                 }
@@ -384,18 +390,21 @@ fn scan(args: &InputArgs, data_dir: Option<&Path>, config: Option<&Path>) -> Res
     // of the work overlap on a two-core machine. Batches keep the channel
     // cheap; the bounded channel keeps memory flat.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ParsedBatch>>(8);
+    let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<Event>>(8);
     let parsers: Vec<Parser> = inputs.iter().map(|i| parser_for(i, args)).collect();
     let reader = std::thread::Builder::new()
         .name("vigil-parse".into())
-        .spawn(move || parse_inputs(inputs, parsers, tx))
+        .spawn(move || parse_inputs(inputs, parsers, tx, back_rx))
         .context("starting the parser thread")?;
     for batch in rx {
         let batch = batch?;
         lines_total += batch.lines;
         unparsed += batch.unparsed;
-        for ev in batch.events {
+        for ev in &batch.events[..batch.filled] {
             pipeline.process(ev, wall_now)?;
         }
+        // Hand the buffers back; if the parser has enough, they are dropped here.
+        let _ = back_tx.try_send(batch.events);
         for a in pipeline.take_closed_alerts()? {
             serde_json::to_writer(&mut out, &a)?;
             out.write_all(b"\n")?;

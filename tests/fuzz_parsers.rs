@@ -92,7 +92,7 @@ fn exercise(line: &str) {
         let mut pipe = Pipeline::new(&Config::default(), None);
         for n in 1..=3 {
             if let Ok(ev) = parser.parse_line(line, n) {
-                let _ = pipe.process(ev, Utc::now());
+                let _ = pipe.process(&ev, Utc::now());
             }
         }
         let _ = pipe.finish();

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, FixedOffset, Utc};
 
-use crate::event::{Action, Attributes, Category, Event, Outcome};
+use crate::event::{Action, Category, Event, Outcome};
 use crate::util::{fnv1a, stable_hash64, truncate_at_char_boundary};
 use auth::{AuthInfo, SshState};
 use syslog::{Envelope, SyslogError, SyslogOptions};
@@ -106,6 +106,20 @@ impl Parser {
 
     /// Parses line number `line_no` (1-based) of the input.
     pub fn parse_line(&mut self, raw: &str, line_no: u64) -> Result<Event, LineError> {
+        let mut ev = Event::new(String::new(), self.opts.reference, String::new());
+        self.parse_line_into(raw, line_no, &mut ev)?;
+        Ok(ev)
+    }
+
+    /// [`Parser::parse_line`] into an existing event, reusing its buffers (a
+    /// scan recycles events instead of allocating a fresh set per line).
+    /// On error `out` is left in an unspecified state.
+    pub fn parse_line_into(
+        &mut self,
+        raw: &str,
+        line_no: u64,
+        out: &mut Event,
+    ) -> Result<(), LineError> {
         let truncated = raw.len() > MAX_LINE_BYTES;
         let line = truncate_at_char_boundary(raw, MAX_LINE_BYTES);
         let env = syslog::parse_envelope_cached(line, &self.syslog_opts, &mut self.ts_cache)?;
@@ -118,112 +132,110 @@ impl Parser {
             }
             SourceKind::Syslog => None,
         };
-        let mut ev = self.build(&env, auth, line, line_no);
+        self.fill(&env, auth, line, line_no, out);
         if truncated {
-            ev.attributes.insert("truncated", true);
+            out.attributes.insert("truncated", true);
         }
-        Ok(ev)
+        Ok(())
     }
 
-    fn event_id(&self, line: &str, line_no: u64) -> String {
+    fn write_event_id(&self, line: &str, line_no: u64, id: &mut String) {
         let h = stable_hash64(
             self.origin_hash ^ line_no.wrapping_mul(0x2545_f491_4f6c_dd1d),
             line.as_bytes(),
         );
-        let mut id = String::with_capacity(19);
+        id.clear();
         id.push_str("ev-");
         for shift in (0..16).rev() {
             id.push(char::from(
                 b"0123456789abcdef"[((h >> (shift * 4)) & 0xf) as usize],
             ));
         }
-        id
     }
 
-    fn build(
+    /// Overwrites every field of `out`.
+    fn fill(
         &self,
         env: &Envelope<'_>,
         auth: Option<AuthInfo<'_>>,
         line: &str,
         line_no: u64,
-    ) -> Event {
-        let mut attributes =
-            Attributes::with_capacity(auth.as_ref().map_or(1, |a| a.attrs.len() + 1));
-        let timestamp_utc = match env.timestamp {
+        out: &mut Event,
+    ) {
+        out.attributes.clear();
+        out.timestamp_utc = match env.timestamp {
             Some(t) => t.with_timezone(&Utc),
             None => {
-                attributes.insert(crate::event::TIME_INFERRED, true);
+                out.attributes.insert(crate::event::TIME_INFERRED, true);
                 self.opts.reference
             }
         };
         if let Some(f) = env.facility() {
-            attributes.insert("syslog_facility", f);
+            out.attributes.insert("syslog_facility", f);
         }
         if let Some(sev) = env.severity() {
-            attributes.insert("syslog_severity", sev);
+            out.attributes.insert("syslog_severity", sev);
         }
         if let Some(msgid) = env.msgid {
-            attributes.insert("msgid", msgid);
+            out.attributes.insert("msgid", msgid);
         }
         if let Some(sd) = env.structured_data {
-            attributes.insert("structured_data", sd);
+            out.attributes.insert("structured_data", sd);
         }
-        let process = env.app.map(intern_program);
-        let pid = env.pid_number();
-        let host = env.hostname.unwrap_or(&self.opts.default_host).to_string();
-        let message = env.message.to_string();
-        let event_id = self.event_id(line, line_no);
+        self.write_event_id(line, line_no, &mut out.event_id);
+        out.received_time_utc = None;
+        set_str(
+            &mut out.host,
+            env.hostname.unwrap_or(&self.opts.default_host),
+        );
+        set_str(&mut out.message, env.message);
+        out.process = env.app.map(intern_program);
+        out.pid = env.pid_number();
+        out.dest_ip = None;
+        out.dest_port = None;
+        out.http = None;
         match auth {
             Some(a) => {
                 for (k, v) in a.attrs {
-                    attributes.insert(k, v);
+                    out.attributes.insert(k, v);
                 }
-                Event {
-                    event_id,
-                    timestamp_utc,
-                    received_time_utc: None,
-                    source: Cow::Borrowed("linux_auth"),
-                    host,
-                    category: a.category,
-                    action: a.action,
-                    outcome: a.outcome,
-                    severity: a.severity,
-                    user: a.user.map(str::to_string),
-                    src_ip: a.src_ip,
-                    src_port: a.src_port,
-                    dest_ip: None,
-                    dest_port: None,
-                    process,
-                    pid,
-                    http: None,
-                    message,
-                    attributes,
-                    repeat: a.repeat,
-                }
+                out.source = Cow::Borrowed("linux_auth");
+                out.category = a.category;
+                out.action = a.action;
+                out.outcome = a.outcome;
+                out.severity = a.severity;
+                set_opt_str(&mut out.user, a.user);
+                out.src_ip = a.src_ip;
+                out.src_port = a.src_port;
+                out.repeat = a.repeat;
             }
-            None => Event {
-                event_id,
-                timestamp_utc,
-                received_time_utc: None,
-                source: Cow::Borrowed("syslog"),
-                host,
-                category: Category::System,
-                action: Action::Message,
-                outcome: Outcome::Unknown,
-                severity: env.pri.map_or(1, |p| syslog_severity_to_score(p & 7)),
-                user: None,
-                src_ip: None,
-                src_port: None,
-                dest_ip: None,
-                dest_port: None,
-                process,
-                pid,
-                http: None,
-                message,
-                attributes,
-                repeat: 1,
-            },
+            None => {
+                out.source = Cow::Borrowed("syslog");
+                out.category = Category::System;
+                out.action = Action::Message;
+                out.outcome = Outcome::Unknown;
+                out.severity = env.pri.map_or(1, |p| syslog_severity_to_score(p & 7));
+                out.user = None;
+                out.src_ip = None;
+                out.src_port = None;
+                out.repeat = 1;
+            }
         }
+    }
+}
+
+/// `dst = src`, keeping `dst`'s allocation.
+fn set_str(dst: &mut String, src: &str) {
+    dst.clear();
+    dst.push_str(src);
+}
+
+/// `dst = src.map(to_string)`, keeping an existing allocation.
+fn set_opt_str(dst: &mut Option<String>, src: Option<&str>) {
+    match (dst.as_mut(), src) {
+        (Some(d), Some(s)) => set_str(d, s),
+        (None, Some(s)) => *dst = Some(s.to_string()),
+        (_, None) => *dst = None,
     }
 }
 
@@ -284,6 +296,20 @@ mod tests {
         let c = parser().parse_line(line, 2).unwrap();
         assert_eq!(a.event_id, b.event_id);
         assert_ne!(a.event_id, c.event_id);
+    }
+
+    #[test]
+    fn reused_event_is_fully_overwritten() {
+        let mut p = parser();
+        let mut ev = p
+            .parse_line("<38>1 2026-01-01T00:00:00Z h sshd 1 ID7 [x@1 a=\"b\"] Failed password for root from 192.0.2.1 port 2 ssh2", 1)
+            .unwrap();
+        p.parse_line_into("Feb 12 14:10:21 other cron[2]: hello", 2, &mut ev)
+            .unwrap();
+        let fresh = parser()
+            .parse_line("Feb 12 14:10:21 other cron[2]: hello", 2)
+            .unwrap();
+        assert_eq!(ev, fresh);
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("the store writer has stopped")]
     WriterGone,
+    #[error("cannot start the store writer thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Retention for the events table.
@@ -115,7 +117,7 @@ impl StoreWriter {
         let handle = thread::Builder::new()
             .name("vigil-store-writer".into())
             .spawn(move || writer_loop(conn, rx, retention))
-            .map_err(|e| StoreError::Corrupt(format!("cannot start writer thread: {e}")))?;
+            .map_err(StoreError::Thread)?;
         Ok(StoreWriter {
             tx: Some(tx),
             handle: Some(handle),
