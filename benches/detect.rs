@@ -30,8 +30,9 @@ fn bench_detect(c: &mut Criterion) {
         b.iter(|| {
             let mut p = Parser::new(ParseOptions::new(SourceKind::Auto, reference, "bench"));
             let mut pipe = Pipeline::new(&cfg, None);
+            let mut ev = Event::new(String::new(), reference, String::new());
             for (i, l) in lines.iter().enumerate() {
-                if let Ok(ev) = p.parse_line(l, i as u64 + 1) {
+                if p.parse_line_into(l, i as u64 + 1, &mut ev).is_ok() {
                     let _ = pipe.process(&ev, reference);
                 }
             }

@@ -16,7 +16,22 @@ fn bench_parse(c: &mut Criterion) {
     g.bench_function("baseline_split_lines", |b| {
         b.iter(|| authgen::baseline_split_lines(&text))
     });
+    // What `vigil scan` does: one event buffer, refilled line after line.
     g.bench_function("auth_lines", |b| {
+        b.iter(|| {
+            let mut p = Parser::new(ParseOptions::new(SourceKind::Auto, reference, "bench"));
+            let mut ev = vigil::event::Event::new(String::new(), reference, String::new());
+            let mut failures = 0u32;
+            for (i, l) in lines.iter().enumerate() {
+                if p.parse_line_into(l, i as u64 + 1, &mut ev).is_ok() {
+                    failures += ev.is_failure() as u32;
+                }
+            }
+            failures
+        })
+    });
+    // A fresh event per line (the library's convenience API).
+    g.bench_function("auth_lines_allocating", |b| {
         b.iter(|| {
             let mut p = Parser::new(ParseOptions::new(SourceKind::Auto, reference, "bench"));
             let mut failures = 0u32;

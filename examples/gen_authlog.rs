@@ -6,7 +6,17 @@ mod authgen;
 
 use std::io::{BufWriter, Write};
 
-fn main() -> std::io::Result<()> {
+fn main() {
+    if let Err(e) = run() {
+        // A closed pipe (`| head`) is a normal way to stop reading.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("gen_authlog: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let n: u64 = match args.next().map(|a| a.parse()) {
         Some(Ok(n)) => n,
