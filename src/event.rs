@@ -21,6 +21,25 @@ pub enum Outcome {
     Unknown,
 }
 
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Unknown => "unknown",
+        }
+    }
+
+    pub fn from_text(s: &str) -> Option<Outcome> {
+        Some(match s {
+            "success" => Outcome::Success,
+            "failure" => Outcome::Failure,
+            "unknown" => Outcome::Unknown,
+            _ => return None,
+        })
+    }
+}
+
 macro_rules! vocabulary {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -182,8 +201,26 @@ impl Serialize for Attributes {
 }
 
 impl<'de> Deserialize<'de> for Attributes {
+    /// Keeps the document's key order (a later duplicate key wins).
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Map::<String, Value>::deserialize(d).map(Attributes::from)
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Attributes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of attributes")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Attributes, A::Error> {
+                let mut out = Attributes::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    out.insert(k, v);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 

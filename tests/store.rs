@@ -159,8 +159,43 @@ fn events_table_is_bounded() {
         oldest,
         Utc.with_ymd_and_hms(2026, 3, 14, 13, 2, 30)
             .unwrap()
-            .timestamp_millis()
+            .timestamp_micros()
     );
+}
+
+#[test]
+fn stored_events_read_back_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let mut parser = vigil::parse::Parser::new(vigil::parse::ParseOptions::new(
+        vigil::parse::SourceKind::Auto,
+        Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap(),
+        "t",
+    ));
+    let lines = [
+        "<38>1 2019-07-08T17:40:17.954167-04:00 h.example.com sshd 55555 - [x@1 a=\"b\"] Failed unknown for invalid user redmond from 192.0.2.2 port 55555 ssh2",
+        "Mar 14 13:00:00 h sshd[1]: message repeated 3 times: [ Failed password for root from 2001:db8::1 port 22 ssh2]",
+        "Mar 14 13:00:01 h sudo: alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/id",
+        "srv cron[2]: journal line without a time",
+    ];
+    let events: Vec<_> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| parser.parse_line(l, i as u64 + 1).unwrap())
+        .collect();
+    let writer = StoreWriter::spawn(&db, Retention::default()).unwrap();
+    for ev in &events {
+        writer.send(WriteOp::Event(Box::new(ev.clone()))).unwrap();
+    }
+    writer.close().unwrap();
+    let conn = store::open(&db).unwrap();
+    for ev in &events {
+        assert_eq!(
+            store::event(&conn, &ev.event_id).unwrap().as_ref(),
+            Some(ev)
+        );
+    }
+    assert_eq!(store::event(&conn, "ev-missing").unwrap(), None);
 }
 
 #[test]

@@ -67,6 +67,9 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // 64 MiB page cache: event ids are random, so index inserts touch pages
+    // all over the B-tree; the default 2 MiB cache thrashes past ~100k rows.
+    conn.pragma_update(None, "cache_size", -65_536)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     schema::migrate(&mut conn)?;
     Ok(conn)
@@ -213,22 +216,36 @@ fn apply(
 ) -> Result<(), StoreError> {
     match op {
         WriteOp::Event(ev) => {
+            let http = ev.http.as_deref().map(json).transpose()?;
+            let attributes = (!ev.attributes.is_empty())
+                .then(|| json(&ev.attributes))
+                .transpose()?;
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO events (event_id, ts, host, source, category, action, outcome, severity, user, src_ip, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT OR IGNORE INTO events (event_id, ts, received, host, source, category, action, outcome,
+                     severity, user, src_ip, src_port, dest_ip, dest_port, process, pid, http, message, attributes, repeat)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
             )?
             .execute(params![
                 ev.event_id,
-                ts(ev.timestamp_utc),
+                ev.timestamp_utc.timestamp_micros(),
+                ev.received_time_utc.map(|t| t.timestamp_micros()),
                 ev.host,
                 ev.source.as_ref(),
                 ev.category.as_str(),
                 ev.action.as_str(),
-                json(&ev.outcome)?.trim_matches('"'),
+                ev.outcome.as_str(),
                 ev.severity,
                 ev.user,
                 ev.src_ip.map(|i| i.to_string()),
-                json(&*ev)?,
+                ev.src_port,
+                ev.dest_ip.map(|i| i.to_string()),
+                ev.dest_port,
+                ev.process.as_deref(),
+                ev.pid,
+                http,
+                ev.message,
+                attributes,
+                ev.repeat,
             ])?;
             stats.events += 1;
         }
@@ -323,6 +340,60 @@ fn enforce_retention(conn: &Connection, r: Retention) -> Result<(), StoreError> 
 
 fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+const EVENT_COLUMNS: &str = "event_id, ts, received, host, source, category, action, outcome, severity, user, \
+     src_ip, src_port, dest_ip, dest_port, process, pid, http, message, attributes, repeat";
+
+fn corrupt(what: &str, v: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {v}"))
+}
+
+fn event_from_row(r: &rusqlite::Row<'_>) -> Result<Event, StoreError> {
+    use crate::event::{Action, Category, Outcome};
+    let micros =
+        |v: i64| DateTime::from_timestamp_micros(v).ok_or_else(|| corrupt("event time", v));
+    let ip = |v: Option<String>| -> Result<Option<std::net::IpAddr>, StoreError> {
+        v.map(|s| s.parse().map_err(|_| corrupt("address", s)))
+            .transpose()
+    };
+    let outcome: String = r.get(7)?;
+    let http: Option<String> = r.get(16)?;
+    let attributes: Option<String> = r.get(18)?;
+    let mut ev = Event::new(
+        r.get::<_, String>(0)?,
+        micros(r.get(1)?)?,
+        r.get::<_, String>(3)?,
+    );
+    ev.received_time_utc = r.get::<_, Option<i64>>(2)?.map(micros).transpose()?;
+    ev.source = std::borrow::Cow::Owned(r.get(4)?);
+    ev.category = Category::from_text(&r.get::<_, String>(5)?);
+    ev.action = Action::from_text(&r.get::<_, String>(6)?);
+    ev.outcome = Outcome::from_text(&outcome).ok_or_else(|| corrupt("outcome", &outcome))?;
+    ev.severity = r.get(8)?;
+    ev.user = r.get(9)?;
+    ev.src_ip = ip(r.get(10)?)?;
+    ev.src_port = r.get(11)?;
+    ev.dest_ip = ip(r.get(12)?)?;
+    ev.dest_port = r.get(13)?;
+    ev.process = r.get::<_, Option<String>>(14)?.map(std::borrow::Cow::Owned);
+    ev.pid = r.get(15)?;
+    ev.http = http.map(|h| from_json(&h)).transpose()?;
+    ev.message = r.get(17)?;
+    if let Some(a) = attributes {
+        ev.attributes = from_json(&a)?;
+    }
+    ev.repeat = r.get(19)?;
+    Ok(ev)
+}
+
+/// One stored event.
+pub fn event(conn: &Connection, event_id: &str) -> Result<Option<Event>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"
+    ))?;
+    let mut rows = stmt.query(params![event_id])?;
+    rows.next()?.map(event_from_row).transpose()
 }
 
 pub fn count_events(conn: &Connection) -> Result<u64, StoreError> {

@@ -9,7 +9,8 @@ const MIGRATIONS: &[&str] = &[
     // 1: initial schema
     "CREATE TABLE events (
         event_id TEXT PRIMARY KEY,
-        ts INTEGER NOT NULL,
+        ts INTEGER NOT NULL,            -- event time, µs since the epoch
+        received INTEGER,               -- µs since the epoch
         host TEXT NOT NULL,
         source TEXT NOT NULL,
         category TEXT NOT NULL,
@@ -18,7 +19,15 @@ const MIGRATIONS: &[&str] = &[
         severity INTEGER NOT NULL,
         user TEXT,
         src_ip TEXT,
-        body TEXT NOT NULL
+        src_port INTEGER,
+        dest_ip TEXT,
+        dest_port INTEGER,
+        process TEXT,
+        pid INTEGER,
+        http TEXT,                      -- JSON object or NULL
+        message TEXT NOT NULL,
+        attributes TEXT,                -- JSON object or NULL
+        repeat INTEGER NOT NULL DEFAULT 1
     );
     CREATE INDEX events_ts ON events (ts);
     CREATE INDEX events_host_ts ON events (host, ts);
