@@ -98,6 +98,7 @@ vocabulary! {
         Account => "account",
         Network => "network",
         System => "system",
+        Web => "web",
     }
 }
 
@@ -132,6 +133,13 @@ vocabulary! {
         GroupCreated => "group_created",
         PasswordChanged => "password_changed",
         CronCommand => "cron_command",
+        HttpRequest => "http_request",
+        HttpError => "http_error",
+        HttpAuthFailed => "http_auth_failed",
+        HttpRateLimited => "http_rate_limited",
+        FirewallBlock => "firewall_block",
+        FirewallAllow => "firewall_allow",
+        FirewallLog => "firewall_log",
         Message => "message",
     }
 }

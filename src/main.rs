@@ -37,9 +37,18 @@ struct Cli {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Kind {
+    /// Detect per line: syslog (auth, netfilter, filterlog, web programs) or bare web logs.
     Auto,
+    /// Linux auth messages in syslog.
     Auth,
+    /// Syslog envelope only.
     Syslog,
+    /// nginx / Apache access and error logs.
+    #[value(alias = "nginx", alias = "apache")]
+    Web,
+    /// netfilter kernel lines, pfSense / OPNsense filterlog.
+    #[value(alias = "iptables", alias = "pfsense", alias = "opnsense")]
+    Firewall,
 }
 
 impl From<Kind> for SourceKind {
@@ -48,6 +57,8 @@ impl From<Kind> for SourceKind {
             Kind::Auto => SourceKind::Auto,
             Kind::Auth => SourceKind::Auth,
             Kind::Syslog => SourceKind::Syslog,
+            Kind::Web => SourceKind::Web,
+            Kind::Firewall => SourceKind::Firewall,
         }
     }
 }

@@ -29,6 +29,13 @@ const SEEDS: &[&str] = &[
     "Mar  1 10:00:00 h sshd[7]: refused connect from _U2F=_@::ffff:218.249.210.161 (::ffff:218.249.210.161)",
     "<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut=\"3\" eventSource= \"Application\"]",
     "<14>Aug 30 23:00:05 ",
+    "www.crowdsec11.net:80 192.168.1.1 - - [08/Jun/2020:08:04:43 +0000] \"GET /test/uppercase/extensions.JPG HTTP/1.1\" 301 0 \"-\" \"Mozilla/5.0\"",
+    "1.2.3.4 - - [29/Jul/2023:10:26:06 -0700] \"H\\x00\\x00\\\"x\" 400 157 \"-\" \"-\"",
+    "2021/12/01 13:53:33 [error] 31#31: *46 \"/usr/share/nginx/html/market/index.html\" is not found (2: No such file or directory), client: 172.17.0.1, server: localhost, request: \"GET /market/ HTTP/1.1\", host: \"localhost\"",
+    "[Thu Oct 13 12:24:49.880562 2022] [auth_basic:error] [pid 10:tid 140120579262208] [client 31.33.58.75:50229] AH01618: user sss not found: /",
+    "Jun  8 14:34:33 sd-126005 kernel: [50028442.088484] [UFW BLOCK] IN=enp1s0 OUT= MAC=00:08 SRC=195.54.160.107 DST=51.15.166.67 LEN=40 PROTO=TCP SPT=8080 DPT=8123 SYN URGP=0",
+    "Sep 28 10:38:09 pfSense filterlog: 53,,,1000000301,em0,match,block,in,4,0x0,,64,420,0,none,6,tcp,460,10.0.2.2,10.0.2.15,53742,22,420,PA,29633380:29633800,3617062173,65535,,",
+    "<134>1 2022-09-06T19:00:06+02:00 opnsense filterlog 57126 - [meta sequenceId=\"2667099\"] 98,,,881d,re0,match,pass,in,6,0x00,0x0ea87,51,udp,17,73,2008:8a0::2f8a,2c02:2454:ada:d900::1738,6881,51918,73",
 ];
 
 const PROGRAMS: &[&str] = &[
@@ -85,7 +92,19 @@ fn exercise(line: &str) {
         let _ = parse_auth(p, Some(1), "h", line, &mut st);
         let _ = parse_auth(p, None, "h", line, &mut st);
     }
-    for kind in [SourceKind::Auto, SourceKind::Syslog] {
+    let off = chrono::FixedOffset::east_opt(0).unwrap();
+    let _ = vigil::parse::nginx::parse_access(line);
+    let _ = vigil::parse::nginx::parse_nginx_error(line, off);
+    let _ = vigil::parse::nginx::parse_apache_error(line, off);
+    let _ = vigil::parse::nginx::split_request(line);
+    let _ = vigil::parse::firewall::parse_netfilter(line);
+    let _ = vigil::parse::firewall::parse_filterlog(line);
+    for kind in [
+        SourceKind::Auto,
+        SourceKind::Syslog,
+        SourceKind::Web,
+        SourceKind::Firewall,
+    ] {
         let mut o = opts();
         o.kind = kind;
         let mut parser = Parser::new(o);

@@ -6,13 +6,15 @@
 //! deterministic: the same file always yields the same events and ids.
 
 pub mod auth;
+pub mod firewall;
+pub mod nginx;
 pub mod syslog;
 
 use std::borrow::Cow;
 
 use chrono::{DateTime, FixedOffset, Utc};
 
-use crate::event::{Action, Category, Event, Outcome};
+use crate::event::{Action, Category, Event, Http, Outcome};
 use crate::util::{fnv1a, stable_hash64, truncate_at_char_boundary};
 use auth::{AuthInfo, SshState};
 use syslog::{Envelope, SyslogError, SyslogOptions};
@@ -32,6 +34,10 @@ pub enum SourceKind {
     Auth,
     /// Syslog envelope only: every line becomes a generic `message` event.
     Syslog,
+    /// nginx / Apache access and error logs (bare or inside syslog).
+    Web,
+    /// netfilter kernel lines and pfSense/OPNsense filterlog.
+    Firewall,
 }
 
 impl SourceKind {
@@ -40,6 +46,101 @@ impl SourceKind {
             SourceKind::Auto => "auto",
             SourceKind::Auth => "auth",
             SourceKind::Syslog => "syslog",
+            SourceKind::Web => "web",
+            SourceKind::Firewall => "firewall",
+        }
+    }
+
+    fn auth(self) -> bool {
+        matches!(self, SourceKind::Auto | SourceKind::Auth)
+    }
+
+    fn web(self) -> bool {
+        matches!(self, SourceKind::Auto | SourceKind::Web)
+    }
+
+    fn firewall(self) -> bool {
+        matches!(self, SourceKind::Auto | SourceKind::Firewall)
+    }
+}
+
+/// HTTP details a parser found, borrowed from the line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpInfo<'a> {
+    pub method: Option<&'a str>,
+    pub path: Option<&'a str>,
+    pub protocol: Option<&'a str>,
+    pub status: Option<u16>,
+    pub bytes: Option<u64>,
+    pub referrer: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// What a message parser understood, borrowed from the line; the parser
+/// turns it into an [`Event`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Info<'a> {
+    pub category: Category,
+    pub action: Action,
+    pub outcome: Outcome,
+    pub severity: u8,
+    pub user: Option<&'a str>,
+    pub src_ip: Option<std::net::IpAddr>,
+    pub src_port: Option<u16>,
+    pub dest_ip: Option<std::net::IpAddr>,
+    pub dest_port: Option<u16>,
+    pub http: Option<HttpInfo<'a>>,
+    pub attrs: Vec<(Cow<'static, str>, &'a str)>,
+    pub repeat: u32,
+    /// `source` of the resulting event.
+    pub source: &'static str,
+}
+
+impl Info<'_> {
+    pub fn new(category: Category, action: Action, outcome: Outcome, severity: u8) -> Self {
+        let source = match category {
+            Category::Web => "web",
+            Category::Network => "firewall",
+            _ => "syslog",
+        };
+        Info {
+            category,
+            action,
+            outcome,
+            severity,
+            user: None,
+            src_ip: None,
+            src_port: None,
+            dest_ip: None,
+            dest_port: None,
+            http: None,
+            attrs: Vec::new(),
+            repeat: 1,
+            source,
+        }
+    }
+}
+
+impl<'a> From<AuthInfo<'a>> for Info<'a> {
+    fn from(a: AuthInfo<'a>) -> Self {
+        Info {
+            category: a.category,
+            action: a.action,
+            outcome: a.outcome,
+            severity: a.severity,
+            user: a.user,
+            src_ip: a.src_ip,
+            src_port: a.src_port,
+            dest_ip: None,
+            dest_port: None,
+            http: None,
+            attrs: a
+                .attrs
+                .into_iter()
+                .map(|(k, v)| (Cow::Borrowed(k), v))
+                .collect(),
+            repeat: a.repeat,
+            source: "linux_auth",
         }
     }
 }
@@ -122,21 +223,87 @@ impl Parser {
     ) -> Result<(), LineError> {
         let truncated = raw.len() > MAX_LINE_BYTES;
         let line = truncate_at_char_boundary(raw, MAX_LINE_BYTES);
-        let env = syslog::parse_envelope_cached(line, &self.syslog_opts, &mut self.ts_cache)?;
-        let host = env.hostname.unwrap_or(&self.opts.default_host);
-        let program = env.app.unwrap_or("");
-        let pid = env.pid_number();
-        let auth = match self.opts.kind {
-            SourceKind::Auto | SourceKind::Auth => {
-                auth::parse_auth(program, pid, host, env.message, &mut self.ssh)
-            }
-            SourceKind::Syslog => None,
-        };
-        self.fill(&env, auth, line, line_no, out);
+        let (env, info) =
+            match syslog::parse_envelope_cached(line, &self.syslog_opts, &mut self.ts_cache) {
+                Ok(env) => {
+                    let info = self.message_info(&env);
+                    (env, info)
+                }
+                Err(e) => match self.bare_line(line) {
+                    Some((env, info)) => (env, Some(info)),
+                    None => return Err(e.into()),
+                },
+            };
+        self.fill(&env, info, line, line_no, out);
         if truncated {
             out.attributes.insert("truncated", true);
         }
         Ok(())
+    }
+
+    /// Understands the message of a syslog record by its program.
+    fn message_info<'a>(&mut self, env: &Envelope<'a>) -> Option<Info<'a>> {
+        let kind = self.opts.kind;
+        let host = env.hostname.unwrap_or(&self.opts.default_host);
+        let program = env.app.unwrap_or("");
+        let msg = env.message;
+        if kind.auth() && auth::is_auth_program(program) {
+            return auth::parse_auth(program, env.pid_number(), host, msg, &mut self.ssh)
+                .map(Info::from);
+        }
+        if kind.firewall() {
+            if program == "filterlog" {
+                if let Some(i) = firewall::parse_filterlog(msg) {
+                    return Some(i);
+                }
+            }
+            if program == "kernel" || kind == SourceKind::Firewall {
+                if let Some(i) = firewall::parse_netfilter(msg) {
+                    return Some(i);
+                }
+            }
+        }
+        if kind.web()
+            && (matches!(program, "nginx" | "apache" | "apache2" | "httpd")
+                || kind == SourceKind::Web)
+        {
+            let off = self.opts.local_offset;
+            if let Some((_, i)) = nginx::parse_nginx_error(msg, off)
+                .or_else(|| nginx::parse_access(msg))
+                .or_else(|| nginx::parse_apache_error(msg, off))
+            {
+                return Some(i);
+            }
+        }
+        if kind.auth() {
+            // PAM lines can come from any program.
+            return auth::parse_auth(program, env.pid_number(), host, msg, &mut self.ssh)
+                .map(Info::from);
+        }
+        None
+    }
+
+    /// A line with no syslog header: a web server's own log formats.
+    fn bare_line<'a>(&self, line: &'a str) -> Option<(Envelope<'a>, Info<'a>)> {
+        if !self.opts.kind.web() {
+            return None;
+        }
+        let off = self.opts.local_offset;
+        let (time, info) = nginx::parse_access(line)
+            .or_else(|| nginx::parse_nginx_error(line, off))
+            .or_else(|| nginx::parse_apache_error(line, off))?;
+        let env = Envelope {
+            format: syslog::SyslogFormat::NotSyslog,
+            pri: None,
+            timestamp: Some(time),
+            hostname: None,
+            app: None,
+            pid: None,
+            msgid: None,
+            structured_data: None,
+            message: line,
+        };
+        Some((env, info))
     }
 
     fn write_event_id(&self, line: &str, line_no: u64, id: &mut String) {
@@ -157,7 +324,7 @@ impl Parser {
     fn fill(
         &self,
         env: &Envelope<'_>,
-        auth: Option<AuthInfo<'_>>,
+        info: Option<Info<'_>>,
         line: &str,
         line_no: u64,
         out: &mut Event,
@@ -191,15 +358,12 @@ impl Parser {
         set_str(&mut out.message, env.message);
         out.process = env.app.map(intern_program);
         out.pid = env.pid_number();
-        out.dest_ip = None;
-        out.dest_port = None;
-        out.http = None;
-        match auth {
+        match info {
             Some(a) => {
                 for (k, v) in a.attrs {
                     out.attributes.insert(k, v);
                 }
-                out.source = Cow::Borrowed("linux_auth");
+                out.source = Cow::Borrowed(a.source);
                 out.category = a.category;
                 out.action = a.action;
                 out.outcome = a.outcome;
@@ -207,7 +371,22 @@ impl Parser {
                 set_opt_str(&mut out.user, a.user);
                 out.src_ip = a.src_ip;
                 out.src_port = a.src_port;
+                out.dest_ip = a.dest_ip;
+                out.dest_port = a.dest_port;
                 out.repeat = a.repeat;
+                out.http = a.http.map(|h| {
+                    if let Some(p) = h.protocol {
+                        out.attributes.insert("http_protocol", p);
+                    }
+                    Box::new(Http {
+                        method: h.method.map(str::to_string),
+                        path: h.path.map(str::to_string),
+                        status: h.status,
+                        bytes: h.bytes,
+                        user_agent: h.user_agent.map(str::to_string),
+                        referrer: h.referrer.map(str::to_string),
+                    })
+                });
             }
             None => {
                 out.source = Cow::Borrowed("syslog");
@@ -218,6 +397,9 @@ impl Parser {
                 out.user = None;
                 out.src_ip = None;
                 out.src_port = None;
+                out.dest_ip = None;
+                out.dest_port = None;
+                out.http = None;
                 out.repeat = 1;
             }
         }

@@ -21,6 +21,8 @@ pub enum SyslogFormat {
     Rfc5424,
     /// `host proc[pid]: msg` with no timestamp (journald short output).
     JournalShort,
+    /// Not syslog: a format with its own time (web server logs).
+    NotSyslog,
 }
 
 /// A parsed syslog envelope; every string borrows from the input line.
