@@ -140,6 +140,7 @@ vocabulary! {
         FirewallBlock => "firewall_block",
         FirewallAllow => "firewall_allow",
         FirewallLog => "firewall_log",
+        PortScanDetected => "port_scan_detected",
         Message => "message",
     }
 }

@@ -48,41 +48,6 @@ const DISAGREEMENTS: &[(&str, &str)] = &[
     ),
 ];
 
-struct Expectation {
-    line: u64,
-    text: String,
-    json: serde_json::Value,
-}
-
-fn expectations(text: &str) -> Vec<Expectation> {
-    let mut out = Vec::new();
-    let mut pending: Option<serde_json::Value> = None;
-    for (i, line) in text.lines().enumerate() {
-        if let Some(j) = line.strip_prefix("# failJSON:") {
-            pending = Some(serde_json::from_str(j.trim()).expect("failJSON is JSON"));
-            continue;
-        }
-        if line.starts_with('#') || line.trim().is_empty() {
-            continue;
-        }
-        if let Some(json) = pending.take() {
-            let constraint = json
-                .get("constraint")
-                .and_then(|c| c.as_str())
-                .unwrap_or("");
-            if constraint.contains("!= 'aggressive'") {
-                continue;
-            }
-            out.push(Expectation {
-                line: i as u64 + 1,
-                text: line.to_string(),
-                json,
-            });
-        }
-    }
-    out
-}
-
 fn check_file(name: &str) -> (usize, usize) {
     let Some(dir) = common::corpus_dir() else {
         return (0, 0);
@@ -97,7 +62,7 @@ fn check_file(name: &str) -> (usize, usize) {
     let (mut agree, mut total) = (0, 0);
     let mut misses = Vec::new();
     let mut unlisted = Vec::new();
-    for exp in expectations(&text) {
+    for exp in common::fail2ban_expectations(&text) {
         let row = &rows[exp.line as usize - 1];
         assert_eq!(row["line"], exp.line);
         let failure = row["outcome"] == "failure";

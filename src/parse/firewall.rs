@@ -151,6 +151,57 @@ pub fn parse_filterlog(msg: &str) -> Option<Info<'_>> {
     Some(info)
 }
 
+/// scanlogd: `192.0.2.123 to 192.0.2.1 ports 80, 81, …, flags, TOS 00, TTL 49 @20:44:43`.
+pub fn parse_scanlogd(msg: &str) -> Option<Info<'_>> {
+    let (src, rest) = msg.split_once(" to ")?;
+    let (dst, rest) = rest.split_once(" ports ")?;
+    let mut info = Info::new(
+        Category::Network,
+        Action::PortScanDetected,
+        Outcome::Failure,
+        5,
+    );
+    info.src_ip = Some(parse_ip(src)?);
+    info.dest_ip = parse_ip(dst);
+    let ports = rest
+        .split(", ")
+        .take_while(|p| p.bytes().all(|b| b.is_ascii_digit()) && !p.is_empty());
+    let end = ports.map(|p| p.len() + 2).sum::<usize>().saturating_sub(2);
+    info.attrs
+        .push((Cow::Borrowed("ports"), &rest[..end.min(rest.len())]));
+    info.source = "scanlogd";
+    Some(info)
+}
+
+/// PortSentry's blocked-history lines:
+/// `1403884279 - 06/27/2014 17:51:19 Host: 192.168.56.1/192.168.56.1 Port: 1 TCP Blocked`.
+/// Returns the epoch time the line starts with.
+pub fn parse_portsentry(line: &str) -> Option<(i64, Info<'_>)> {
+    let (epoch, rest) = line.split_once(" - ")?;
+    let epoch: i64 = epoch.trim().parse().ok()?;
+    let host = &rest[find_str(rest, "Host: ")? + 6..];
+    let host = &host[..host.find(' ')?];
+    let ip = host.rsplit('/').next()?;
+    let port_at = find_str(rest, "Port: ")? + 6;
+    let mut words = rest[port_at..].split_ascii_whitespace();
+    let port = words.next()?.parse().ok();
+    let proto = words.next().unwrap_or("");
+    let blocked = rest.contains("Blocked");
+    let action = if blocked {
+        Action::FirewallBlock
+    } else {
+        Action::PortScanDetected
+    };
+    let mut info = Info::new(Category::Network, action, Outcome::Failure, 5);
+    info.src_ip = Some(parse_ip(ip)?);
+    info.dest_port = port;
+    if !proto.is_empty() {
+        info.attrs.push((Cow::Borrowed("proto"), proto));
+    }
+    info.source = "portsentry";
+    Some((epoch, info))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +239,32 @@ mod tests {
             "no prefix: no verdict is invented"
         );
         assert!(parse_netfilter("XX=enp1s0 OUT= SRC=1.2.3.4 DST=5.6.7.8").is_none());
+    }
+
+    #[test]
+    fn scanlogd_and_portsentry() {
+        let i = parse_scanlogd("192.0.2.123 to 192.0.2.1 ports 80, 81, 83, 88, ..., f????uxy, TOS 00, TTL 49 @20:44:43").unwrap();
+        assert_eq!(
+            (i.action, i.src_ip),
+            (Action::PortScanDetected, parse_ip("192.0.2.123"))
+        );
+        assert!(
+            i.attrs
+                .contains(&(Cow::Borrowed("ports"), "80, 81, 83, 88"))
+        );
+        let (t, i) = parse_portsentry(
+            "1403884279 - 06/27/2014 17:51:19 Host: 192.168.56.1/192.168.56.1 Port: 1 TCP Blocked",
+        )
+        .unwrap();
+        assert_eq!(
+            (t, i.action, i.src_ip, i.dest_port),
+            (
+                1403884279,
+                Action::FirewallBlock,
+                parse_ip("192.168.56.1"),
+                Some(1)
+            )
+        );
     }
 
     #[test]

@@ -257,20 +257,27 @@ impl Parser {
                     return Some(i);
                 }
             }
+            if program == "scanlogd" {
+                if let Some(i) = firewall::parse_scanlogd(msg) {
+                    return Some(i);
+                }
+            }
             if program == "kernel" || kind == SourceKind::Firewall {
                 if let Some(i) = firewall::parse_netfilter(msg) {
                     return Some(i);
                 }
             }
         }
-        if kind.web()
-            && (matches!(program, "nginx" | "apache" | "apache2" | "httpd")
-                || kind == SourceKind::Web)
-        {
+        // `httpd/backend1` names an Apache instance.
+        let web_program = program.split('/').next().unwrap_or(program);
+        let is_web_program = matches!(web_program, "nginx" | "apache" | "apache2" | "httpd");
+        if kind.web() && (is_web_program || kind == SourceKind::Web) {
             let off = self.opts.local_offset;
-            if let Some((_, i)) = nginx::parse_nginx_error(msg, off)
+            if let Some(i) = nginx::parse_nginx_error(msg, off)
                 .or_else(|| nginx::parse_access(msg))
                 .or_else(|| nginx::parse_apache_error(msg, off))
+                .map(|(_, i)| i)
+                .or_else(|| nginx::apache_error_body(msg))
             {
                 return Some(i);
             }
@@ -283,15 +290,26 @@ impl Parser {
         None
     }
 
-    /// A line with no syslog header: a web server's own log formats.
+    /// A line with no syslog header: web servers' and PortSentry's own formats.
     fn bare_line<'a>(&self, line: &'a str) -> Option<(Envelope<'a>, Info<'a>)> {
-        if !self.opts.kind.web() {
-            return None;
-        }
+        let kind = self.opts.kind;
         let off = self.opts.local_offset;
-        let (time, info) = nginx::parse_access(line)
-            .or_else(|| nginx::parse_nginx_error(line, off))
-            .or_else(|| nginx::parse_apache_error(line, off))?;
+        let found = if kind.web() {
+            nginx::parse_access(line)
+                .or_else(|| nginx::parse_nginx_error(line, off))
+                .or_else(|| nginx::parse_apache_error(line, off))
+        } else {
+            None
+        };
+        let found = found.or_else(|| {
+            if !kind.firewall() {
+                return None;
+            }
+            let (epoch, info) = firewall::parse_portsentry(line)?;
+            let t = chrono::DateTime::from_timestamp(epoch, 0)?;
+            Some((t.fixed_offset(), info))
+        });
+        let (time, info) = found?;
         let env = Envelope {
             format: syslog::SyslogFormat::NotSyslog,
             pri: None,

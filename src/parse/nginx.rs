@@ -73,9 +73,18 @@ fn unquote(s: &str) -> Option<&str> {
     (s != "-").then_some(s)
 }
 
-/// `[10/Oct/2000:13:55:36 -0700]`
+/// `[10/Oct/2000:13:55:36 -0700]`; a time without a zone (custom log
+/// formats) is read as UTC.
 fn access_time(s: &str) -> Option<DateTime<FixedOffset>> {
-    DateTime::parse_from_str(s, "%d/%b/%Y:%H:%M:%S %z").ok()
+    let s = s.trim();
+    DateTime::parse_from_str(s, "%d/%b/%Y:%H:%M:%S %z")
+        .ok()
+        .or_else(|| {
+            let naive = NaiveDateTime::parse_from_str(s, "%d/%b/%Y:%H:%M:%S").ok()?;
+            FixedOffset::east_opt(0)?
+                .from_local_datetime(&naive)
+                .single()
+        })
 }
 
 /// An access-log line: `[vhost[:port] ]client ident user [time] "request" status bytes ["referrer" "agent"]`.
@@ -90,6 +99,8 @@ pub fn parse_access(line: &str) -> Option<(DateTime<FixedOffset>, Info<'_>)> {
         [c] if parse_ip(c).is_some() => (None, *c, None),
         [v, c, _, u] if parse_ip(c).is_some() => (Some(*v), *c, Some(*u)),
         [v, c, _] if parse_ip(c).is_some() => (Some(*v), *c, None),
+        // Custom formats with an extra field before the time.
+        [c, _, u, _] if parse_ip(c).is_some() => (None, *c, Some(*u)),
         _ => return None,
     };
     let close = open + find_byte(&line[open..], b']')?;
@@ -100,7 +111,16 @@ pub fn parse_access(line: &str) -> Option<(DateTime<FixedOffset>, Info<'_>)> {
         i += 1;
     }
     if b.get(i) != Some(&b'"') {
-        return None;
+        // One unquoted field (a virtual host) may sit between time and request.
+        while i < b.len() && b[i] != b' ' && b[i] != b'"' {
+            i += 1;
+        }
+        while b.get(i) == Some(&b' ') {
+            i += 1;
+        }
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
     }
     let req_end = quoted_end(b, i)?;
     let raw_request = &line[i + 1..req_end - 1];
@@ -173,6 +193,18 @@ fn nginx_field<'a>(msg: &'a str, key: &str) -> Option<&'a str> {
     } else {
         &v[..find_byte(v, b',').unwrap_or(v.len())]
     };
+    (!v.is_empty()).then_some(v)
+}
+
+/// nginx appends `, client: IP, server: …, request: "…"` after a message
+/// that may quote attacker text (a user name); the real client field is the
+/// last one before the last `, request: "` (quotes inside the request are
+/// escaped by nginx, so that marker cannot be forged after it).
+fn nginx_client(msg: &str) -> Option<&str> {
+    let limit = msg.rfind(", request: \"").unwrap_or(msg.len());
+    let at = msg[..limit].rfind("client: ")?;
+    let v = &msg[at + 8..];
+    let v = &v[..find_byte(v, b',').unwrap_or(v.len())];
     (!v.is_empty()).then_some(v)
 }
 
@@ -267,7 +299,7 @@ pub fn parse_nginx_error(
         error_severity(level),
     );
     info.attrs.push((Cow::Borrowed("level"), level));
-    if let Some(c) = nginx_field(msg, "client: ") {
+    if let Some(c) = nginx_client(msg) {
         info.src_ip = parse_ip(c);
     }
     if let Some(s) = nginx_field(msg, "server: ") {
@@ -310,10 +342,21 @@ pub fn parse_apache_error(
 ) -> Option<(DateTime<FixedOffset>, Info<'_>)> {
     let inner = line.strip_prefix('[')?;
     let close = find_byte(inner, b']')?;
+    // `Thu Oct 13 12:24:49.880562 2022`: the weekday is skipped, not checked
+    // (hand-made samples and some generators get it wrong).
     let stamp = &inner[..close];
-    let naive = NaiveDateTime::parse_from_str(stamp, "%a %b %d %H:%M:%S%.f %Y").ok()?;
+    let stamp = stamp.split_once(' ').map_or(stamp, |(_, rest)| rest);
+    let naive = NaiveDateTime::parse_from_str(stamp, "%b %d %H:%M:%S%.f %Y").ok()?;
     let time = offset.from_local_datetime(&naive).single()?;
-    let rest = inner[close + 1..].trim_start();
+    Some((time, apache_error_body(inner[close + 1..].trim_start())?))
+}
+
+/// The part of an Apache error line after its timestamp (also what Apache
+/// sends to syslog): `[module:level] [pid …] [client IP:port] message`.
+pub fn apache_error_body(rest: &str) -> Option<Info<'_>> {
+    if !rest.starts_with('[') {
+        return None;
+    }
     let level = rest
         .strip_prefix('[')
         .and_then(|r| r.split_once(']'))
@@ -328,23 +371,45 @@ pub fn parse_apache_error(
     if !level.is_empty() {
         info.attrs.push((Cow::Borrowed("level"), level));
     }
-    let msg_start = rest.rfind("] ").map_or(0, |i| i + 2);
-    let msg = &rest[msg_start..];
-    if let Some(i) = find_str(rest, "[client ") {
-        let c = &rest[i + 8..];
-        let c = &c[..find_byte(c, b']').unwrap_or(c.len())];
+    // The message starts after the first `[client …]` (text after it may
+    // itself contain a forged `[client …]`), else after the last header field.
+    // Behind a proxy Apache 2.4 names the peer `[remote …]` instead.
+    let client_at = find_str(rest, "[client ")
+        .map(|i| (i, 8))
+        .or_else(|| find_str(rest, "[remote ").map(|i| (i, 8)));
+    let msg_start = match client_at {
+        Some((i, _)) => find_str(&rest[i..], "] ").map_or(rest.len(), |j| i + j + 2),
+        None => rest.rfind("] ").map_or(0, |i| i + 2),
+    };
+    let msg = &rest[msg_start.min(rest.len())..];
+    if let Some((i, skip)) = client_at {
+        let c = &rest[i + skip..];
         // `1.2.3.4:5678`, `[2001:db8::1]:5678`, or a bare address (Apache 2.2).
-        let (host, port) = match c.rsplit_once(':') {
-            Some((h, p)) if parse_ip(h).is_some() && p.bytes().all(|b| b.is_ascii_digit()) => {
-                (h, p.parse().ok())
+        let c = match c.strip_prefix('[') {
+            Some(v6) => {
+                let end = find_byte(v6, b']')?;
+                let port = v6[end + 1..]
+                    .strip_prefix(':')
+                    .and_then(|p| p[..p.find(']').unwrap_or(p.len())].parse().ok());
+                info.src_ip = parse_ip(&v6[..end]);
+                info.src_port = port;
+                ""
             }
-            _ => (c, None),
+            None => &c[..find_byte(c, b']').unwrap_or(c.len())],
         };
-        info.src_ip = parse_ip(host);
-        info.src_port = port;
+        if !c.is_empty() {
+            let (host, port) = match c.rsplit_once(':') {
+                Some((h, p)) if parse_ip(h).is_some() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                    (h, p.parse().ok())
+                }
+                _ => (c, None),
+            };
+            info.src_ip = parse_ip(host);
+            info.src_port = port;
+        }
     }
     classify_error(msg, &mut info);
-    Some((time, info))
+    Some(info)
 }
 
 #[cfg(test)]

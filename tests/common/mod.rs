@@ -64,3 +64,43 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(name)
 }
+
+/// One `# failJSON:` expectation of a fail2ban sample file.
+pub struct FailJson {
+    /// 1-based line number of the log line it applies to.
+    pub line: u64,
+    pub text: String,
+    pub json: serde_json::Value,
+}
+
+/// The expectations of a fail2ban sample file, skipping those whose
+/// constraint excludes fail2ban's aggressive mode (Vigil records every
+/// pre-auth failure, which is what aggressive mode matches).
+pub fn fail2ban_expectations(text: &str) -> Vec<FailJson> {
+    let mut out = Vec::new();
+    let mut pending: Option<serde_json::Value> = None;
+    for (i, line) in text.lines().enumerate() {
+        if let Some(j) = line.strip_prefix("# failJSON:") {
+            pending = Some(serde_json::from_str(j.trim()).expect("failJSON is JSON"));
+            continue;
+        }
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        if let Some(json) = pending.take() {
+            let constraint = json
+                .get("constraint")
+                .and_then(|c| c.as_str())
+                .unwrap_or("");
+            if constraint.contains("!= 'aggressive'") {
+                continue;
+            }
+            out.push(FailJson {
+                line: i as u64 + 1,
+                text: line.to_string(),
+                json,
+            });
+        }
+    }
+    out
+}
