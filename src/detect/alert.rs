@@ -116,11 +116,60 @@ pub const INGEST_STORM: RuleInfo = RuleInfo {
     mitre: &["T1499"],
 };
 
-pub const ALL_RULES: [RuleInfo; 4] = [
+pub const PORT_SCAN: RuleInfo = RuleInfo {
+    id: "PORT_SCAN_V1",
+    reason: "port_scan_suspected",
+    severity: 5,
+    confidence_pct: 70,
+    mitre: &["T1046"],
+};
+pub const WEB_SCAN: RuleInfo = RuleInfo {
+    id: "WEB_SCAN_V1",
+    reason: "web_scan_suspected",
+    severity: 5,
+    confidence_pct: 70,
+    mitre: &["T1595.003"],
+};
+pub const WEB_ATTACK: RuleInfo = RuleInfo {
+    id: "WEB_ATTACK_V1",
+    reason: "web_attack_detected",
+    severity: 6,
+    confidence_pct: 60,
+    mitre: &["T1190"],
+};
+pub const HTTP_AUTH_BRUTE_FORCE: RuleInfo = RuleInfo {
+    id: "HTTP_AUTH_BRUTE_FORCE_V1",
+    reason: "http_brute_force_suspected",
+    severity: 7,
+    confidence_pct: 75,
+    mitre: &["T1110.001"],
+};
+pub const SUDO_ABUSE: RuleInfo = RuleInfo {
+    id: "SUDO_ABUSE_V1",
+    reason: "sudo_abuse_suspected",
+    severity: 7,
+    confidence_pct: 70,
+    mitre: &["T1548.003"],
+};
+pub const LATERAL_MOVEMENT: RuleInfo = RuleInfo {
+    id: "LATERAL_MOVEMENT_V1",
+    reason: "lateral_movement_suspected",
+    severity: 8,
+    confidence_pct: 60,
+    mitre: &["T1021.004"],
+};
+
+pub const ALL_RULES: [RuleInfo; 10] = [
     BRUTE_FORCE,
     PASSWORD_SPRAY,
     SUCCESS_AFTER_FAILURES,
     INGEST_STORM,
+    PORT_SCAN,
+    WEB_SCAN,
+    WEB_ATTACK,
+    HTTP_AUTH_BRUTE_FORCE,
+    SUDO_ABUSE,
+    LATERAL_MOVEMENT,
 ];
 
 /// Recommended actions (the vocabulary the response policy acts on).
@@ -129,4 +178,5 @@ pub mod recommended {
     pub const INVESTIGATE_ACCOUNT: &str = "INVESTIGATE_ACCOUNT";
     pub const RATE_LIMIT_HOST: &str = "RATE_LIMIT_HOST";
     pub const INVESTIGATE: &str = "INVESTIGATE";
+    pub const QUARANTINE_HOST: &str = "QUARANTINE_HOST";
 }

@@ -3,8 +3,11 @@
 //! ALLOW / THROTTLE / BLOCK). Pure: the wall clock is passed in only to
 //! stamp `created_time_utc`; every decision uses event time.
 
+pub mod accounts;
 pub mod alert;
+pub mod network;
 pub mod rules;
+pub mod web;
 pub mod window;
 
 use std::sync::Arc;

@@ -43,6 +43,30 @@ pub struct RuleConfig {
     pub max_evidence: usize,
     /// Spray window keeps at most this many failures per source IP.
     pub spray_max_tracked: usize,
+    /// One source hitting ≥ this many distinct destination ports …
+    pub port_scan_distinct_ports: u32,
+    /// … within this many seconds → PORT_SCAN_V1.
+    pub port_scan_window_secs: u32,
+    /// One client with ≥ this many 4xx on distinct paths …
+    pub web_scan_distinct_4xx: u32,
+    /// … or ≥ this many distinct scanner-only paths …
+    pub web_scan_sensitive_paths: u32,
+    /// … within this many seconds → WEB_SCAN_V1.
+    pub web_scan_window_secs: u32,
+    /// ≥ this many 401s / HTTP auth failures from one client …
+    pub http_auth_fail_threshold: u32,
+    /// … within this many seconds → HTTP_AUTH_BRUTE_FORCE_V1.
+    pub http_auth_window_secs: u32,
+    /// ≥ this many sudo authentication failures by one user on a host …
+    pub sudo_fail_threshold: u32,
+    /// … within this many seconds → SUDO_ABUSE_V1.
+    pub sudo_window_secs: u32,
+    /// A root shell within this many seconds of a suspicious login → SUDO_ABUSE_V1.
+    pub sudo_shell_after_login_secs: u32,
+    /// One account logging in to ≥ this many distinct hosts …
+    pub lateral_hosts_threshold: u32,
+    /// … within this many seconds → LATERAL_MOVEMENT_V1.
+    pub lateral_window_secs: u32,
 }
 
 impl Default for RuleConfig {
@@ -60,6 +84,18 @@ impl Default for RuleConfig {
             dedup_secs: 300,
             max_evidence: 100,
             spray_max_tracked: 256,
+            port_scan_distinct_ports: 10,
+            port_scan_window_secs: 60,
+            web_scan_distinct_4xx: 10,
+            web_scan_sensitive_paths: 3,
+            web_scan_window_secs: 60,
+            http_auth_fail_threshold: 5,
+            http_auth_window_secs: 60,
+            sudo_fail_threshold: 3,
+            sudo_window_secs: 600,
+            sudo_shell_after_login_secs: 600,
+            lateral_hosts_threshold: 4,
+            lateral_window_secs: 600,
         }
     }
 }
@@ -74,7 +110,7 @@ pub struct RuleConfigError {
 
 impl RuleConfig {
     pub fn validate(&self) -> Result<(), RuleConfigError> {
-        let checks: [(&'static str, u64, u64, u64); 12] = [
+        let checks: [(&'static str, u64, u64, u64); 24] = [
             (
                 "brute_force_threshold",
                 self.brute_force_threshold as u64,
@@ -132,6 +168,73 @@ impl RuleConfig {
                 1,
                 100_000,
             ),
+            (
+                "port_scan_distinct_ports",
+                self.port_scan_distinct_ports as u64,
+                1,
+                65_535,
+            ),
+            (
+                "port_scan_window_secs",
+                self.port_scan_window_secs as u64,
+                1,
+                86_400,
+            ),
+            (
+                "web_scan_distinct_4xx",
+                self.web_scan_distinct_4xx as u64,
+                1,
+                10_000,
+            ),
+            (
+                "web_scan_sensitive_paths",
+                self.web_scan_sensitive_paths as u64,
+                1,
+                10_000,
+            ),
+            (
+                "web_scan_window_secs",
+                self.web_scan_window_secs as u64,
+                1,
+                86_400,
+            ),
+            (
+                "http_auth_fail_threshold",
+                self.http_auth_fail_threshold as u64,
+                1,
+                10_000,
+            ),
+            (
+                "http_auth_window_secs",
+                self.http_auth_window_secs as u64,
+                1,
+                86_400,
+            ),
+            (
+                "sudo_fail_threshold",
+                self.sudo_fail_threshold as u64,
+                1,
+                10_000,
+            ),
+            ("sudo_window_secs", self.sudo_window_secs as u64, 1, 86_400),
+            (
+                "sudo_shell_after_login_secs",
+                self.sudo_shell_after_login_secs as u64,
+                1,
+                86_400,
+            ),
+            (
+                "lateral_hosts_threshold",
+                self.lateral_hosts_threshold as u64,
+                2,
+                10_000,
+            ),
+            (
+                "lateral_window_secs",
+                self.lateral_window_secs as u64,
+                1,
+                86_400,
+            ),
         ];
         for (field, v, lo, hi) in checks {
             if v < lo || v > hi {
@@ -158,7 +261,13 @@ impl RuleConfig {
             .brute_force_window_secs
             .max(self.spray_window_secs)
             .max(self.success_window_secs)
-            .max(self.storm_window_secs);
+            .max(self.storm_window_secs)
+            .max(self.port_scan_window_secs)
+            .max(self.web_scan_window_secs)
+            .max(self.http_auth_window_secs)
+            .max(self.sudo_window_secs)
+            .max(self.sudo_shell_after_login_secs)
+            .max(self.lateral_window_secs);
         secs(m)
     }
 }
@@ -223,14 +332,17 @@ pub struct RuleState {
     failures: KeyedWindows<u64, Arc<str>>,
     /// Per src_ip: recent failures and the users they named (password spray).
     spray: FastMap<IpAddr, SprayState>,
+    web: super::web::WebRules,
+    ports: super::network::PortScanRule,
+    accounts: super::accounts::AccountRules,
 }
 
-fn host_user_key(host: &str, user: &str) -> u64 {
+pub(super) fn host_user_key(host: &str, user: &str) -> u64 {
     fnv1a_extend(fnv1a_extend(fnv1a(host.as_bytes()), &[0]), user.as_bytes())
 }
 
 /// Microseconds back to a timestamp (window times come from real events).
-fn to_time(m: Micros) -> DateTime<Utc> {
+pub(super) fn to_time(m: Micros) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(m).unwrap_or_default()
 }
 
@@ -249,6 +361,9 @@ impl RuleState {
             storm: KeyedWindows::new(cfg.storm_threshold as usize + 1),
             failures: KeyedWindows::new(fail_cap),
             spray: FastMap::default(),
+            web: Default::default(),
+            ports: Default::default(),
+            accounts: Default::default(),
             cfg,
         }
     }
@@ -263,11 +378,19 @@ impl RuleState {
         self.failures.evict_idle(horizon);
         self.spray
             .retain(|_, st| st.fails.newest().is_some_and(|t| t >= horizon));
+        self.web.evict_idle(horizon);
+        self.ports.evict_idle(horizon);
+        self.accounts.evict_idle(horizon);
     }
 
     /// Number of keys currently tracked (for memory reporting).
     pub fn tracked_keys(&self) -> usize {
-        self.storm.keys() + self.failures.keys() + self.spray.len()
+        self.storm.keys()
+            + self.failures.keys()
+            + self.spray.len()
+            + self.web.tracked()
+            + self.ports.tracked()
+            + self.accounts.tracked()
     }
 
     /// Feeds one occurrence (`id`) of `ev` to every rule.
@@ -292,8 +415,17 @@ impl RuleState {
             }
         } else if is_login_success(ev) {
             if let Some(user) = ev.user.as_deref() {
+                let before = out.len();
                 self.success_after_failures(ev, user, id, now, ctx, is_open, out);
+                if out.len() > before {
+                    self.accounts.mark_taken_over(&ev.host, user, now);
+                }
             }
+        }
+        match ev.category {
+            Category::Web => self.web.observe(&self.cfg, ev, id, now, is_open, out),
+            Category::Network => self.ports.observe(&self.cfg, ev, id, now, is_open, out),
+            _ => self.accounts.observe(&self.cfg, ev, id, now, is_open, out),
         }
     }
 
@@ -538,7 +670,7 @@ impl SprayState {
     }
 }
 
-fn ctx_map(v: Value) -> Map<String, Value> {
+pub(super) fn ctx_map(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
         _ => Map::new(),

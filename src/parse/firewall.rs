@@ -24,7 +24,8 @@ fn verdict(action: &Action) -> (Outcome, u8) {
 fn prefix_action(prefix: &str) -> Action {
     let up = prefix.to_ascii_uppercase();
     let has = |w: &str| up.contains(w);
-    if has("ALLOW") || has("ACCEPT") || has("PASS") {
+    // UFW's AUDIT level logs packets it let through.
+    if has("ALLOW") || has("ACCEPT") || has("PASS") || has("AUDIT") {
         Action::FirewallAllow
     } else if has("BLOCK") || has("DROP") || has("REJECT") || has("DENY") {
         Action::FirewallBlock
