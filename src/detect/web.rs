@@ -105,6 +105,14 @@ const PROBE_SIGNATURES: &[&str] = &[
     "/solr/admin/cores?action=",
     "/console/login/loginform.jsp",
     "/mgmt/tm/util/bash",
+    "thumb.php?src=",
+    "timthumb",
+    "/cache/external",
+    ".php/login.php",
+    "/scripts/setup.php",
+    "uploadify.php",
+    "/cfide/adminapi",
+    "com_sun_web_ui",
 ];
 
 /// User agents of scanning tools (lower-cased substring match).
@@ -176,6 +184,25 @@ const ATTACKS: &[(&str, &str)] = &[
     ("command_injection", "$(wget"),
     ("command_injection", "/bin/sh"),
     ("command_injection", "cmd.exe"),
+    ("header_injection", "\r\n"),
+    ("header_injection", "\nset-cookie"),
+    ("remote_file_inclusion", "=http://"),
+    ("remote_file_inclusion", "=https://"),
+    ("remote_file_inclusion", "=ftp://"),
+    ("sql_injection", "declare @"),
+    ("sql_injection", "cursor for select"),
+    ("sql_injection", "now()=sysdate()"),
+];
+
+/// Search engines do not post comments: a POST with their user agent is a
+/// spammer or an exploit kit in disguise.
+const CRAWLER_AGENTS: &[&str] = &[
+    "googlebot",
+    "bingbot",
+    "msnbot",
+    "yandexbot",
+    "baiduspider",
+    "slurp",
 ];
 
 /// Longest request text the attack matcher looks at.
@@ -327,7 +354,6 @@ impl WebRules {
         is_open: IsOpen<'_>,
         out: &mut Vec<Firing>,
     ) {
-        let Some(ip) = ev.src_ip else { return };
         let http = ev.http.as_deref();
         let is_web = matches!(
             ev.action,
@@ -344,6 +370,69 @@ impl WebRules {
         let agent = http.and_then(|h| h.user_agent.as_deref()).unwrap_or("");
         let normalised = normalise_request(raw_path);
         let shared: Arc<str> = Arc::from(id);
+        // WEB_ATTACK_V1: one request is enough.
+        let mut classes = attack_classes(&normalised);
+        // A parameter pointing at a remote URL is only an inclusion attempt
+        // when the target is a script and the URL names one too.
+        if let Some(pos) = classes.iter().position(|c| *c == "remote_file_inclusion") {
+            let script = normalised
+                .split('?')
+                .next()
+                .is_some_and(|p| p.ends_with(".php") || p.ends_with(".cgi"));
+            let payload = normalised
+                .split('?')
+                .nth(1)
+                .is_some_and(|q| q.contains(".php") || q.contains(".txt"));
+            if !(script && payload) {
+                classes.remove(pos);
+            }
+        }
+        let method = http.and_then(|h| h.method.as_deref()).unwrap_or("");
+        let agent_lc = agent.to_ascii_lowercase();
+        if method == "POST" && CRAWLER_AGENTS.iter().any(|c| agent_lc.contains(c)) {
+            classes.push("post_from_fake_crawler");
+        }
+        let shellshock = agent.contains("() {")
+            || http
+                .and_then(|h| h.referrer.as_deref())
+                .is_some_and(|r| r.contains("() {"));
+        if !classes.is_empty() || shellshock {
+            let rule = alert::WEB_ATTACK;
+            let (dedup_key, open) = is_open(&rule, &ev.host, None, ev.src_ip);
+            let mut classes: Vec<&str> = classes;
+            if shellshock && !classes.contains(&"shellshock") {
+                classes.push("shellshock");
+            }
+            let detail = (!open).then(|| FiringDetail {
+                first_seen: ev.timestamp_utc,
+                evidence: vec![id.to_string()],
+                count: 1,
+                reasons: vec![format!(
+                    "request from {} to '{}' carries {} payload: {}",
+                    ev.src_ip
+                        .map_or_else(|| "an unknown client".to_string(), |ip| ip.to_string()),
+                    ev.host,
+                    classes.join(" and "),
+                    crate::util::truncate_at_char_boundary(raw_path, 200)
+                )],
+                context: ctx_map(json!({ "attack_classes": classes, "status": status })),
+            });
+            out.push(Firing {
+                rule,
+                dedup_key,
+                user: None,
+                src_ip: ev.src_ip,
+                recommended_action: if ev.src_ip.is_some() {
+                    recommended::BLOCK_IP
+                } else {
+                    recommended::INVESTIGATE
+                },
+                detail,
+            });
+        }
+
+        // The remaining rules follow one client.
+        let Some(ip) = ev.src_ip else { return };
         let cap = cfg
             .web_scan_distinct_4xx
             .max(cfg.web_scan_sensitive_paths)
@@ -356,46 +445,10 @@ impl WebRules {
         let path_hash = fnv1a(normalised.as_bytes());
         let w = secs(cfg.web_scan_window_secs);
 
-        // WEB_ATTACK_V1: one request is enough.
-        let classes = attack_classes(&normalised);
-        let shellshock = agent.contains("() {")
-            || http
-                .and_then(|h| h.referrer.as_deref())
-                .is_some_and(|r| r.contains("() {"));
-        if !classes.is_empty() || shellshock {
-            let rule = alert::WEB_ATTACK;
-            let (dedup_key, open) = is_open(&rule, &ev.host, None, Some(ip));
-            let mut classes: Vec<&str> = classes;
-            if shellshock && !classes.contains(&"shellshock") {
-                classes.push("shellshock");
-            }
-            let detail = (!open).then(|| FiringDetail {
-                first_seen: ev.timestamp_utc,
-                evidence: vec![id.to_string()],
-                count: 1,
-                reasons: vec![format!(
-                    "request from {ip} to '{}' carries {} payload: {}",
-                    ev.host,
-                    classes.join(" and "),
-                    crate::util::truncate_at_char_boundary(raw_path, 200)
-                )],
-                context: ctx_map(json!({ "attack_classes": classes, "status": status })),
-            });
-            out.push(Firing {
-                rule,
-                dedup_key,
-                user: None,
-                src_ip: Some(ip),
-                recommended_action: recommended::BLOCK_IP,
-                detail,
-            });
-        }
-
         // WEB_SCAN_V1: a single unmistakable probe, many 4xx on distinct paths,
         // several scanner-only paths, or a scanning tool's user agent.
         let mut scan_reason = None;
         let refused = status.is_none_or(|s| s >= 400);
-        let method = http.and_then(|h| h.method.as_deref()).unwrap_or("");
         let proxy_attempt = status.is_some_and(|s| s == 400 || s == 405)
             && (method == "CONNECT"
                 || normalised.starts_with("http://")
@@ -564,6 +617,10 @@ mod tests {
         assert!(attack_classes(&normalise_request("/index.php/nous-contacter/")).is_empty());
         assert!(attack_classes(&normalise_request("/solr/admin/info/system?wt=json")).is_empty());
         assert!(attack_classes(&normalise_request("/blog/my--post?page=2")).is_empty());
+        assert_eq!(
+            attack_classes(&normalise_request("/injection/%0d%0aSet-Cookie")),
+            ["header_injection"]
+        );
     }
 
     #[test]

@@ -905,7 +905,13 @@ fn sudo(m: &str) -> AuthInfo<'_> {
 
 fn su(m: &str) -> AuthInfo<'_> {
     use Action as A;
-    if let Some(p) = pam_message(m) {
+    if let Some(mut p) = pam_message(m) {
+        // For su, a PAM authentication failure is the failed su itself.
+        if p.action == A::AuthFailed {
+            p.category = Category::Privilege;
+            p.action = A::SuFailed;
+            p.severity = 6;
+        }
         return p;
     }
     let failed = |u: &'static str| {
@@ -961,6 +967,24 @@ fn su(m: &str) -> AuthInfo<'_> {
                     };
                     return base.user(user).attr("target_user", target);
                 }
+            }
+        }
+    }
+    // `failed: ttyq4 changing from ldap to root` (older util-linux su)
+    if let Some(r) = m.strip_prefix("failed: ") {
+        if let Some((_, rest)) = r.split_once(" changing from ") {
+            if let Some((user, target)) = rest.split_once(" to ") {
+                return failed("su failed")
+                    .user(user)
+                    .attr("target_user", target.trim());
+            }
+        }
+    }
+    // `dcid to root on /dev/ttyp1` (BSD su)
+    if let Some((user, rest)) = m.split_once(" to ") {
+        if !user.contains(' ') && !user.is_empty() {
+            if let Some((target, _)) = rest.split_once(" on ") {
+                return ok().user(user).attr("target_user", target);
             }
         }
     }

@@ -49,10 +49,18 @@ pub fn parse_netfilter(msg: &str) -> Option<Info<'_>> {
         }
         _ => msg,
     };
-    let in_at = if msg.starts_with("IN=") {
-        0
-    } else {
-        find_str(msg, " IN=").map(|i| i + 1)?
+    // `IN=` starts the fields; a prefix may run straight into it
+    // (`DROP(src wan)IN=eth0`), but `MAIN=` or `XIN=` is not it.
+    let in_at = {
+        let b = msg.as_bytes();
+        let mut from = 0;
+        loop {
+            let at = from + find_str(&msg[from..], "IN=")?;
+            if at == 0 || !(b[at - 1].is_ascii_alphanumeric() || b[at - 1] == b'_') {
+                break at;
+            }
+            from = at + 3;
+        }
     };
     let prefix = msg[..in_at].trim();
     let action = prefix_action(prefix);

@@ -298,6 +298,7 @@ impl Parser {
             nginx::parse_access(line)
                 .or_else(|| nginx::parse_nginx_error(line, off))
                 .or_else(|| nginx::parse_apache_error(line, off))
+                .or_else(|| nginx::parse_w3c(line))
         } else {
             None
         };

@@ -69,7 +69,8 @@ fn quoted_end(b: &[u8], start: usize) -> Option<usize> {
 }
 
 fn unquote(s: &str) -> Option<&str> {
-    let s = s.strip_prefix('"')?.strip_suffix('"')?;
+    let s = s.strip_prefix('"')?;
+    let s = s.strip_suffix('"').unwrap_or(s);
     (s != "-").then_some(s)
 }
 
@@ -142,6 +143,8 @@ pub fn parse_access(line: &str) -> Option<(DateTime<FixedOffset>, Info<'_>)> {
         };
         let start = j + q;
         let Some(end) = quoted_end(tb, start) else {
+            // A last field cut before its closing quote (truncated line).
+            quoted.push(&tail[start..]);
             break;
         };
         quoted.push(&tail[start..end]);
@@ -227,7 +230,6 @@ fn classify_error<'a>(msg: &'a str, info: &mut Info<'a>) {
     if lower_has("was not found in")
         || lower_has("password mismatch")
         || lower_has("authentication failure")
-        || lower_has("no user/password was provided")
         || (lower_has("user ") && lower_has(" not found"))
     {
         info.action = Action::HttpAuthFailed;
@@ -412,6 +414,99 @@ pub fn apache_error_body(rest: &str) -> Option<Info<'_>> {
     Some(info)
 }
 
+const METHODS: &[&str] = &[
+    "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "PROPFIND", "TRACE", "CONNECT",
+];
+
+/// IIS / W3C extended log lines: `date time [server fields] method stem query
+/// [port] [user] [client-ip] [agent] [referrer] status …`. The field list is
+/// configurable in IIS, so fields after the query are recognised by shape:
+/// the first address is the client, the first 3-digit code after the port is
+/// the status. Times are UTC, as the W3C format specifies.
+pub fn parse_w3c(line: &str) -> Option<(DateTime<FixedOffset>, Info<'_>)> {
+    let b = line.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' {
+        return None;
+    }
+    let naive = NaiveDateTime::parse_from_str(&line[..19], "%Y-%m-%d %H:%M:%S").ok()?;
+    let time = FixedOffset::east_opt(0)?
+        .from_local_datetime(&naive)
+        .single()?;
+    let toks: Vec<&str> = line[20..].split_ascii_whitespace().collect();
+    let m = toks.iter().position(|t| METHODS.contains(t))?;
+    let stem = toks.get(m + 1)?;
+    let query = toks.get(m + 2).copied().filter(|q| *q != "-");
+    let mut rest = toks.iter().skip(m + 3).peekable();
+    // s-port comes first when logged.
+    if rest
+        .peek()
+        .is_some_and(|t| t.len() <= 5 && t.bytes().all(|c| c.is_ascii_digit()) && t.len() != 3)
+    {
+        rest.next();
+    }
+    let (mut client, mut agent, mut status) = (None, None, None);
+    for t in rest {
+        if client.is_none() {
+            if let Some(ip) = parse_ip(t) {
+                client = Some(ip);
+                continue;
+            }
+        }
+        if status.is_none() && t.len() == 3 {
+            if let Ok(code) = t.parse::<u16>() {
+                if (100..600).contains(&code) {
+                    status = Some(code);
+                    continue;
+                }
+            }
+        }
+        if client.is_some()
+            && agent.is_none()
+            && status.is_none()
+            && t.bytes().any(|c| c.is_ascii_alphabetic())
+        {
+            agent = Some(*t);
+        }
+    }
+    // The path is the stem plus the query; both are slices of the line.
+    let path = match query {
+        Some(q) => {
+            let start = stem.as_ptr() as usize - line.as_ptr() as usize;
+            let end = q.as_ptr() as usize - line.as_ptr() as usize + q.len();
+            &line[start..end]
+        }
+        None => stem,
+    };
+    let status_outcome = match status {
+        Some(s) if s >= 400 => Outcome::Failure,
+        Some(_) => Outcome::Success,
+        None => Outcome::Unknown,
+    };
+    let mut info = Info::new(
+        Category::Web,
+        Action::HttpRequest,
+        status_outcome,
+        if status.is_some_and(|s| s >= 400) {
+            3
+        } else {
+            1
+        },
+    );
+    info.src_ip = client;
+    info.http = Some(super::HttpInfo {
+        method: Some(toks[m]),
+        // W3C writes a space between stem and query; keep what was logged.
+        path: Some(path),
+        protocol: None,
+        status,
+        bytes: None,
+        referrer: None,
+        user_agent: agent,
+    });
+    info.attrs.push((Cow::Borrowed("log_format"), "w3c"));
+    Some((time, info))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,6 +559,25 @@ mod tests {
         .unwrap();
         let h = i.http.unwrap();
         assert_eq!((h.method, h.path), (None, Some(r"H\x00\x00\x00tj\xA8")));
+    }
+
+    #[test]
+    fn iis_w3c_lines() {
+        let (_, i) = parse_w3c("2015-03-11 21:59:09 1.2.3.4 GET /console/faces/com_sun_web_ui/jsp/version/version_30.jsp - 80 - 31.3.3.7 Sun+Web+Console+Fingerprinter/7.15 - 404 0 2 0").unwrap();
+        let h = i.http.unwrap();
+        assert_eq!(
+            (i.src_ip, h.status, h.user_agent),
+            (
+                parse_ip("31.3.3.7"),
+                Some(404),
+                Some("Sun+Web+Console+Fingerprinter/7.15")
+            )
+        );
+        let (_, i) = parse_w3c("2015-07-28 15:07:26 1.2.3.4 GET /QOsa/Default.aspx UISessionId=SN1 80 - 31.3.3.7 Open/1.0 302 0 0 624").unwrap();
+        assert_eq!(
+            i.http.unwrap().path,
+            Some("/QOsa/Default.aspx UISessionId=SN1")
+        );
     }
 
     #[test]
