@@ -4,7 +4,7 @@
 //! and `HTTP_AUTH_BRUTE_FORCE_V1` (repeated 401s / basic-auth failures).
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::json;
 
@@ -245,37 +245,76 @@ fn decode_once(s: &[u8]) -> Vec<u8> {
 }
 
 /// The request as an attacker meant it: decoded twice (double encoding is a
-/// classic evasion), lower-cased, bounded.
-pub fn normalise_request(raw: &str) -> String {
-    let cut = &raw.as_bytes()[..raw.len().min(MAX_INSPECT)];
-    let once = decode_once(cut);
+/// classic evasion), lower-cased, bounded. Plain requests (nothing encoded,
+/// nothing upper-case) are returned as they are, without copying.
+pub fn normalise_request(raw: &str) -> std::borrow::Cow<'_, str> {
+    let cut = crate::util::truncate_at_char_boundary(raw, MAX_INSPECT);
+    if !cut
+        .bytes()
+        .any(|b| b == b'%' || b == b'+' || b.is_ascii_uppercase())
+    {
+        return std::borrow::Cow::Borrowed(cut);
+    }
+    let once = decode_once(cut.as_bytes());
     let twice = if once.contains(&b'%') {
         decode_once(&once)
     } else {
         once
     };
-    String::from_utf8_lossy(&twice).into_owned()
+    std::borrow::Cow::Owned(String::from_utf8_lossy(&twice).into_owned())
 }
+
+fn matcher(needles: impl IntoIterator<Item = &'static str>) -> aho_corasick::AhoCorasick {
+    aho_corasick::AhoCorasick::new(needles).expect("static needle lists build")
+}
+
+static ATTACK_MATCHER: LazyLock<aho_corasick::AhoCorasick> =
+    LazyLock::new(|| matcher(ATTACKS.iter().map(|(_, n)| *n)));
+static SCANNER_PATH_MATCHER: LazyLock<aho_corasick::AhoCorasick> =
+    LazyLock::new(|| matcher(SCANNER_PATHS.iter().copied()));
+static PROBE_MATCHER: LazyLock<aho_corasick::AhoCorasick> =
+    LazyLock::new(|| matcher(PROBE_SIGNATURES.iter().copied()));
+static AGENT_MATCHER: LazyLock<aho_corasick::AhoCorasick> = LazyLock::new(|| {
+    aho_corasick::AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(SCANNER_AGENTS.iter().copied())
+        .expect("static needle lists build")
+});
 
 /// The attack classes a request shows, in `ATTACKS` order, deduplicated.
 pub fn attack_classes(normalised: &str) -> Vec<&'static str> {
+    let mut hits: Vec<usize> = ATTACK_MATCHER
+        .find_overlapping_iter(normalised)
+        .map(|m| m.pattern().as_usize())
+        .collect();
+    if hits.is_empty() {
+        return Vec::new();
+    }
+    hits.sort_unstable();
     let mut found: Vec<&'static str> = Vec::new();
-    for (class, needle) in ATTACKS {
-        if !found.contains(class) && normalised.contains(needle) {
+    for i in hits {
+        let class = ATTACKS[i].0;
+        if !found.contains(&class) {
             found.push(class);
         }
     }
     found
 }
 
+/// The first single-shot probe signature in the request, if any.
+fn probe_signature(normalised: &str) -> Option<&'static str> {
+    PROBE_MATCHER
+        .find(normalised)
+        .map(|m| PROBE_SIGNATURES[m.pattern().as_usize()])
+}
+
 fn is_scanner_path(normalised: &str) -> bool {
     let path = normalised.split(['?', '#']).next().unwrap_or(normalised);
-    SCANNER_PATHS.iter().any(|p| path.contains(p))
+    SCANNER_PATH_MATCHER.is_match(path)
 }
 
 fn is_scanner_agent(agent: &str) -> bool {
-    let a = agent.to_ascii_lowercase();
-    SCANNER_AGENTS.iter().any(|s| a.contains(s))
+    AGENT_MATCHER.is_match(agent)
 }
 
 #[derive(Debug)]
@@ -388,8 +427,10 @@ impl WebRules {
             }
         }
         let method = http.and_then(|h| h.method.as_deref()).unwrap_or("");
-        let agent_lc = agent.to_ascii_lowercase();
-        if method == "POST" && CRAWLER_AGENTS.iter().any(|c| agent_lc.contains(c)) {
+        if method == "POST" && {
+            let agent_lc = agent.to_ascii_lowercase();
+            CRAWLER_AGENTS.iter().any(|c| agent_lc.contains(c))
+        } {
             classes.push("post_from_fake_crawler");
         }
         let shellshock = agent.contains("() {")
@@ -453,9 +494,11 @@ impl WebRules {
             && (method == "CONNECT"
                 || normalised.starts_with("http://")
                 || normalised.starts_with("https://"));
-        let probe = PROBE_SIGNATURES
-            .iter()
-            .find(|p| refused && normalised.contains(*p));
+        let probe = if refused {
+            probe_signature(&normalised)
+        } else {
+            None
+        };
         if let Some(sig) = probe {
             scan_reason = Some((
                 format!(

@@ -75,17 +75,43 @@ fn unquote(s: &str) -> Option<&str> {
 }
 
 /// `[10/Oct/2000:13:55:36 -0700]`; a time without a zone (custom log
-/// formats) is read as UTC.
+/// formats) is read as UTC. Parsed by hand: it is on every access line.
 fn access_time(s: &str) -> Option<DateTime<FixedOffset>> {
-    let s = s.trim();
-    DateTime::parse_from_str(s, "%d/%b/%Y:%H:%M:%S %z")
-        .ok()
-        .or_else(|| {
-            let naive = NaiveDateTime::parse_from_str(s, "%d/%b/%Y:%H:%M:%S").ok()?;
-            FixedOffset::east_opt(0)?
-                .from_local_datetime(&naive)
-                .single()
-        })
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let b = s.trim().as_bytes();
+    let num = |r: &[u8]| -> Option<u32> {
+        (!r.is_empty() && r.iter().all(u8::is_ascii_digit))
+            .then(|| r.iter().fold(0u32, |a, d| a * 10 + (d - b'0') as u32))
+    };
+    let slash = b.iter().position(|&c| c == b'/')?;
+    let day = num(&b[..slash])?;
+    let mon = b.get(slash + 1..slash + 4)?;
+    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(mon))? as u32 + 1;
+    let r = b.get(slash + 4..)?;
+    if r.len() < 14 || r[0] != b'/' || r[5] != b':' || r[8] != b':' || r[11] != b':' {
+        return None;
+    }
+    let year = num(&r[1..5])? as i32;
+    let (hh, mm, ss) = (num(&r[6..8])?, num(&r[9..11])?, num(&r[12..14])?);
+    let offset = match r.get(14..) {
+        None | Some([]) => FixedOffset::east_opt(0)?,
+        Some(z) => {
+            let z = z.strip_prefix(b" ")?;
+            if z.len() != 5 || !(z[0] == b'+' || z[0] == b'-') {
+                return None;
+            }
+            let secs = (num(&z[1..3])? * 3600 + num(&z[3..5])? * 60) as i32;
+            FixedOffset::east_opt(if z[0] == b'-' { -secs } else { secs })?
+        }
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(year, month, day)?;
+    let time = chrono::NaiveTime::from_hms_opt(hh, mm, ss)?;
+    offset
+        .from_local_datetime(&NaiveDateTime::new(date, time))
+        .single()
 }
 
 /// An access-log line: `[vhost[:port] ]client ident user [time] "request" status bytes ["referrer" "agent"]`.
@@ -530,6 +556,33 @@ mod tests {
         assert_eq!(i.src_ip, parse_ip("1.2.3.4"));
         assert_eq!(i.dest_port, Some(443));
         assert_eq!(i.outcome, Outcome::Failure);
+    }
+
+    #[test]
+    fn access_times() {
+        assert_eq!(
+            access_time("1/Apr/2014:00:00:01 -0500")
+                .unwrap()
+                .to_rfc3339(),
+            "2014-04-01T00:00:01-05:00"
+        );
+        assert_eq!(
+            access_time("27/Jun/2013:11:55:44").unwrap().to_rfc3339(),
+            "2013-06-27T11:55:44+00:00"
+        );
+        assert_eq!(
+            access_time("31/Jan/2015:14:29:44 ").unwrap().to_rfc3339(),
+            "2015-01-31T14:29:44+00:00"
+        );
+        for bad in [
+            "",
+            "32/Jan/2015:14:29:44 +0000",
+            "1/Foo/2015:14:29:44 +0000",
+            "1/Jan/2015 14:29:44",
+            "1/Jan/2015:14:29:44 +00",
+        ] {
+            assert!(access_time(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]
