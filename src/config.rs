@@ -17,6 +17,8 @@ pub struct Config {
     pub rules: RuleConfig,
     pub policy: PolicyConfig,
     pub store: StoreConfig,
+    /// Field mapping for JSON logs that are not `sec.event.v1`.
+    pub json: crate::parse::json::JsonMapping,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

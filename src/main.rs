@@ -49,6 +49,8 @@ enum Kind {
     /// netfilter kernel lines, pfSense / OPNsense filterlog.
     #[value(alias = "iptables", alias = "pfsense", alias = "opnsense")]
     Firewall,
+    /// JSON lines: sec.event.v1, or any JSON log through the `[json]` field mapping.
+    Json,
 }
 
 impl From<Kind> for SourceKind {
@@ -59,6 +61,7 @@ impl From<Kind> for SourceKind {
             Kind::Syslog => SourceKind::Syslog,
             Kind::Web => SourceKind::Web,
             Kind::Firewall => SourceKind::Firewall,
+            Kind::Json => SourceKind::Json,
         }
     }
 }
@@ -75,6 +78,9 @@ struct InputArgs {
     /// Host name for lines that carry none.
     #[arg(long, default_value = "unknown")]
     host: String,
+    /// TOML configuration (rule thresholds, policy, JSON field mapping).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Log files to read, oldest first (e.g. auth.log.1 auth.log); `-` is
     /// standard input. Detection runs across all of them in the order given.
     #[arg(required = true, value_name = "FILE")]
@@ -96,9 +102,6 @@ enum Command {
         /// Without it, scan writes nothing to disk.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
-        /// TOML configuration (rule thresholds, policy).
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
     },
     /// Print one JSON object per input line, in order: the normalised event,
     /// or the reason the line was not understood.
@@ -121,8 +124,7 @@ fn main() {
             input,
             no_ml: _,
             data_dir,
-            config,
-        }) => scan(&input, data_dir.as_deref(), config.as_deref()),
+        }) => scan(&input, data_dir.as_deref()),
         Some(Command::Parse { input }) => parse(&input),
     };
     if let Err(e) = result {
@@ -198,9 +200,10 @@ fn open_inputs(args: &InputArgs) -> Result<Vec<Input>> {
     Ok(out)
 }
 
-fn parser_for(input: &Input, args: &InputArgs) -> Parser {
+fn parser_for(input: &Input, args: &InputArgs, cfg: &Config) -> Parser {
     let mut opts = ParseOptions::new(args.kind.into(), input.reference, input.name.clone());
     opts.default_host = args.host.clone();
+    opts.json_mapping = cfg.json.clone();
     Parser::new(opts)
 }
 
@@ -216,11 +219,12 @@ struct ParseRow<'a> {
 }
 
 fn parse(args: &InputArgs) -> Result<()> {
+    let cfg = Config::load(args.config.as_deref())?;
     let inputs = open_inputs(args)?;
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     for input in inputs {
-        let mut parser = parser_for(&input, args);
+        let mut parser = parser_for(&input, args, &cfg);
         let mut lines = LineReader::new(input.reader);
         while let Some(line) = lines
             .next_line()
@@ -369,8 +373,8 @@ fn parse_inputs(
     }
 }
 
-fn scan(args: &InputArgs, data_dir: Option<&Path>, config: Option<&Path>) -> Result<()> {
-    let cfg = Config::load(config)?;
+fn scan(args: &InputArgs, data_dir: Option<&Path>) -> Result<()> {
+    let cfg = Config::load(args.config.as_deref())?;
     let inputs = open_inputs(args)?;
     let store = match data_dir {
         Some(dir) => {
@@ -402,7 +406,7 @@ fn scan(args: &InputArgs, data_dir: Option<&Path>, config: Option<&Path>) -> Res
     // cheap; the bounded channel keeps memory flat.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ParsedBatch>>(8);
     let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<Vec<Event>>(8);
-    let parsers: Vec<Parser> = inputs.iter().map(|i| parser_for(i, args)).collect();
+    let parsers: Vec<Parser> = inputs.iter().map(|i| parser_for(i, args, &cfg)).collect();
     let reader = std::thread::Builder::new()
         .name("vigil-parse".into())
         .spawn(move || parse_inputs(inputs, parsers, tx, back_rx))

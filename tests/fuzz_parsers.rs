@@ -36,6 +36,8 @@ const SEEDS: &[&str] = &[
     "Jun  8 14:34:33 sd-126005 kernel: [50028442.088484] [UFW BLOCK] IN=enp1s0 OUT= MAC=00:08 SRC=195.54.160.107 DST=51.15.166.67 LEN=40 PROTO=TCP SPT=8080 DPT=8123 SYN URGP=0",
     "Sep 28 10:38:09 pfSense filterlog: 53,,,1000000301,em0,match,block,in,4,0x0,,64,420,0,none,6,tcp,460,10.0.2.2,10.0.2.15,53742,22,420,PA,29633380:29633800,3617062173,65535,,",
     "<134>1 2022-09-06T19:00:06+02:00 opnsense filterlog 57126 - [meta sequenceId=\"2667099\"] 98,,,881d,re0,match,pass,in,6,0x00,0x0ea87,51,udp,17,73,2008:8a0::2f8a,2c02:2454:ada:d900::1738,6881,51918,73",
+    "{\"event_type\":\"sec.event.v1\",\"event_id\":\"evt-00000001\",\"source\":\"l\",\"host\":\"h\",\"timestamp_utc\":\"2026-01-13T12:00:00Z\",\"category\":\"auth\",\"action\":\"login_failed\",\"severity\":5}",
+    "{\"@timestamp\":\"2026-03-14T10:00:00Z\",\"source\":{\"ip\":\"198.51.100.7\"},\"user\":{\"name\":\"bob\"},\"event\":{\"action\":\"login_failed\"}}",
 ];
 
 const PROGRAMS: &[&str] = &[
@@ -99,6 +101,7 @@ fn exercise(line: &str) {
     let _ = vigil::parse::nginx::split_request(line);
     let _ = vigil::parse::firewall::parse_netfilter(line);
     let _ = vigil::parse::firewall::parse_filterlog(line);
+    let _ = vigil::parse::json::parse_json_line(line, &Default::default(), "h", "id".into());
     for kind in [
         SourceKind::Auto,
         SourceKind::Syslog,

@@ -151,3 +151,20 @@ fn lateral_movement_on_fourth_host_or_after_takeover() {
         ["LATERAL_MOVEMENT_V1", "SUCCESS_AFTER_FAILURES_V1"]
     );
 }
+
+#[test]
+fn json_lines_feed_the_same_rules() {
+    // Eight failures for one account as sec.event.v1 lines, and mapped ECS JSON.
+    let wire: Vec<String> = (0..8)
+        .map(|i| format!(r#"{{"event_type":"sec.event.v1","event_id":"evt-0000000{i}","source":"app","host":"api-1","timestamp_utc":"2026-03-14T10:00:0{i}Z","category":"auth","action":"login_failed","severity":5,"user":"alice","src_ip":"203.0.113.20"}}"#))
+        .collect();
+    let alerts = scan_lines(&wire);
+    assert_eq!(rules(&alerts), ["BRUTE_FORCE_V1"]);
+    assert_eq!(alerts[0]["evidence"][0], "evt-00000000");
+    let ecs: Vec<String> = (0..8)
+        .map(|i| format!(r#"{{"@timestamp":"2026-03-14T10:00:0{i}Z","host":{{"name":"api-2"}},"source":{{"ip":"203.0.113.21"}},"user":{{"name":"bob"}},"event":{{"action":"login_failed","category":"authentication"}}}}"#))
+        .collect();
+    let alerts = scan_lines(&ecs);
+    assert_eq!(rules(&alerts), ["BRUTE_FORCE_V1"]);
+    assert_eq!(alerts[0]["host"], "api-2");
+}

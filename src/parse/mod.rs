@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod firewall;
+pub mod json;
 pub mod nginx;
 pub mod syslog;
 
@@ -38,6 +39,8 @@ pub enum SourceKind {
     Web,
     /// netfilter kernel lines and pfSense/OPNsense filterlog.
     Firewall,
+    /// JSON lines: `sec.event.v1`, or other logs through `[json]` mapping.
+    Json,
 }
 
 impl SourceKind {
@@ -48,7 +51,12 @@ impl SourceKind {
             SourceKind::Syslog => "syslog",
             SourceKind::Web => "web",
             SourceKind::Firewall => "firewall",
+            SourceKind::Json => "json",
         }
+    }
+
+    fn json(self) -> bool {
+        matches!(self, SourceKind::Auto | SourceKind::Json)
     }
 
     fn auth(self) -> bool {
@@ -150,6 +158,8 @@ impl<'a> From<AuthInfo<'a>> for Info<'a> {
 pub enum LineError {
     #[error(transparent)]
     Syslog(#[from] SyslogError),
+    #[error(transparent)]
+    Json(#[from] json::JsonLineError),
 }
 
 /// Everything parsing needs from outside.
@@ -164,6 +174,8 @@ pub struct ParseOptions {
     pub default_host: String,
     /// Name of the input (file name); part of every event id.
     pub origin: String,
+    /// How fields of foreign JSON logs map onto events.
+    pub json_mapping: json::JsonMapping,
 }
 
 impl ParseOptions {
@@ -174,6 +186,7 @@ impl ParseOptions {
             local_offset: FixedOffset::east_opt(0).expect("zero offset is valid"),
             default_host: "unknown".into(),
             origin: origin.into(),
+            json_mapping: json::JsonMapping::default(),
         }
     }
 }
@@ -223,6 +236,20 @@ impl Parser {
     ) -> Result<(), LineError> {
         let truncated = raw.len() > MAX_LINE_BYTES;
         let line = truncate_at_char_boundary(raw, MAX_LINE_BYTES);
+        if self.opts.kind.json() && line.trim_start().starts_with('{') {
+            let mut id = std::mem::take(&mut out.event_id);
+            self.write_event_id(line, line_no, &mut id);
+            *out = json::parse_json_line(
+                line.trim(),
+                &self.opts.json_mapping,
+                &self.opts.default_host,
+                id,
+            )?;
+            if truncated {
+                out.attributes.insert("truncated", true);
+            }
+            return Ok(());
+        }
         let (env, info) =
             match syslog::parse_envelope_cached(line, &self.syslog_opts, &mut self.ts_cache) {
                 Ok(env) => {
