@@ -253,3 +253,37 @@ fn parse_prints_one_object_per_line_in_order() {
     assert!(rows[2]["error"].as_str().unwrap().contains("syslog"));
     assert_eq!(rows[3]["action"], "login_success");
 }
+
+#[test]
+fn auto_detects_the_format_of_each_line_in_a_mixed_file() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    for line in [
+        "Mar 14 10:00:00 web-1 sshd[1]: Failed password for root from 203.0.113.10 port 1 ssh2",
+        r#"198.51.100.9 - - [14/Mar/2026:10:00:01 +0000] "GET /index.html HTTP/1.1" 200 10 "-" "Mozilla/5.0""#,
+        "Mar 14 10:00:02 gw kernel: [UFW BLOCK] IN=eth0 OUT= SRC=203.0.113.5 DST=198.51.100.1 PROTO=TCP SPT=1 DPT=22",
+        "Mar 14 10:00:03 fw filterlog: 5,,,1000102433,em0,match,block,in,4,0x0,,128,24677,0,none,17,udp,186,10.9.0.119,10.9.0.255,17500,17600,166",
+        "2026/03/14 10:00:04 [error] 31#31: *46 open() \"/x\" failed (2: No such file or directory), client: 192.0.2.4, server: a, request: \"GET /x HTTP/1.1\", host: \"a\"",
+        r#"{"@timestamp":"2026-03-14T10:00:05Z","source":{"ip":"192.0.2.5"},"event":{"action":"login_failed"},"user":{"name":"bob"}}"#,
+        "Mar 14 10:00:06 db-1 sudo: alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/usr/bin/id",
+    ] {
+        writeln!(f, "{line}").unwrap();
+    }
+    f.flush().unwrap();
+    let rows = common::vigil_parse(&["--reference-time", REF, f.path().to_str().unwrap()]);
+    let got: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["source"].as_str().unwrap(), r["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("linux_auth", "login_failed"),
+            ("web", "http_request"),
+            ("firewall", "firewall_block"),
+            ("firewall", "firewall_block"),
+            ("web", "http_error"),
+            ("json", "login_failed"),
+            ("linux_auth", "sudo_command"),
+        ]
+    );
+}
