@@ -11,7 +11,11 @@ pub fn corpus_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!(
+        // Written to the stderr handle directly: the test harness captures
+        // `eprintln!`, and a skip must be visible in an ordinary `cargo test`.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIP: corpus not found at {} (it lives beside the repository in the team workspace)",
             dir.display()
         );
