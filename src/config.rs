@@ -19,6 +19,48 @@ pub struct Config {
     pub store: StoreConfig,
     /// Field mapping for JSON logs that are not `sec.event.v1`.
     pub json: crate::parse::json::JsonMapping,
+    pub gateway: GatewayConfig,
+}
+
+/// The HTTP gateway (`vigil serve`). The shared secret normally comes from
+/// the environment (`ARES_SHARED_SECRET`); it is never printed.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub listen: String,
+    pub replay_window_secs: u32,
+    pub rate_limit_per_min: u32,
+    #[serde(skip_serializing)]
+    pub shared_secret: Option<String>,
+    /// SQLite file (default: `vigil.db` in the data directory).
+    pub sqlite_path: Option<std::path::PathBuf>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: "127.0.0.1:8000".into(),
+            replay_window_secs: 120,
+            rate_limit_per_min: 300,
+            shared_secret: None,
+            sqlite_path: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("listen", &self.listen)
+            .field("replay_window_secs", &self.replay_window_secs)
+            .field("rate_limit_per_min", &self.rate_limit_per_min)
+            .field(
+                "shared_secret",
+                &self.shared_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("sqlite_path", &self.sqlite_path)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,6 +108,10 @@ const ENV_VARS: &[(&str, &str)] = &[
     ("SEC_ALERT_DEDUP_SECONDS", "rules.dedup_secs"),
     ("VIGIL_ALERT_DEDUP_SECONDS", "rules.dedup_secs"),
     ("VIGIL_BAN_SECONDS", "policy.ban_secs"),
+    ("SEC_REPLAY_WINDOW_SECONDS", "gateway.replay_window_secs"),
+    ("VIGIL_REPLAY_WINDOW_SECONDS", "gateway.replay_window_secs"),
+    ("SEC_RATE_LIMIT_PER_MIN", "gateway.rate_limit_per_min"),
+    ("VIGIL_RATE_LIMIT_PER_MIN", "gateway.rate_limit_per_min"),
 ];
 
 impl Config {
@@ -105,6 +151,14 @@ impl Config {
 
     /// Applies overrides from an environment lookup (injectable for tests).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for name in ["ARES_SHARED_SECRET", "VIGIL_SHARED_SECRET"] {
+            if let Some(v) = get(name).filter(|v| !v.is_empty()) {
+                self.gateway.shared_secret = Some(v);
+            }
+        }
+        if let Some(v) = get("SEC_SQLITE_PATH").filter(|v| !v.is_empty()) {
+            self.gateway.sqlite_path = Some(v.into());
+        }
         for (name, target) in ENV_VARS {
             let Some(value) = get(name) else { continue };
             let bad = |problem: &str| ConfigError::Env {
@@ -131,6 +185,14 @@ impl Config {
                 }
                 "policy.ban_secs" => {
                     self.policy.ban_secs = u32::try_from(n).map_err(|_| bad("too large"))?
+                }
+                "gateway.replay_window_secs" => {
+                    self.gateway.replay_window_secs =
+                        u32::try_from(n).map_err(|_| bad("too large"))?
+                }
+                "gateway.rate_limit_per_min" => {
+                    self.gateway.rate_limit_per_min =
+                        u32::try_from(n).map_err(|_| bad("too large"))?
                 }
                 _ => {}
             }
@@ -175,6 +237,20 @@ mod tests {
     fn shipped_config_documents_the_defaults() {
         let shipped = Config::from_toml(include_str!("../assets/vigil.toml")).unwrap();
         assert_eq!(shipped, Config::default());
+    }
+
+    #[test]
+    fn secret_comes_from_seed_env_and_is_never_printed() {
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "ARES_SHARED_SECRET").then(|| "s3cr3t".to_string()))
+            .unwrap();
+        assert_eq!(c.gateway.shared_secret.as_deref(), Some("s3cr3t"));
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        assert!(
+            !serde_json::to_string(&c)
+                .unwrap_or_default()
+                .contains("s3cr3t")
+        );
     }
 
     #[test]

@@ -133,3 +133,264 @@ impl Pipeline {
         Ok((rest, self.stats, self.policy))
     }
 }
+
+// ---------------------------------------------------------------------------
+// The live engine: one thread owns detection, response and the store writer;
+// sources hand it events over a bounded channel and get an answer only after
+// the event is committed.
+// ---------------------------------------------------------------------------
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::detect::Decision;
+use crate::respond::policy::HostState;
+use crate::store::{Retention, StoreWriter as Writer};
+use crate::util::FastMap;
+
+/// How long an accepted `event_id` is remembered (the seed's 7 days).
+pub const IDEMPOTENCY_TTL_SECS: i64 = 7 * 24 * 3600;
+
+/// Live-engine settings beyond detection and policy.
+#[derive(Clone, Debug)]
+pub struct LiveConfig {
+    /// Events per host per minute before `rate_limited`.
+    pub rate_limit_per_min: u32,
+    /// Alerts kept for `GET /alerts/recent`.
+    pub recent_alerts: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            rate_limit_per_min: 300,
+            recent_alerts: 200,
+        }
+    }
+}
+
+/// Why the engine refused an event (after the gateway's own checks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    DuplicateEventId,
+    RateLimited,
+    /// The store could not commit: nothing was acknowledged.
+    StoreFailed,
+}
+
+/// The engine's answer for an accepted event.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    pub verdict: Verdict,
+    pub policy: PolicyDecision,
+}
+
+enum Msg {
+    Ingest(
+        Box<Event>,
+        tokio::sync::oneshot::Sender<Result<Accepted, Refusal>>,
+    ),
+    HostState(String, tokio::sync::oneshot::Sender<HostState>),
+    RecentAlerts(usize, tokio::sync::oneshot::Sender<Vec<Alert>>),
+}
+
+/// A cheap, cloneable handle to the engine thread.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: tokio::sync::mpsc::Sender<Msg>,
+}
+
+/// The engine has stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the engine has stopped")]
+pub struct EngineGone;
+
+impl EngineHandle {
+    /// Correlates and commits one event; answers after the commit.
+    pub async fn ingest(&self, ev: Event) -> Result<Result<Accepted, Refusal>, EngineGone> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Msg::Ingest(Box::new(ev), tx))
+            .await
+            .map_err(|_| EngineGone)?;
+        rx.await.map_err(|_| EngineGone)
+    }
+
+    pub async fn host_state(&self, host: String) -> Result<HostState, EngineGone> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Msg::HostState(host, tx))
+            .await
+            .map_err(|_| EngineGone)?;
+        rx.await.map_err(|_| EngineGone)
+    }
+
+    /// The newest alerts, oldest first.
+    pub async fn recent_alerts(&self, limit: usize) -> Result<Vec<Alert>, EngineGone> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Msg::RecentAlerts(limit, tx))
+            .await
+            .map_err(|_| EngineGone)?;
+        rx.await.map_err(|_| EngineGone)
+    }
+}
+
+/// Most messages the engine takes into one group commit.
+const GROUP: usize = 1024;
+
+struct Live {
+    pipeline: Pipeline,
+    writer: std::sync::Arc<Writer>,
+    cfg: LiveConfig,
+    idempotency: FastMap<String, DateTime<Utc>>,
+    rate: FastMap<String, (Instant, u32)>,
+    recent: VecDeque<Alert>,
+}
+
+/// Starts the engine on its own thread with the store at `db`, restoring
+/// host state, bans and idempotency keys from it.
+pub fn spawn_live(
+    cfg: &Config,
+    live: LiveConfig,
+    db: &Path,
+) -> Result<(EngineHandle, std::thread::JoinHandle<()>), StoreError> {
+    let conn = crate::store::open(db)?;
+    let now = Utc::now();
+    let keys = crate::store::idempotency_keys(&conn, now)?;
+    let hosts = crate::store::host_states(&conn)?;
+    let bans = crate::store::bans(&conn)?;
+    drop(conn);
+    let writer = std::sync::Arc::new(Writer::spawn(
+        db,
+        Retention {
+            max_events: cfg.store.max_events,
+        },
+    )?);
+    let mut pipeline = Pipeline::new(cfg, None);
+    pipeline.policy_mut().restore(hosts, bans);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(GROUP * 4);
+    let mut state = Live {
+        pipeline,
+        writer,
+        cfg: live,
+        idempotency: keys.into_iter().collect(),
+        rate: FastMap::default(),
+        recent: VecDeque::new(),
+    };
+    let handle = std::thread::Builder::new()
+        .name("vigil-engine".into())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(GROUP);
+            while let Some(first) = rx.blocking_recv() {
+                batch.push(first);
+                while batch.len() < GROUP {
+                    match rx.try_recv() {
+                        Ok(m) => batch.push(m),
+                        Err(_) => break,
+                    }
+                }
+                state.run_batch(&mut batch);
+            }
+            if let Ok(w) = std::sync::Arc::try_unwrap(state.writer) {
+                let _ = w.close();
+            }
+        })
+        .map_err(StoreError::Thread)?;
+    Ok((EngineHandle { tx }, handle))
+}
+
+impl Live {
+    fn run_batch(&mut self, batch: &mut Vec<Msg>) {
+        let mut replies = Vec::new();
+        let wall = Utc::now();
+        for msg in batch.drain(..) {
+            match msg {
+                Msg::Ingest(ev, reply) => {
+                    let answer = self.ingest(*ev, wall);
+                    replies.push((reply, answer));
+                }
+                Msg::HostState(h, reply) => {
+                    let _ = reply.send(self.pipeline.policy().host_state(&h));
+                }
+                Msg::RecentAlerts(n, reply) => {
+                    let skip = self.recent.len().saturating_sub(n);
+                    let _ = reply.send(self.recent.iter().skip(skip).cloned().collect());
+                }
+            }
+        }
+        if replies.is_empty() {
+            return;
+        }
+        // Group commit: nothing is acknowledged before it is durable.
+        let committed = self.writer.flush().is_ok();
+        for (reply, answer) in replies {
+            let _ = reply.send(if committed {
+                answer
+            } else {
+                Err(Refusal::StoreFailed)
+            });
+        }
+    }
+
+    fn ingest(&mut self, ev: Event, wall: DateTime<Utc>) -> Result<Accepted, Refusal> {
+        if self
+            .idempotency
+            .get(&ev.event_id)
+            .is_some_and(|exp| *exp > wall)
+        {
+            return Err(Refusal::DuplicateEventId);
+        }
+        // Fixed one-minute window per host, as the seed does.
+        let now = Instant::now();
+        let slot = self.rate.entry(ev.host.clone()).or_insert((now, 0));
+        if now.duration_since(slot.0) >= Duration::from_secs(60) {
+            *slot = (now, 0);
+        }
+        if slot.1 >= self.cfg.rate_limit_per_min {
+            return Err(Refusal::RateLimited);
+        }
+        slot.1 += 1;
+        let expires = wall + chrono::Duration::seconds(IDEMPOTENCY_TTL_SECS);
+        self.idempotency.insert(ev.event_id.clone(), expires);
+        let send = |op| self.writer.send(op).map_err(|_| Refusal::StoreFailed);
+        send(WriteOp::Idempotency {
+            event_id: ev.event_id.clone(),
+            expires_at: expires,
+        })?;
+        send(WriteOp::Event(Box::new(ev.clone())))?;
+        let (verdict, policy) = match self.pipeline.process(&ev, wall) {
+            Ok((v, p)) => (v.clone(), p),
+            Err(_) => return Err(Refusal::StoreFailed),
+        };
+        for change in self.pipeline.policy_mut().take_changes() {
+            send(WriteOp::State(change))?;
+        }
+        for r in verdict.alerts.iter().filter(|r| r.new) {
+            if let Some(a) = self.pipeline.detector().open_alert(&r.alert_id).cloned() {
+                send(WriteOp::Alert(Box::new(a.clone())))?;
+                if self.recent.len() == self.cfg.recent_alerts {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(a);
+            }
+        }
+        // Alerts whose window closed get their final count stored.
+        if let Ok(closed) = self.pipeline.take_closed_alerts() {
+            for a in closed {
+                send(WriteOp::Alert(Box::new(a)))?;
+            }
+        }
+        Ok(Accepted { verdict, policy })
+    }
+}
+
+/// Seed-compatible JSON for a decision (`{decision, reasons, context}`).
+pub fn decision_json(
+    d: Decision,
+    reasons: &[&str],
+    context: &impl serde::Serialize,
+) -> serde_json::Value {
+    serde_json::json!({ "decision": d, "reasons": reasons, "context": context })
+}

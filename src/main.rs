@@ -109,6 +109,33 @@ enum Command {
         #[command(flatten)]
         input: InputArgs,
     },
+    /// Run the engine headless with the signed HTTP gateway (MiniSIEM-compatible
+    /// `POST /ingest`). Needs a shared secret: ARES_SHARED_SECRET.
+    Serve {
+        /// Address to listen on (default from config: 127.0.0.1:8000).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Where the SQLite store and the audit log live.
+        #[arg(long, value_name = "DIR", default_value = "vigil-data")]
+        data_dir: PathBuf,
+        /// TOML configuration.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Audit-log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Re-compute the hash chain of an audit log and report the first broken link.
+    Verify {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 fn main() {
@@ -126,6 +153,14 @@ fn main() {
             data_dir,
         }) => scan(&input, data_dir.as_deref()),
         Some(Command::Parse { input }) => parse(&input),
+        Some(Command::Serve {
+            listen,
+            data_dir,
+            config,
+        }) => serve(listen, &data_dir, config.as_deref()),
+        Some(Command::Audit {
+            command: AuditCommand::Verify { file },
+        }) => audit_verify(&file),
     };
     if let Err(e) = result {
         // A closed stdout (e.g. `| head`) is a normal way to stop.
@@ -483,4 +518,104 @@ fn scan(args: &InputArgs, data_dir: Option<&Path>) -> Result<()> {
         writeln!(err, "  stored in {}", dir.join("vigil.db").display())?;
     }
     Ok(())
+}
+
+fn audit_verify(file: &Path) -> Result<()> {
+    use vigil::store::audit_log::{Verdict, verify};
+    match verify(file).with_context(|| format!("reading {}", file.display()))? {
+        Verdict::Intact { records } => {
+            println!("{}: intact, {records} records", file.display());
+            Ok(())
+        }
+        Verdict::Broken { line, reason } => {
+            bail!("{}: chain broken at line {line}: {reason}", file.display())
+        }
+    }
+}
+
+fn serve(listen: Option<String>, data_dir: &Path, config: Option<&Path>) -> Result<()> {
+    use std::sync::{Arc, Mutex};
+    use vigil::engine::{LiveConfig, spawn_live};
+    use vigil::sources::gateway::{GatewayState, router};
+    use vigil::store::audit_log::AuditLog;
+
+    let cfg = Config::load(config)?;
+    let Some(secret) = cfg.gateway.shared_secret.clone().filter(|s| !s.is_empty()) else {
+        bail!(
+            "no shared secret configured: set ARES_SHARED_SECRET (or [gateway] shared_secret in the config). \
+             The gateway never runs without authentication."
+        );
+    };
+    let listen = listen.unwrap_or_else(|| cfg.gateway.listen.clone());
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let db = cfg
+        .gateway
+        .sqlite_path
+        .clone()
+        .unwrap_or_else(|| data_dir.join("vigil.db"));
+    let live = LiveConfig {
+        rate_limit_per_min: cfg.gateway.rate_limit_per_min,
+        ..LiveConfig::default()
+    };
+    let (engine, engine_thread) =
+        spawn_live(&cfg, live, &db).with_context(|| format!("opening store {}", db.display()))?;
+    let audit_path = data_dir.join("audit.jsonl");
+    let audit =
+        AuditLog::open(&audit_path).with_context(|| format!("opening {}", audit_path.display()))?;
+    let state = Arc::new(GatewayState {
+        secret: secret.into_bytes(),
+        replay_window_secs: cfg.gateway.replay_window_secs as i64,
+        engine,
+        audit: Mutex::new(audit),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        eprintln!(
+            "vigil serve: listening on {addr} (store {}, audit {})",
+            db.display(),
+            audit_path.display()
+        );
+        let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        anyhow::Ok(())
+    })?;
+    // The router (and with it every engine handle) is gone: the engine drains,
+    // commits and stops.
+    if engine_thread.join().is_err() {
+        bail!("the engine thread panicked");
+    }
+    eprintln!("vigil serve: stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
 }

@@ -7,6 +7,7 @@
 //! connections (WAL lets them run beside the writer). All SQL is
 //! parameterised.
 
+pub mod audit_log;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -487,4 +488,23 @@ pub fn idempotency_seen(
         )
         .optional()?
         .is_some())
+}
+
+/// Idempotency keys still in force at `now`, with their expiry.
+pub fn idempotency_keys(
+    conn: &Connection,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT event_id, expires_at FROM idempotency WHERE expires_at > ?1")?;
+    let rows = stmt.query_map(params![ts(now)], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    rows.map(|row| {
+        let (id, exp) = row?;
+        let exp = DateTime::from_timestamp_millis(exp)
+            .ok_or_else(|| StoreError::Corrupt(format!("expiry {exp}")))?;
+        Ok((id, exp))
+    })
+    .collect()
 }

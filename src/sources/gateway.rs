@@ -1,0 +1,338 @@
+//! The signed HTTP gateway, wire-compatible with the MiniSIEM seed:
+//! `POST /ingest` checks, in the seed's order, the HMAC-SHA256 signature over
+//! the raw body (`X-ARES-SIGNATURE: sha256=<hex>`, constant-time compare),
+//! JSON, the `sec.event.v1` schema, the replay window, then (in the engine)
+//! idempotency and the per-host rate limit. Rejections use the seed's status
+//! codes and `{"detail": reason}` bodies; every accept and reject is audited.
+//!
+//! Not built yet (see the issue): `/ingest/batch`, admin routes, several
+//! producer keys, `/api/v1/decisions`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+
+use crate::engine::{EngineHandle, Refusal, decision_json};
+use crate::event::WireEvent;
+use crate::store::audit_log::{AuditLog, sha256_hex};
+
+pub const SIGNATURE_HEADER: &str = "x-ares-signature";
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What the gateway needs to run.
+pub struct GatewayState {
+    pub secret: Vec<u8>,
+    pub replay_window_secs: i64,
+    pub engine: EngineHandle,
+    pub audit: Mutex<AuditLog>,
+}
+
+pub fn router(state: Arc<GatewayState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ingest", post(ingest))
+        .route("/alerts/recent", get(alerts_recent))
+        .route("/hosts/{host}/state", get(host_state))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn health() -> Response {
+    axum::Json(json!({ "status": "ok", "service": "vigil" })).into_response()
+}
+
+fn reject(code: StatusCode, reason: &str) -> Response {
+    (code, axum::Json(json!({ "detail": reason }))).into_response()
+}
+
+/// HMAC-SHA256 over the raw body, compared in constant time.
+pub fn verify_signature(
+    secret: &[u8],
+    body: &[u8],
+    header: Option<&str>,
+) -> Result<(), &'static str> {
+    let header = header.ok_or("missing_signature")?;
+    let hex = header
+        .strip_prefix("sha256=")
+        .ok_or("bad_signature_format")?
+        .trim();
+    let provided = decode_hex(hex).ok_or("signature_mismatch")?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| "signature_mismatch")?;
+    mac.update(body);
+    mac.verify_slice(&provided)
+        .map_err(|_| "signature_mismatch")
+}
+
+/// `sha256=<hex>` for `body` (producers and tests sign with this).
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(body);
+    let tag = mac.finalize().into_bytes();
+    let mut s = String::from("sha256=");
+    for b in tag.iter() {
+        s.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
+        s.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
+    }
+    s
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 128 {
+        return None;
+    }
+    let val = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| Some(val(p[0])? << 4 | val(p[1])?))
+        .collect()
+}
+
+impl GatewayState {
+    fn audit(
+        &self,
+        kind: &str,
+        client: &SocketAddr,
+        body_sha: &str,
+        reason: &str,
+        extra: &[(&str, Value)],
+    ) {
+        let mut m = Map::new();
+        m.insert("type".into(), kind.into());
+        m.insert("ts".into(), Utc::now().to_rfc3339().into());
+        m.insert("path".into(), "/ingest".into());
+        m.insert("client_ip".into(), client.ip().to_string().into());
+        m.insert(
+            "verification_status".into(),
+            if kind == "gateway_accept" {
+                "pass"
+            } else {
+                "fail"
+            }
+            .into(),
+        );
+        m.insert("verification_reason".into(), reason.into());
+        m.insert("body_sha256".into(), body_sha.into());
+        for (k, v) in extra {
+            m.insert((*k).into(), v.clone());
+        }
+        // An audit write failure must not take the gateway down; it is
+        // reported on stderr instead.
+        match self.audit.lock() {
+            Ok(mut log) => {
+                if let Err(e) = log.append(m) {
+                    eprintln!("vigil: audit log write failed: {e}");
+                }
+            }
+            Err(_) => eprintln!("vigil: audit log lock poisoned"),
+        }
+    }
+}
+
+async fn ingest(
+    State(st): State<Arc<GatewayState>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body_sha = sha256_hex(&body);
+    let header = headers
+        .get(SIGNATURE_HEADER)
+        .map(|v| v.to_str().unwrap_or(""));
+    if let Err(reason) = verify_signature(&st.secret, &body, header.filter(|h| !h.is_empty())) {
+        st.audit("gateway_reject", &client, &body_sha, reason, &[]);
+        return reject(StatusCode::UNAUTHORIZED, reason);
+    }
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => {
+            st.audit("gateway_reject", &client, &body_sha, "invalid_json", &[]);
+            return reject(StatusCode::BAD_REQUEST, "invalid_json");
+        }
+    };
+    let wire: WireEvent = match serde_json::from_value(value) {
+        Ok(w) => w,
+        Err(e) => {
+            st.audit(
+                "gateway_reject",
+                &client,
+                &body_sha,
+                "schema_validation_failed",
+                &[("error", e.to_string().into())],
+            );
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({ "detail": "schema_validation_failed", "error": e.to_string() })),
+            )
+                .into_response();
+        }
+    };
+    let ts = match wire.validate() {
+        Ok(ts) => ts,
+        Err(e) => {
+            st.audit(
+                "gateway_reject",
+                &client,
+                &body_sha,
+                "schema_validation_failed",
+                &[("error", e.to_string().into())],
+            );
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({ "detail": "schema_validation_failed", "error": e.to_string() })),
+            )
+                .into_response();
+        }
+    };
+    let ids = [
+        ("event_id", Value::from(wire.event_id.clone())),
+        ("host", wire.host.clone().into()),
+        ("source", wire.source.clone().into()),
+    ];
+    let now = Utc::now();
+    if (now - ts).num_seconds().abs() > st.replay_window_secs {
+        st.audit(
+            "gateway_reject",
+            &client,
+            &body_sha,
+            "replay_window_exceeded",
+            &ids,
+        );
+        return reject(StatusCode::BAD_REQUEST, "replay_window_exceeded");
+    }
+    let ev = match wire.into_event(now) {
+        Ok(ev) => ev,
+        Err(e) => {
+            st.audit(
+                "gateway_reject",
+                &client,
+                &body_sha,
+                "schema_validation_failed",
+                &[("error", e.to_string().into())],
+            );
+            return reject(StatusCode::BAD_REQUEST, "schema_validation_failed");
+        }
+    };
+    let event_id = ev.event_id.clone();
+    match st.engine.ingest(ev).await {
+        Ok(Ok(acc)) => {
+            st.audit("gateway_accept", &client, &body_sha, "ok", &ids);
+            let p = &acc.policy;
+            let mut policy_context = serde_json::to_value(&p.context).unwrap_or_default();
+            if let Some(o) = policy_context.as_object_mut() {
+                // The seed's policy context repeats the correlation reasons.
+                o.insert("correlation_reasons".into(), json!(acc.verdict.reasons));
+            }
+            axum::Json(json!({
+                "accepted": true,
+                "event_id": event_id,
+                "gateway_reason": "ok",
+                "correlation": decision_json(acc.verdict.decision, &acc.verdict.reasons, &acc.verdict.context),
+                "policy": { "decision": p.decision, "reasons": p.reasons, "context": policy_context },
+                "final_decision": p.decision,
+            }))
+            .into_response()
+        }
+        Ok(Err(Refusal::DuplicateEventId)) => {
+            st.audit(
+                "gateway_reject",
+                &client,
+                &body_sha,
+                "duplicate_event_id",
+                &ids,
+            );
+            reject(StatusCode::CONFLICT, "duplicate_event_id")
+        }
+        Ok(Err(Refusal::RateLimited)) => {
+            st.audit("gateway_reject", &client, &body_sha, "rate_limited", &ids);
+            reject(StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+        }
+        Ok(Err(Refusal::StoreFailed)) | Err(_) => {
+            st.audit(
+                "gateway_reject",
+                &client,
+                &body_sha,
+                "store_unavailable",
+                &ids,
+            );
+            reject(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<i64>,
+}
+
+async fn alerts_recent(State(st): State<Arc<GatewayState>>, Query(q): Query<Limit>) -> Response {
+    let limit = q.limit.unwrap_or(50).clamp(1, 200) as usize;
+    match st.engine.recent_alerts(limit).await {
+        Ok(alerts) => axum::Json(json!({ "alerts": alerts })).into_response(),
+        Err(_) => reject(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
+    }
+}
+
+async fn host_state(State(st): State<Arc<GatewayState>>, Path(host): Path<String>) -> Response {
+    match st.engine.host_state(host.clone()).await {
+        Ok(s) => axum::Json(json!({
+            "host": host,
+            "cooldown_until_utc": s.cooldown_until_utc,
+            "quarantine": s.quarantine.is_some(),
+            "quarantine_detail": s.quarantine,
+            "released_through_utc": s.released_through_utc,
+        }))
+        .into_response(),
+        Err(_) => reject(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures() {
+        let s = sign(b"k", b"body");
+        assert!(verify_signature(b"k", b"body", Some(&s)).is_ok());
+        assert_eq!(
+            verify_signature(b"k", b"body", None),
+            Err("missing_signature")
+        );
+        assert_eq!(
+            verify_signature(b"k", b"body", Some(&s[7..])),
+            Err("bad_signature_format")
+        );
+        assert_eq!(
+            verify_signature(b"k", b"bodY", Some(&s)),
+            Err("signature_mismatch")
+        );
+        assert_eq!(
+            verify_signature(b"k", b"body", Some("sha256=zz")),
+            Err("signature_mismatch")
+        );
+        assert_eq!(
+            verify_signature(b"other", b"body", Some(&s)),
+            Err("signature_mismatch")
+        );
+    }
+}
