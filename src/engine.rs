@@ -31,6 +31,9 @@ pub struct Pipeline {
     stats: PipelineStats,
     bans: Vec<BanRequest>,
     verdict: Verdict,
+    /// Leave policy state changes for the caller to take (the live engine
+    /// persists them itself).
+    keep_changes: bool,
 }
 
 impl Pipeline {
@@ -44,7 +47,15 @@ impl Pipeline {
             stats: PipelineStats::default(),
             bans: Vec::new(),
             verdict: Verdict::default(),
+            keep_changes: false,
         }
+    }
+
+    /// Keeps policy state changes for [`Policy::take_changes`] instead of
+    /// dropping them when there is no store.
+    pub fn keep_changes(mut self) -> Self {
+        self.keep_changes = true;
+        self
     }
 
     pub fn policy(&self) -> &Policy {
@@ -96,7 +107,8 @@ impl Pipeline {
                 store.send(WriteOp::State(change))?;
             }
             store.send(WriteOp::Event(Box::new(ev.clone())))?;
-        } else {
+        } else if !self.keep_changes {
+            // Nobody will persist them (scan without --data-dir).
             self.policy.take_changes();
         }
         Ok((&self.verdict, decision))
@@ -268,7 +280,7 @@ pub fn spawn_live(
             max_events: cfg.store.max_events,
         },
     )?);
-    let mut pipeline = Pipeline::new(cfg, None);
+    let mut pipeline = Pipeline::new(cfg, None).keep_changes();
     pipeline.policy_mut().restore(hosts, bans);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(GROUP * 4);
     let mut state = Live {

@@ -108,3 +108,97 @@ pub fn fail2ban_expectations(text: &str) -> Vec<FailJson> {
     }
     out
 }
+
+/// A running `vigil serve` on an ephemeral port, stopped on drop.
+pub struct Server {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, env)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+        use std::io::BufRead;
+        let mut cmd = vigil();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start vigil serve");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("vigil serve printed nothing")
+                .expect("stderr");
+            if let Some(rest) = line.strip_prefix("vigil serve: listening on ") {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, addr, dir }
+    }
+
+    /// One HTTP/1.1 request; returns (status, body).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.addr).expect("connect");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let text = String::from_utf8_lossy(&resp).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// Stops with SIGTERM and waits; returns whether it exited 0.
+    pub fn stop(mut self) -> bool {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,424 @@
+//! `vigil serve` over real HTTP on an ephemeral port, through the MiniSIEM
+//! seed client's whole sequence: every answer has the seed's status code and
+//! reason string.
+
+mod common;
+
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+use vigil::sources::gateway::sign;
+
+const SECRET: &str = "dev-secret-change-me";
+
+fn event(id: &str, host: &str, action: &str, user: Option<&str>, src_ip: Option<&str>) -> Value {
+    let mut e = json!({
+        "event_type": "sec.event.v1",
+        "event_id": id,
+        "source": "auth",
+        "host": host,
+        "timestamp_utc": Utc::now().to_rfc3339(),
+        "category": "auth",
+        "action": action,
+        "severity": 6,
+        "attributes": {"test": true},
+    });
+    if let Some(u) = user {
+        e["user"] = json!(u);
+    }
+    if let Some(ip) = src_ip {
+        e["src_ip"] = json!(ip);
+    }
+    e
+}
+
+struct Client {
+    server: common::Server,
+    n: std::cell::Cell<u64>,
+}
+
+impl Client {
+    fn post_raw(&self, body: &[u8], sig: Option<String>) -> (u16, Value) {
+        let mut headers = vec![("Content-Type", "application/json")];
+        let sig_s;
+        if let Some(s) = sig {
+            sig_s = s;
+            headers.push(("X-ARES-SIGNATURE", sig_s.as_str()));
+        }
+        let (status, body) = self.server.request("POST", "/ingest", &headers, body);
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    fn post(&self, e: &Value) -> (u16, Value) {
+        let body = serde_json::to_vec(e).unwrap();
+        self.post_raw(&body, Some(sign(SECRET.as_bytes(), &body)))
+    }
+
+    fn id(&self) -> String {
+        self.n.set(self.n.get() + 1);
+        format!("evt-{:08}", self.n.get())
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let (status, body) = self.server.request("GET", path, &[], b"");
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+}
+
+fn reasons(v: &Value) -> Vec<String> {
+    v["correlation"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn seed_client_sequence_gets_the_seeds_answers() {
+    let server = common::Server::start(&[
+        ("ARES_SHARED_SECRET", SECRET),
+        ("SEC_RATE_LIMIT_PER_MIN", "100"),
+        ("SEC_COOLDOWN_SECONDS", "10"),
+    ]);
+    let c = Client {
+        server,
+        n: 0.into(),
+    };
+    assert_eq!(c.get("/health").0, 200);
+
+    // 1) valid event
+    let first_id = c.id();
+    let (s, v) = c.post(&event(
+        &first_id,
+        "host-1",
+        "login_failed",
+        Some("alice"),
+        Some("10.0.0.5"),
+    ));
+    assert_eq!(s, 200, "{v}");
+    for key in [
+        "accepted",
+        "event_id",
+        "gateway_reason",
+        "correlation",
+        "policy",
+        "final_decision",
+    ] {
+        assert!(!v[key].is_null(), "missing {key}: {v}");
+    }
+    assert_eq!(
+        (
+            v["accepted"].clone(),
+            v["gateway_reason"].clone(),
+            v["final_decision"].clone()
+        ),
+        (json!(true), json!("ok"), json!("ALLOW"))
+    );
+
+    // 2) tampered signature, missing signature, signature without sha256=
+    let body = serde_json::to_vec(&event(
+        &c.id(),
+        "host-1",
+        "login_failed",
+        Some("alice"),
+        None,
+    ))
+    .unwrap();
+    let good = sign(SECRET.as_bytes(), &body);
+    let hex = &good[7..];
+    let flipped = if hex.starts_with('0') { "1" } else { "0" };
+    let tampered = format!("sha256={flipped}{}", &hex[1..]);
+    assert_eq!(
+        c.post_raw(&body, Some(tampered)),
+        (401, json!({"detail": "signature_mismatch"}))
+    );
+    assert_eq!(
+        c.post_raw(&body, None),
+        (401, json!({"detail": "missing_signature"}))
+    );
+    assert_eq!(
+        c.post_raw(&body, Some(good[7..].to_string())),
+        (401, json!({"detail": "bad_signature_format"}))
+    );
+
+    // 3) stale timestamp
+    let mut stale = event(&c.id(), "host-1", "login_failed", Some("alice"), None);
+    stale["timestamp_utc"] = json!((Utc::now() - Duration::seconds(9999)).to_rfc3339());
+    assert_eq!(
+        c.post(&stale),
+        (400, json!({"detail": "replay_window_exceeded"}))
+    );
+
+    // 4) duplicate event_id
+    assert_eq!(
+        c.post(&event(
+            &first_id,
+            "host-1",
+            "login_failed",
+            Some("alice"),
+            None
+        )),
+        (409, json!({"detail": "duplicate_event_id"}))
+    );
+
+    // broken JSON, schema violations
+    let junk = b"{not json".to_vec();
+    assert_eq!(
+        c.post_raw(&junk, Some(sign(SECRET.as_bytes(), &junk))),
+        (400, json!({"detail": "invalid_json"}))
+    );
+    for bad in [
+        {
+            let mut e = event(&c.id(), "host-1", "x", None, None);
+            e["severity"] = json!(11);
+            e
+        },
+        {
+            let mut e = event(&c.id(), "host-1", "x", None, None);
+            e["unexpected"] = json!(1);
+            e
+        },
+        {
+            let mut e = event(&c.id(), "host-1", "x", None, None);
+            e["timestamp_utc"] = json!(
+                Utc::now()
+                    .naive_utc()
+                    .format("%Y-%m-%dT%H:%M:%S")
+                    .to_string()
+            );
+            e
+        },
+    ] {
+        let (s, v) = c.post(&bad);
+        assert_eq!(
+            (s, v["detail"].clone()),
+            (400, json!("schema_validation_failed")),
+            "{bad}"
+        );
+    }
+
+    // 5) rate-limit burst (per host)
+    let mut limited_at = None;
+    for i in 0..150 {
+        let (s, v) = c.post(&event(&c.id(), "host-ratelimit", "proc_start", None, None));
+        if s == 429 {
+            assert_eq!(v, json!({"detail": "rate_limited"}));
+            limited_at = Some(i + 1);
+            break;
+        }
+        assert_eq!(s, 200);
+    }
+    assert_eq!(
+        limited_at,
+        Some(101),
+        "the 101st event in a minute is refused"
+    );
+
+    // 6) brute force: 8 failed logins for one user on one host
+    let mut last = Value::Null;
+    for _ in 0..8 {
+        let (s, v) = c.post(&event(
+            &c.id(),
+            "host-bruteforce",
+            "login_failed",
+            Some("alice"),
+            Some("10.0.0.5"),
+        ));
+        assert_eq!(s, 200);
+        last = v;
+    }
+    assert!(
+        reasons(&last).contains(&"brute_force_suspected".to_string()),
+        "{last}"
+    );
+    assert_eq!(last["correlation"]["decision"], "THROTTLE");
+    assert_eq!(
+        last["policy"]["reasons"],
+        json!(["suspicious_cooldown_set"])
+    );
+    // 7) post-detection suppression
+    let (_, v) = c.post(&event(
+        &c.id(),
+        "host-bruteforce",
+        "login_failed",
+        Some("alice"),
+        Some("10.0.0.5"),
+    ));
+    assert_eq!(
+        (
+            v["policy"]["decision"].clone(),
+            v["policy"]["reasons"].clone()
+        ),
+        (json!("BLOCK"), json!(["cooldown_active"]))
+    );
+
+    // 8) ingest storm
+    let mut storm_seen = None;
+    for i in 0..60 {
+        let (s, v) = c.post(&event(&c.id(), "host-storm", "proc_start", None, None));
+        assert_eq!(s, 200);
+        if storm_seen.is_none() && reasons(&v).contains(&"ingest_storm".to_string()) {
+            storm_seen = Some(i + 1);
+        }
+    }
+    assert_eq!(storm_seen, Some(51), "more than 50 events in 30 s");
+
+    // 9) password spray: 12 failures cycling 7 users from one address
+    let users = ["alice", "bob", "charlie", "dana", "eve", "frank", "grace"];
+    let mut spray_at = None;
+    for i in 0..12 {
+        let (_, v) = c.post(&event(
+            &c.id(),
+            "host-spray",
+            "login_failed",
+            Some(users[i % 7]),
+            Some("203.0.113.9"),
+        ));
+        if spray_at.is_none() && reasons(&v).contains(&"password_spray_suspected".to_string()) {
+            spray_at = Some(i + 1);
+            assert_eq!(v["correlation"]["context"]["spray_unique_users"], 7);
+        }
+    }
+    assert_eq!(spray_at, Some(8));
+
+    // 10) success after failures
+    for _ in 0..6 {
+        c.post(&event(
+            &c.id(),
+            "host-success",
+            "login_failed",
+            Some("alice"),
+            Some("198.51.100.10"),
+        ));
+    }
+    let (s, v) = c.post(&event(
+        &c.id(),
+        "host-success",
+        "login_success",
+        Some("alice"),
+        Some("198.51.100.10"),
+    ));
+    assert_eq!(s, 200);
+    assert!(
+        reasons(&v).contains(&"success_after_failures".to_string()),
+        "{v}"
+    );
+
+    // Then /alerts/recent and /hosts/{host}/state
+    let (s, v) = c.get("/alerts/recent?limit=10");
+    assert_eq!(s, 200);
+    let rules: Vec<&str> = v["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["rule_id"].as_str().unwrap())
+        .collect();
+    for r in [
+        "BRUTE_FORCE_V1",
+        "INGEST_STORM_V1",
+        "PASSWORD_SPRAY_V1",
+        "SUCCESS_AFTER_FAILURES_V1",
+    ] {
+        assert!(rules.contains(&r), "{r} missing from {rules:?}");
+    }
+    let (s, v) = c.get("/hosts/host-bruteforce/state");
+    assert_eq!(s, 200);
+    assert_eq!(v["host"], "host-bruteforce");
+    assert!(!v["cooldown_until_utc"].is_null());
+    assert_eq!(v["quarantine"], false);
+    assert_eq!(c.get("/alerts/recent?limit=0").0, 200);
+
+    // Every accept and reject is in the audit chain, and it verifies.
+    let audit = c.server.dir.path().join("audit.jsonl");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert!(text.lines().count() >= 190, "one audit record per request");
+    assert!(text.contains("\"verification_reason\":\"signature_mismatch\""));
+    let out = common::vigil()
+        .args(["audit", "verify"])
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(c.server.stop(), "graceful shutdown exits 0");
+}
+
+#[test]
+fn idempotency_and_host_state_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("ARES_SHARED_SECRET", SECRET)];
+    let server = common::Server::start_in(dir, &env);
+    let c = Client {
+        server,
+        n: 0.into(),
+    };
+    let ids: Vec<String> = (0..9).map(|_| c.id()).collect();
+    for id in &ids {
+        assert_eq!(
+            c.post(&event(
+                id,
+                "host-r",
+                "login_failed",
+                Some("root"),
+                Some("10.9.9.9")
+            ))
+            .0,
+            200
+        );
+    }
+    let (_, before) = c.get("/hosts/host-r/state");
+    assert!(!before["cooldown_until_utc"].is_null());
+    let Client { server, .. } = c;
+    let dir = {
+        let mut s = server;
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(s.child.id().to_string())
+            .status();
+        assert!(s.child.wait().unwrap().success());
+        std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap())
+    };
+    let server = common::Server::start_in(dir, &env);
+    let c = Client {
+        server,
+        n: 100.into(),
+    };
+    assert_eq!(
+        c.post(&event(
+            &ids[0],
+            "host-r",
+            "login_failed",
+            Some("root"),
+            None
+        )),
+        (409, json!({"detail": "duplicate_event_id"}))
+    );
+    let (_, after) = c.get("/hosts/host-r/state");
+    assert_eq!(after["cooldown_until_utc"], before["cooldown_until_utc"]);
+}
+
+#[test]
+fn serve_refuses_to_run_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::vigil()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("ARES_SHARED_SECRET")
+        .env_remove("VIGIL_SHARED_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no shared secret configured"));
+}
+
+#[test]
+fn oversized_body_is_413() {
+    let server = common::Server::start(&[("ARES_SHARED_SECRET", SECRET)]);
+    let body = vec![b'x'; 2 * 1024 * 1024];
+    let sig = sign(SECRET.as_bytes(), &body);
+    let (status, _) = server.request("POST", "/ingest", &[("X-ARES-SIGNATURE", &sig)], &body);
+    assert_eq!(status, 413);
+}
