@@ -32,6 +32,9 @@ pub struct GatewayConfig {
     pub rate_limit_per_min: u32,
     #[serde(skip_serializing)]
     pub shared_secret: Option<String>,
+    /// Bearer token for the admin routes (release, unban); none = disabled.
+    #[serde(skip_serializing)]
+    pub admin_token: Option<String>,
     /// SQLite file (default: `vigil.db` in the data directory).
     pub sqlite_path: Option<std::path::PathBuf>,
 }
@@ -43,6 +46,7 @@ impl Default for GatewayConfig {
             replay_window_secs: 120,
             rate_limit_per_min: 300,
             shared_secret: None,
+            admin_token: None,
             sqlite_path: None,
         }
     }
@@ -155,6 +159,9 @@ impl Config {
             if let Some(v) = get(name).filter(|v| !v.is_empty()) {
                 self.gateway.shared_secret = Some(v);
             }
+        }
+        if let Some(v) = get("VIGIL_ADMIN_TOKEN").filter(|v| !v.is_empty()) {
+            self.gateway.admin_token = Some(v);
         }
         if let Some(v) = get("SEC_SQLITE_PATH").filter(|v| !v.is_empty()) {
             self.gateway.sqlite_path = Some(v.into());

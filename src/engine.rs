@@ -198,11 +198,37 @@ pub struct Accepted {
     pub policy: PolicyDecision,
 }
 
+/// An analyst's administrative request.
+#[derive(Clone, Debug)]
+pub enum AdminRequest {
+    Release {
+        host: String,
+        reason: String,
+        by: String,
+    },
+    Unban {
+        ip: std::net::IpAddr,
+        reason: String,
+        by: String,
+    },
+}
+
+/// Bans and quarantines in force, for firewalls that pull them.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Decisions {
+    pub bans: Vec<crate::respond::policy::Ban>,
+    pub quarantined_hosts: Vec<(String, crate::respond::policy::Quarantine)>,
+}
+
+type AdminReply = tokio::sync::oneshot::Sender<Result<crate::respond::policy::AdminAction, String>>;
+
 enum Msg {
     Ingest(
         Box<Event>,
         tokio::sync::oneshot::Sender<Result<Accepted, Refusal>>,
     ),
+    Admin(AdminRequest, AdminReply),
+    Decisions(tokio::sync::oneshot::Sender<Decisions>),
     HostState(String, tokio::sync::oneshot::Sender<HostState>),
     RecentAlerts(usize, tokio::sync::oneshot::Sender<Vec<Alert>>),
 }
@@ -233,6 +259,28 @@ impl EngineHandle {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.tx
             .send(Msg::HostState(host, tx))
+            .await
+            .map_err(|_| EngineGone)?;
+        rx.await.map_err(|_| EngineGone)
+    }
+
+    /// Releases a host or lifts a ban; persisted and audited before the answer.
+    pub async fn admin(
+        &self,
+        req: AdminRequest,
+    ) -> Result<Result<crate::respond::policy::AdminAction, String>, EngineGone> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Msg::Admin(req, tx))
+            .await
+            .map_err(|_| EngineGone)?;
+        rx.await.map_err(|_| EngineGone)
+    }
+
+    pub async fn decisions(&self) -> Result<Decisions, EngineGone> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Msg::Decisions(tx))
             .await
             .map_err(|_| EngineGone)?;
         rx.await.map_err(|_| EngineGone)
@@ -326,6 +374,28 @@ impl Live {
                 Msg::HostState(h, reply) => {
                     let _ = reply.send(self.pipeline.policy().host_state(&h));
                 }
+                Msg::Admin(req, reply) => {
+                    let answer = self.admin(req);
+                    // Committed before the analyst hears back.
+                    let committed = self.writer.flush().is_ok();
+                    let _ = reply.send(if committed {
+                        answer
+                    } else {
+                        Err("store unavailable".into())
+                    });
+                }
+                Msg::Decisions(reply) => {
+                    let now = Utc::now();
+                    let policy = self.pipeline.policy();
+                    let _ = reply.send(Decisions {
+                        bans: policy.active_bans(now).into_iter().cloned().collect(),
+                        quarantined_hosts: policy
+                            .quarantined_hosts()
+                            .into_iter()
+                            .map(|(h, q)| (h.to_string(), q.clone()))
+                            .collect(),
+                    });
+                }
                 Msg::RecentAlerts(n, reply) => {
                     let skip = self.recent.len().saturating_sub(n);
                     let _ = reply.send(self.recent.iter().skip(skip).cloned().collect());
@@ -344,6 +414,28 @@ impl Live {
                 Err(Refusal::StoreFailed)
             });
         }
+    }
+
+    fn admin(&mut self, req: AdminRequest) -> Result<crate::respond::policy::AdminAction, String> {
+        // A release covers the evidence seen so far (event time), so the same
+        // evidence cannot quarantine the host again.
+        let at = self
+            .pipeline
+            .detector()
+            .watermark()
+            .unwrap_or_else(Utc::now)
+            .max(Utc::now());
+        let policy = self.pipeline.policy_mut();
+        let result = match req {
+            AdminRequest::Release { host, reason, by } => policy.release(&host, &reason, &by, at),
+            AdminRequest::Unban { ip, reason, by } => policy.unban(ip, &reason, &by, at),
+        };
+        for change in self.pipeline.policy_mut().take_changes() {
+            self.writer
+                .send(WriteOp::State(change))
+                .map_err(|e| e.to_string())?;
+        }
+        result.map_err(|e| e.to_string())
     }
 
     fn ingest(&mut self, ev: Event, wall: DateTime<Utc>) -> Result<Accepted, Refusal> {

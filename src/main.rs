@@ -565,6 +565,12 @@ fn serve(listen: Option<String>, data_dir: &Path, config: Option<&Path>) -> Resu
         AuditLog::open(&audit_path).with_context(|| format!("opening {}", audit_path.display()))?;
     let state = Arc::new(GatewayState {
         secret: secret.into_bytes(),
+        admin_token: cfg
+            .gateway
+            .admin_token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .map(String::into_bytes),
         replay_window_secs: cfg.gateway.replay_window_secs as i64,
         engine,
         audit: Mutex::new(audit),

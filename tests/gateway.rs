@@ -422,3 +422,122 @@ fn oversized_body_is_413() {
     let (status, _) = server.request("POST", "/ingest", &[("X-ARES-SIGNATURE", &sig)], &body);
     assert_eq!(status, 413);
 }
+
+#[test]
+fn quarantine_release_and_unban_are_token_guarded_and_audited() {
+    let server = common::Server::start(&[
+        ("ARES_SHARED_SECRET", SECRET),
+        ("VIGIL_ADMIN_TOKEN", "admin-token-123"),
+    ]);
+    let c = Client {
+        server,
+        n: 0.into(),
+    };
+    // 43 events, then 8 failures: the 51st event is both a storm and a brute force.
+    for _ in 0..43 {
+        assert_eq!(
+            c.post(&event(&c.id(), "host-q", "proc_start", None, None))
+                .0,
+            200
+        );
+    }
+    let mut last = Value::Null;
+    for _ in 0..8 {
+        last = c
+            .post(&event(
+                &c.id(),
+                "host-q",
+                "login_failed",
+                Some("root"),
+                Some("203.0.113.66"),
+            ))
+            .1;
+    }
+    assert_eq!(
+        last["policy"]["reasons"],
+        json!(["quarantine_activated"]),
+        "{last}"
+    );
+    assert_eq!(c.get("/hosts/host-q/state").1["quarantine"], true);
+    let (s, d) = c.get("/api/v1/decisions");
+    assert_eq!(s, 200);
+    assert_eq!(d["quarantined_hosts"][0][0], "host-q");
+    assert_eq!(d["bans"][0]["ip"], "203.0.113.66");
+
+    let body = br#"{"reason":"owner confirmed the logins","by":"alice"}"#;
+    let (s, _) = c.server.request(
+        "POST",
+        "/hosts/host-q/release",
+        &[("Content-Type", "application/json")],
+        body,
+    );
+    assert_eq!(s, 401, "no token");
+    let (s, _) = c.server.request(
+        "POST",
+        "/hosts/host-q/release",
+        &[("Authorization", "Bearer wrong")],
+        body,
+    );
+    assert_eq!(s, 401, "wrong token");
+    let (s, v) = c.server.request(
+        "POST",
+        "/hosts/host-q/release",
+        &[("Authorization", "Bearer admin-token-123")],
+        b"{}",
+    );
+    assert_eq!(s, 400, "reason and by are required: {v}");
+    let (s, v) = c.server.request(
+        "POST",
+        "/hosts/host-q/release",
+        &[("Authorization", "Bearer admin-token-123")],
+        body,
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(c.get("/hosts/host-q/state").1["quarantine"], false);
+    let (s, _) = c.server.request(
+        "DELETE",
+        "/bans/203.0.113.66",
+        &[("Authorization", "Bearer admin-token-123")],
+        body,
+    );
+    assert_eq!(s, 200);
+    assert_eq!(c.get("/api/v1/decisions").1["bans"], json!([]));
+
+    let audit = std::fs::read_to_string(c.server.dir.path().join("audit.jsonl")).unwrap();
+    let admin: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["type"] == "admin_action")
+        .collect();
+    let seen: Vec<(String, String, String)> = admin
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap().into(),
+                r["by"].as_str().unwrap().into(),
+                r["outcome"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        seen.contains(&("release_host".into(), "alice".into(), "ok".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("unban_ip".into(), "alice".into(), "ok".into())),
+        "{seen:?}"
+    );
+    assert!(seen.iter().filter(|s| s.2 == "unauthorised").count() >= 2);
+}
+
+#[test]
+fn admin_routes_are_off_without_a_token() {
+    let server = common::Server::start(&[("ARES_SHARED_SECRET", SECRET)]);
+    let (s, v) = server.request(
+        "POST",
+        "/hosts/h/release",
+        &[("Authorization", "Bearer x")],
+        br#"{"reason":"r","by":"b"}"#,
+    );
+    assert_eq!((s, v.contains("admin_disabled")), (403, true));
+}

@@ -5,8 +5,11 @@
 //! idempotency and the per-host rate limit. Rejections use the seed's status
 //! codes and `{"detail": reason}` bodies; every accept and reject is audited.
 //!
-//! Not built yet (see the issue): `/ingest/batch`, admin routes, several
-//! producer keys, `/api/v1/decisions`.
+//! Admin routes (`POST /hosts/{host}/release`, `DELETE /bans/{ip}`) need the
+//! bearer token from config and are audited with who and why;
+//! `GET /api/v1/decisions` lists bans and quarantines in force.
+//!
+//! Not built yet (see the issue): `/ingest/batch`, several producer keys.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -34,6 +37,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// What the gateway needs to run.
 pub struct GatewayState {
     pub secret: Vec<u8>,
+    /// Bearer token for admin routes; `None` disables them.
+    pub admin_token: Option<Vec<u8>>,
     pub replay_window_secs: i64,
     pub engine: EngineHandle,
     pub audit: Mutex<AuditLog>,
@@ -45,6 +50,9 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/ingest", post(ingest))
         .route("/alerts/recent", get(alerts_recent))
         .route("/hosts/{host}/state", get(host_state))
+        .route("/hosts/{host}/release", post(release_host))
+        .route("/bans/{ip}", axum::routing::delete(unban_ip))
+        .route("/api/v1/decisions", get(decisions))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -302,6 +310,150 @@ async fn host_state(State(st): State<Arc<GatewayState>>, Path(host): Path<String
             "released_through_utc": s.released_through_utc,
         }))
         .into_response(),
+        Err(_) => reject(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
+    }
+}
+
+#[derive(Deserialize)]
+struct AdminBody {
+    reason: String,
+    by: String,
+}
+
+/// Constant-time comparison of the bearer token.
+fn authorised(st: &GatewayState, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+    let Some(token) = st.admin_token.as_deref() else {
+        return Err((StatusCode::FORBIDDEN, "admin_disabled"));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // HMAC both sides with a fixed key: equal-length digests compared in constant time.
+    let digest = |b: &[u8]| {
+        let mut m = Hmac::<Sha256>::new_from_slice(b"vigil-admin-token").ok()?;
+        m.update(b);
+        Some(m.finalize().into_bytes())
+    };
+    match (digest(token), digest(given.as_bytes())) {
+        (Some(a), Some(b)) if a == b => Ok(()),
+        _ => Err((StatusCode::UNAUTHORIZED, "bad_admin_token")),
+    }
+}
+
+impl GatewayState {
+    fn audit_admin(
+        &self,
+        client: &SocketAddr,
+        action: &str,
+        target: &str,
+        by: &str,
+        reason: &str,
+        outcome: &str,
+    ) {
+        let mut m = Map::new();
+        m.insert("type".into(), "admin_action".into());
+        m.insert("ts".into(), Utc::now().to_rfc3339().into());
+        m.insert("client_ip".into(), client.ip().to_string().into());
+        m.insert("action".into(), action.into());
+        m.insert("target".into(), target.into());
+        m.insert("by".into(), by.into());
+        m.insert("reason".into(), reason.into());
+        m.insert("outcome".into(), outcome.into());
+        if let Ok(mut log) = self.audit.lock() {
+            if let Err(e) = log.append(m) {
+                eprintln!("vigil: audit log write failed: {e}");
+            }
+        }
+    }
+}
+
+async fn admin(
+    st: Arc<GatewayState>,
+    client: SocketAddr,
+    headers: HeaderMap,
+    body: Bytes,
+    req: impl FnOnce(AdminBody) -> crate::engine::AdminRequest,
+    action: &str,
+    target: &str,
+) -> Response {
+    if let Err((code, reason)) = authorised(&st, &headers) {
+        st.audit_admin(&client, action, target, "", "", "unauthorised");
+        return reject(code, reason);
+    }
+    let parsed: AdminBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(_) => return reject(StatusCode::BAD_REQUEST, "reason_and_by_required"),
+    };
+    let (by, reason) = (parsed.by.clone(), parsed.reason.clone());
+    let request = req(parsed);
+    match st.engine.admin(request).await {
+        Ok(Ok(done)) => {
+            st.audit_admin(&client, action, target, &by, &reason, "ok");
+            axum::Json(json!({ "ok": true, "action": done })).into_response()
+        }
+        Ok(Err(e)) => {
+            st.audit_admin(&client, action, target, &by, &reason, &e);
+            (StatusCode::CONFLICT, axum::Json(json!({ "detail": e }))).into_response()
+        }
+        Err(_) => reject(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
+    }
+}
+
+async fn release_host(
+    State(st): State<Arc<GatewayState>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Path(host): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let h = host.clone();
+    admin(
+        st,
+        client,
+        headers,
+        body,
+        move |b| crate::engine::AdminRequest::Release {
+            host: h,
+            reason: b.reason,
+            by: b.by,
+        },
+        "release_host",
+        &host,
+    )
+    .await
+}
+
+async fn unban_ip(
+    State(st): State<Arc<GatewayState>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Path(ip): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(addr) = crate::event::parse_ip(&ip) else {
+        return reject(StatusCode::BAD_REQUEST, "not_an_ip_address");
+    };
+    admin(
+        st,
+        client,
+        headers,
+        body,
+        move |b| crate::engine::AdminRequest::Unban {
+            ip: addr,
+            reason: b.reason,
+            by: b.by,
+        },
+        "unban_ip",
+        &ip,
+    )
+    .await
+}
+
+async fn decisions(State(st): State<Arc<GatewayState>>) -> Response {
+    match st.engine.decisions().await {
+        Ok(d) => axum::Json(d).into_response(),
         Err(_) => reject(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
     }
 }
