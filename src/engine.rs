@@ -255,6 +255,20 @@ impl EngineHandle {
         rx.await.map_err(|_| EngineGone)
     }
 
+    /// Queues one event in order and returns where its answer will arrive,
+    /// so a caller can queue many before waiting (the batch route does).
+    pub async fn submit(
+        &self,
+        ev: Event,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Accepted, Refusal>>, EngineGone> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Msg::Ingest(Box::new(ev), tx))
+            .await
+            .map_err(|_| EngineGone)?;
+        Ok(rx)
+    }
+
     pub async fn host_state(&self, host: String) -> Result<HostState, EngineGone> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.tx

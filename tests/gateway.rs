@@ -541,3 +541,146 @@ fn admin_routes_are_off_without_a_token() {
     );
     assert_eq!((s, v.contains("admin_disabled")), (403, true));
 }
+
+#[test]
+fn batch_answers_per_line_and_keeps_order() {
+    let server = common::Server::start(&[
+        ("ARES_SHARED_SECRET", SECRET),
+        ("SEC_RATE_LIMIT_PER_MIN", "1000"),
+    ]);
+    let c = Client {
+        server,
+        n: 0.into(),
+    };
+    let post_batch = |body: &[u8], sig: Option<String>| {
+        let mut headers = vec![("Content-Type", "application/x-ndjson")];
+        let sig_s;
+        if let Some(s) = sig {
+            sig_s = s;
+            headers.push(("X-ARES-SIGNATURE", sig_s.as_str()));
+        }
+        let (status, body) = c.server.request("POST", "/ingest/batch", &headers, body);
+        (
+            status,
+            serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+        )
+    };
+
+    // Six failures then a success from one IP against one host, in order:
+    // the success must see the failures before it (success-after-failures).
+    let mut lines = Vec::new();
+    for _ in 0..6 {
+        lines.push(event(
+            &c.id(),
+            "host-batch",
+            "login_failed",
+            Some("root"),
+            Some("203.0.113.9"),
+        ));
+    }
+    lines.push(event(
+        &c.id(),
+        "host-batch",
+        "login_success",
+        Some("root"),
+        Some("203.0.113.9"),
+    ));
+    let dup_id = lines[0]["event_id"].as_str().unwrap().to_string();
+    let mut stale = event(&c.id(), "host-batch", "login_failed", Some("bob"), None);
+    stale["timestamp_utc"] = json!((Utc::now() - Duration::hours(2)).to_rfc3339());
+    let mut body = Vec::new();
+    for l in &lines {
+        body.extend(serde_json::to_vec(l).unwrap());
+        body.push(b'\n');
+    }
+    body.extend(b"{not json\n\n");
+    body.extend(serde_json::to_vec(&stale).unwrap());
+    body.push(b'\n');
+    body.extend(
+        serde_json::to_vec(&event(&dup_id, "host-batch", "login_failed", None, None)).unwrap(),
+    );
+
+    // Unsigned or tampered batches are refused whole.
+    assert_eq!(
+        post_batch(&body, None),
+        (401, json!({"detail": "missing_signature"}))
+    );
+    let mut tampered = body.clone();
+    tampered[10] ^= 1;
+    assert_eq!(
+        post_batch(&tampered, Some(sign(SECRET.as_bytes(), &body))),
+        (401, json!({"detail": "signature_mismatch"}))
+    );
+
+    let (s, v) = post_batch(&body, Some(sign(SECRET.as_bytes(), &body)));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["accepted"].clone(), v["rejected"].clone()),
+        (json!(7), json!(3)),
+        "{v}"
+    );
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(
+        results.len(),
+        10,
+        "blank lines are skipped, every other line answered"
+    );
+    let statuses: Vec<(u64, u64)> = results
+        .iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r["status"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (1, 200),
+            (2, 200),
+            (3, 200),
+            (4, 200),
+            (5, 200),
+            (6, 200),
+            (7, 200),
+            (8, 400),
+            (9, 400),
+            (10, 409)
+        ]
+    );
+    assert_eq!(results[7]["detail"], "invalid_json");
+    assert_eq!(results[8]["detail"], "replay_window_exceeded");
+    assert_eq!(results[9]["detail"], "duplicate_event_id");
+    let last_reasons: Vec<&str> = results[6]["correlation_reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        last_reasons
+            .iter()
+            .any(|r| r.contains("success_after_failures")),
+        "the success came after the failures: {last_reasons:?}"
+    );
+
+    // Re-sending the same batch is idempotent: nothing new accepted.
+    let (s, v) = post_batch(&body, Some(sign(SECRET.as_bytes(), &body)));
+    assert_eq!(s, 200);
+    assert_eq!(v["accepted"], 0, "{v}");
+
+    // Every line's accept or reject is audited, and the chain verifies.
+    let audit = c.server.dir.path().join("audit.jsonl");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        2 + 10 + 10,
+        "two whole-batch rejects, then one record per line twice"
+    );
+    let out = common::vigil()
+        .args(["audit", "verify"])
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -9,7 +9,10 @@
 //! bearer token from config and are audited with who and why;
 //! `GET /api/v1/decisions` lists bans and quarantines in force.
 //!
-//! Not built yet (see the issue): `/ingest/batch`, several producer keys.
+//! `POST /ingest/batch` takes newline-delimited events signed as one body and
+//! answers per line.
+//!
+//! Not built yet (see the issue): several producer keys.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -48,6 +51,7 @@ pub fn router(state: Arc<GatewayState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ingest", post(ingest))
+        .route("/ingest/batch", post(ingest_batch))
         .route("/alerts/recent", get(alerts_recent))
         .route("/hosts/{host}/state", get(host_state))
         .route("/hosts/{host}/release", post(release_host))
@@ -285,6 +289,121 @@ async fn ingest(
             reject(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
         }
     }
+}
+
+/// Largest number of lines in one batch.
+pub const MAX_BATCH_LINES: usize = 10_000;
+
+/// One line of a batch after the stateless checks.
+fn check_line(
+    st: &GatewayState,
+    line: &[u8],
+    now: chrono::DateTime<Utc>,
+) -> Result<crate::event::Event, &'static str> {
+    let value: Value = serde_json::from_slice(line).map_err(|_| "invalid_json")?;
+    let wire: WireEvent = serde_json::from_value(value).map_err(|_| "schema_validation_failed")?;
+    let ts = wire.validate().map_err(|_| "schema_validation_failed")?;
+    if (now - ts).num_seconds().abs() > st.replay_window_secs {
+        return Err("replay_window_exceeded");
+    }
+    wire.into_event(now).map_err(|_| "schema_validation_failed")
+}
+
+/// `POST /ingest/batch`: newline-delimited `sec.event.v1` events signed as
+/// one body. Each line gets its own result; one bad line does not sink the
+/// batch. The answer comes after every accepted line is committed.
+async fn ingest_batch(
+    State(st): State<Arc<GatewayState>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body_sha = sha256_hex(&body);
+    let header = headers
+        .get(SIGNATURE_HEADER)
+        .map(|v| v.to_str().unwrap_or(""));
+    if let Err(reason) = verify_signature(&st.secret, &body, header.filter(|h| !h.is_empty())) {
+        st.audit(
+            "gateway_reject",
+            &client,
+            &body_sha,
+            reason,
+            &[("path", "/ingest/batch".into())],
+        );
+        return reject(StatusCode::UNAUTHORIZED, reason);
+    }
+    let lines: Vec<&[u8]> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    if lines.len() > MAX_BATCH_LINES {
+        st.audit(
+            "gateway_reject",
+            &client,
+            &body_sha,
+            "batch_too_large",
+            &[("path", "/ingest/batch".into())],
+        );
+        return reject(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large");
+    }
+    let now = Utc::now();
+    let mut results: Vec<Value> = Vec::with_capacity(lines.len());
+    let mut pending = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        match check_line(&st, line, now) {
+            Ok(ev) => {
+                let id = ev.event_id.clone();
+                pending.push((i, id, st.engine.submit(ev).await));
+                results.push(Value::Null);
+            }
+            Err(reason) => {
+                let line_sha = sha256_hex(line);
+                st.audit(
+                    "gateway_reject",
+                    &client,
+                    &line_sha,
+                    reason,
+                    &[("path", "/ingest/batch".into()), ("line", (i + 1).into())],
+                );
+                results.push(json!({ "line": i + 1, "status": 400, "detail": reason }));
+            }
+        }
+    }
+    let (mut ok, mut bad) = (0u64, 0u64);
+    for (i, id, queued) in pending {
+        let answer = match queued {
+            Ok(rx) => rx.await.ok(),
+            Err(_) => None,
+        };
+        let line_sha = sha256_hex(lines[i]);
+        let ids = [
+            ("path", Value::from("/ingest/batch")),
+            ("event_id", id.clone().into()),
+            ("line", (i + 1).into()),
+        ];
+        results[i] = match answer {
+            Some(Ok(acc)) => {
+                ok += 1;
+                st.audit("gateway_accept", &client, &line_sha, "ok", &ids);
+                json!({ "line": i + 1, "status": 200, "event_id": id, "final_decision": acc.policy.decision,
+                        "correlation_reasons": acc.verdict.reasons })
+            }
+            Some(Err(r)) => {
+                let (code, reason) = match r {
+                    Refusal::DuplicateEventId => (409, "duplicate_event_id"),
+                    Refusal::RateLimited => (429, "rate_limited"),
+                    Refusal::StoreFailed => (503, "store_unavailable"),
+                };
+                st.audit("gateway_reject", &client, &line_sha, reason, &ids);
+                json!({ "line": i + 1, "status": code, "event_id": id, "detail": reason })
+            }
+            None => {
+                json!({ "line": i + 1, "status": 503, "event_id": id, "detail": "engine_unavailable" })
+            }
+        };
+    }
+    bad += results.len() as u64 - ok;
+    axum::Json(json!({ "accepted": ok, "rejected": bad, "results": results })).into_response()
 }
 
 #[derive(Deserialize)]
