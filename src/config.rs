@@ -37,6 +37,11 @@ pub struct GatewayConfig {
     pub admin_token: Option<String>,
     /// SQLite file (default: `vigil.db` in the data directory).
     pub sqlite_path: Option<std::path::PathBuf>,
+    /// Extra producer keys, key id → secret, chosen by the `X-ARES-KEY-ID`
+    /// header so a secret can be rotated without downtime. Requests without
+    /// that header use `shared_secret` (the seed's behaviour).
+    #[serde(skip_serializing)]
+    pub producer_keys: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for GatewayConfig {
@@ -48,6 +53,7 @@ impl Default for GatewayConfig {
             shared_secret: None,
             admin_token: None,
             sqlite_path: None,
+            producer_keys: Default::default(),
         }
     }
 }
@@ -63,6 +69,10 @@ impl std::fmt::Debug for GatewayConfig {
                 &self.shared_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("sqlite_path", &self.sqlite_path)
+            .field(
+                "producer_keys",
+                &self.producer_keys.keys().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -101,6 +111,10 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Rules(#[from] crate::detect::RuleConfigError),
+    #[error(
+        "producer key id {id:?}: ids are 1-64 characters of A-Z a-z 0-9 . _ - (not \"default\", which names the shared secret) and the secret must not be empty"
+    )]
+    ProducerKey { id: String },
 }
 
 /// Environment variables read, and where each lands.
@@ -163,6 +177,19 @@ impl Config {
         if let Some(v) = get("VIGIL_ADMIN_TOKEN").filter(|v| !v.is_empty()) {
             self.gateway.admin_token = Some(v);
         }
+        if let Some(v) = get("VIGIL_PRODUCER_KEYS").filter(|v| !v.is_empty()) {
+            // `id:secret,id2:secret2`; the value is never echoed in errors.
+            for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (id, secret) = pair.split_once(':').ok_or_else(|| ConfigError::Env {
+                    name: "VIGIL_PRODUCER_KEYS",
+                    value: "<redacted>".into(),
+                    problem: "expected id:secret pairs separated by commas".into(),
+                })?;
+                self.gateway
+                    .producer_keys
+                    .insert(id.trim().to_string(), secret.to_string());
+            }
+        }
         if let Some(v) = get("SEC_SQLITE_PATH").filter(|v| !v.is_empty()) {
             self.gateway.sqlite_path = Some(v.into());
         }
@@ -209,6 +236,21 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.rules.validate()?;
+        for (id, secret) in &self.gateway.producer_keys {
+            let id_ok = (1..=64).contains(&id.len())
+                && id != "default"
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !id_ok || secret.is_empty() {
+                return Err(ConfigError::ProducerKey {
+                    id: crate::util::sanitize_for_terminal(id)
+                        .chars()
+                        .take(64)
+                        .collect(),
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -238,6 +280,35 @@ mod tests {
             .apply_env(|k| (k == "SEC_SEVERITY_FLOOR").then(|| "eleven".to_string()))
             .unwrap_err();
         assert!(e.to_string().contains("SEC_SEVERITY_FLOOR"), "{e}");
+    }
+
+    #[test]
+    fn producer_keys_come_from_env_are_validated_and_never_printed() {
+        let mut c = Config::default();
+        c.apply_env(|k| {
+            (k == "VIGIL_PRODUCER_KEYS").then(|| "k2026:n3w-s3cr3t, k2025:0ld-s3cr3t".to_string())
+        })
+        .unwrap();
+        assert_eq!(c.gateway.producer_keys.len(), 2);
+        assert_eq!(c.gateway.producer_keys["k2026"], "n3w-s3cr3t");
+        c.validate().unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("k2026") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+
+        let e = Config::default()
+            .apply_env(|k| (k == "VIGIL_PRODUCER_KEYS").then(|| "no-colon-s3cr3t".to_string()))
+            .unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+
+        let mut c = Config::default();
+        c.gateway.producer_keys.insert("bad id".into(), "x".into());
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.gateway.producer_keys.insert("k1".into(), String::new());
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -565,6 +565,12 @@ fn serve(listen: Option<String>, data_dir: &Path, config: Option<&Path>) -> Resu
         AuditLog::open(&audit_path).with_context(|| format!("opening {}", audit_path.display()))?;
     let state = Arc::new(GatewayState {
         secret: secret.into_bytes(),
+        producer_keys: cfg
+            .gateway
+            .producer_keys
+            .iter()
+            .map(|(id, k)| (id.clone(), k.clone().into_bytes()))
+            .collect(),
         admin_token: cfg
             .gateway
             .admin_token

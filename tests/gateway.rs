@@ -684,3 +684,56 @@ fn batch_answers_per_line_and_keeps_order() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn producer_keys_rotate_without_downtime() {
+    let server = common::Server::start(&[
+        ("ARES_SHARED_SECRET", SECRET),
+        ("VIGIL_PRODUCER_KEYS", "k2026:fresh-secret-2026"),
+    ]);
+    let c = Client {
+        server,
+        n: 0.into(),
+    };
+    let send = |key_id: Option<&str>, secret: &str| {
+        let body =
+            serde_json::to_vec(&event(&c.id(), "host-rot", "login_failed", None, None)).unwrap();
+        let sig = sign(secret.as_bytes(), &body);
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("X-ARES-SIGNATURE", sig.as_str()),
+        ];
+        if let Some(k) = key_id {
+            headers.push(("X-ARES-KEY-ID", k));
+        }
+        let (status, body) = c.server.request("POST", "/ingest", &headers, &body);
+        (
+            status,
+            serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
+        )
+    };
+    // Old producers (seed header only) keep working on the default key...
+    assert_eq!(send(None, SECRET).0, 200);
+    assert_eq!(send(Some("default"), SECRET).0, 200);
+    // ...while new ones move to the named key.
+    assert_eq!(send(Some("k2026"), "fresh-secret-2026").0, 200);
+    // Each key signs only for itself.
+    assert_eq!(
+        send(None, "fresh-secret-2026"),
+        (401, json!({"detail": "signature_mismatch"}))
+    );
+    assert_eq!(
+        send(Some("k2026"), SECRET),
+        (401, json!({"detail": "signature_mismatch"}))
+    );
+    assert_eq!(
+        send(Some("k1999"), SECRET),
+        (401, json!({"detail": "unknown_key_id"}))
+    );
+    let audit = std::fs::read_to_string(c.server.dir.path().join("audit.jsonl")).unwrap();
+    assert!(audit.contains("\"key_id\":\"k2026\""), "{audit}");
+    assert!(
+        !audit.contains("fresh-secret-2026"),
+        "secrets never reach the audit log"
+    );
+}

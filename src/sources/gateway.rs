@@ -12,7 +12,8 @@
 //! `POST /ingest/batch` takes newline-delimited events signed as one body and
 //! answers per line.
 //!
-//! Not built yet (see the issue): several producer keys.
+//! Several producer keys may be configured; `X-ARES-KEY-ID` names the one
+//! that signed the body, and without it the default (seed) key is used.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -34,12 +35,17 @@ use crate::event::WireEvent;
 use crate::store::audit_log::{AuditLog, sha256_hex};
 
 pub const SIGNATURE_HEADER: &str = "x-ares-signature";
+/// Names the producer key that signed the body; absent = the default key.
+pub const KEY_ID_HEADER: &str = "x-ares-key-id";
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// What the gateway needs to run.
 pub struct GatewayState {
+    /// The default key: used when a request names no key id (the seed).
     pub secret: Vec<u8>,
+    /// Named producer keys, chosen by `X-ARES-KEY-ID`.
+    pub producer_keys: std::collections::HashMap<String, Vec<u8>>,
     /// Bearer token for admin routes; `None` disables them.
     pub admin_token: Option<Vec<u8>>,
     pub replay_window_secs: i64,
@@ -120,6 +126,41 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 impl GatewayState {
+    /// Checks the body's signature with the key the request names. On
+    /// success returns the key id used (`None` for the default key).
+    fn check_signature(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Option<String>, &'static str> {
+        let header = headers
+            .get(SIGNATURE_HEADER)
+            .map(|v| v.to_str().unwrap_or(""))
+            .filter(|h| !h.is_empty());
+        let key_id = match headers.get(KEY_ID_HEADER) {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| "unknown_key_id")?.trim()),
+        };
+        match key_id {
+            None | Some("default") => verify_signature(&self.secret, body, header).map(|_| None),
+            Some(id) => {
+                // Unknown ids and bad signatures cost the same HMAC, so timing
+                // does not tell which key ids exist.
+                let (secret, known) = match self.producer_keys.get(id) {
+                    Some(k) => (k.as_slice(), true),
+                    None => (self.secret.as_slice(), false),
+                };
+                let verdict = verify_signature(secret, body, header);
+                match (known, verdict) {
+                    (true, Ok(())) => Ok(Some(id.to_string())),
+                    (_, Err(r @ ("missing_signature" | "bad_signature_format"))) => Err(r),
+                    (false, _) => Err("unknown_key_id"),
+                    (true, Err(r)) => Err(r),
+                }
+            }
+        }
+    }
+
     fn audit(
         &self,
         kind: &str,
@@ -167,13 +208,13 @@ async fn ingest(
     body: Bytes,
 ) -> Response {
     let body_sha = sha256_hex(&body);
-    let header = headers
-        .get(SIGNATURE_HEADER)
-        .map(|v| v.to_str().unwrap_or(""));
-    if let Err(reason) = verify_signature(&st.secret, &body, header.filter(|h| !h.is_empty())) {
-        st.audit("gateway_reject", &client, &body_sha, reason, &[]);
-        return reject(StatusCode::UNAUTHORIZED, reason);
-    }
+    let key_id = match st.check_signature(&headers, &body) {
+        Ok(k) => Value::from(k.unwrap_or_else(|| "default".into())),
+        Err(reason) => {
+            st.audit("gateway_reject", &client, &body_sha, reason, &[]);
+            return reject(StatusCode::UNAUTHORIZED, reason);
+        }
+    };
     let value: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(_) => {
@@ -219,6 +260,7 @@ async fn ingest(
         ("event_id", Value::from(wire.event_id.clone())),
         ("host", wire.host.clone().into()),
         ("source", wire.source.clone().into()),
+        ("key_id", key_id),
     ];
     let now = Utc::now();
     if (now - ts).num_seconds().abs() > st.replay_window_secs {
@@ -319,19 +361,19 @@ async fn ingest_batch(
     body: Bytes,
 ) -> Response {
     let body_sha = sha256_hex(&body);
-    let header = headers
-        .get(SIGNATURE_HEADER)
-        .map(|v| v.to_str().unwrap_or(""));
-    if let Err(reason) = verify_signature(&st.secret, &body, header.filter(|h| !h.is_empty())) {
-        st.audit(
-            "gateway_reject",
-            &client,
-            &body_sha,
-            reason,
-            &[("path", "/ingest/batch".into())],
-        );
-        return reject(StatusCode::UNAUTHORIZED, reason);
-    }
+    let key_id = match st.check_signature(&headers, &body) {
+        Ok(k) => Value::from(k.unwrap_or_else(|| "default".into())),
+        Err(reason) => {
+            st.audit(
+                "gateway_reject",
+                &client,
+                &body_sha,
+                reason,
+                &[("path", "/ingest/batch".into())],
+            );
+            return reject(StatusCode::UNAUTHORIZED, reason);
+        }
+    };
     let lines: Vec<&[u8]> = body
         .split(|b| *b == b'\n')
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
@@ -380,6 +422,7 @@ async fn ingest_batch(
             ("path", Value::from("/ingest/batch")),
             ("event_id", id.clone().into()),
             ("line", (i + 1).into()),
+            ("key_id", key_id.clone()),
         ];
         results[i] = match answer {
             Some(Ok(acc)) => {
