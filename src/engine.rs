@@ -336,11 +336,13 @@ pub fn spawn_live(
     let hosts = crate::store::host_states(&conn)?;
     let bans = crate::store::bans(&conn)?;
     drop(conn);
-    let writer = std::sync::Arc::new(Writer::spawn(
+    // The gateway acknowledges only committed events: fsync each group commit.
+    let writer = std::sync::Arc::new(Writer::spawn_with(
         db,
         Retention {
             max_events: cfg.store.max_events,
         },
+        true,
     )?);
     let mut pipeline = Pipeline::new(cfg, None).keep_changes();
     pipeline.policy_mut().restore(hosts, bans);

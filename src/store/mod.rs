@@ -116,7 +116,22 @@ const MAX_BATCH: usize = 8192;
 impl StoreWriter {
     /// Starts the writer on a fresh connection to `path`.
     pub fn spawn(path: &Path, retention: Retention) -> Result<StoreWriter, StoreError> {
+        Self::spawn_with(path, retention, false)
+    }
+
+    /// Like [`StoreWriter::spawn`]; with `fsync_each_commit` every group
+    /// commit is fsynced (`synchronous=FULL`), so what the gateway
+    /// acknowledged survives power loss, not only a process crash. Offline
+    /// scans skip it: they can be re-run.
+    pub fn spawn_with(
+        path: &Path,
+        retention: Retention,
+        fsync_each_commit: bool,
+    ) -> Result<StoreWriter, StoreError> {
         let conn = open(path)?;
+        if fsync_each_commit {
+            conn.pragma_update(None, "synchronous", "FULL")?;
+        }
         let (tx, rx) = mpsc::sync_channel::<WriteOp>(MAX_BATCH * 2);
         let handle = thread::Builder::new()
             .name("vigil-store-writer".into())

@@ -1,0 +1,178 @@
+//! `kill -9` under load loses no acknowledged event: many clients post to a
+//! real `vigil serve`, the process is killed without warning, and every
+//! event that got a 200 is in the SQLite store and still refused as a
+//! duplicate after a restart; host state survives too.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use vigil::sources::gateway::sign;
+
+const SECRET: &str = "durability-secret";
+
+fn event(id: &str, host: &str, action: &str, src_ip: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "event_type": "sec.event.v1",
+        "event_id": id,
+        "source": "auth",
+        "host": host,
+        "timestamp_utc": Utc::now().to_rfc3339(),
+        "category": "auth",
+        "action": action,
+        "severity": 6,
+        "user": "root",
+        "src_ip": src_ip,
+        "attributes": {},
+    }))
+    .unwrap()
+}
+
+/// One signed POST; `None` when the server is gone mid-request.
+fn post(addr: &str, body: &[u8]) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    let sig = sign(SECRET.as_bytes(), body);
+    let head = format!(
+        "POST /ingest HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nX-ARES-SIGNATURE: {sig}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_event() {
+    let env = [
+        ("ARES_SHARED_SECRET", SECRET),
+        ("SEC_RATE_LIMIT_PER_MIN", "1000000"),
+    ];
+    let mut server = common::Server::start(&env);
+    let addr = server.addr.clone();
+
+    // Host state worth keeping: a brute force puts host-victim in cooldown.
+    for i in 0..9 {
+        let (s, _) = post(
+            &addr,
+            &event(
+                &format!("bruteforce-{i:04}"),
+                "host-victim",
+                "login_failed",
+                "198.51.100.7",
+            ),
+        )
+        .unwrap();
+        assert_eq!(s, 200);
+    }
+    let state_before = {
+        let (s, b) = server.request("GET", "/hosts/host-victim/state", &[], b"");
+        assert_eq!(s, 200);
+        serde_json::from_str::<Value>(&b).unwrap()
+    };
+    assert!(
+        !state_before["cooldown_until_utc"].is_null(),
+        "{state_before}"
+    );
+
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (addr, acked, stop) = (addr.clone(), acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let id = format!("load-{w}-{n}");
+                    let body = event(&id, &format!("load-host-{w}"), "session_opened", "10.1.2.3");
+                    match post(&addr, &body) {
+                        Some((200, _)) => acked.lock().unwrap().push(id),
+                        Some((code, b)) => panic!("unexpected {code}: {b}"),
+                        None => break, // the server is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    while acked.lock().unwrap().len() < 3000 && started.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    server.child.kill().unwrap(); // SIGKILL: no drain, no shutdown hook
+    server.child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 500,
+        "load too small to mean anything: {}",
+        acked.len()
+    );
+
+    // Every acknowledged event is in the store.
+    let db = rusqlite::Connection::open(server.dir.path().join("vigil.db")).unwrap();
+    let mut q = db
+        .prepare("SELECT count(*) FROM events WHERE event_id = ?1")
+        .unwrap();
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|id| q.query_row([id.as_str()], |r| r.get::<_, i64>(0)).unwrap() != 1)
+        .collect();
+    let stored: i64 = db
+        .query_row(
+            "SELECT count(*) FROM events WHERE event_id LIKE 'load-%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    println!(
+        "kill -9 after {} acknowledged events: {} stored, {} acknowledged but missing",
+        acked.len(),
+        stored,
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "acknowledged but lost: {:?}",
+        &missing[..missing.len().min(10)]
+    );
+    drop(q);
+    drop(db);
+
+    // After a restart: acknowledged ids are still duplicates, host state kept.
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    drop(server);
+    let server = common::Server::start_in(dir, &env);
+    for id in [&acked[0], &acked[acked.len() / 2], &acked[acked.len() - 1]] {
+        // Same id, fresh timestamp: only idempotency can refuse it.
+        let (s, b) = post(
+            &server.addr,
+            &event(id, "load-host-0", "session_opened", "10.1.2.3"),
+        )
+        .unwrap();
+        assert_eq!(
+            (s, b.as_str()),
+            (409, r#"{"detail":"duplicate_event_id"}"#),
+            "{id}"
+        );
+    }
+    let (s, b) = server.request("GET", "/hosts/host-victim/state", &[], b"");
+    assert_eq!(s, 200);
+    let state_after: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        state_after["cooldown_until_utc"],
+        state_before["cooldown_until_utc"]
+    );
+    assert_eq!(state_after["quarantine"], state_before["quarantine"]);
+}
