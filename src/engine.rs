@@ -488,7 +488,7 @@ impl Live {
             send(WriteOp::State(change))?;
         }
         for r in verdict.alerts.iter().filter(|r| r.new) {
-            if let Some(a) = self.pipeline.detector().open_alert(&r.alert_id).cloned() {
+            if let Some(a) = self.pipeline.detector().open_alert(r).cloned() {
                 send(WriteOp::Alert(Box::new(a.clone())))?;
                 if self.recent.len() == self.cfg.recent_alerts {
                     self.recent.pop_front();

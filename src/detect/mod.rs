@@ -45,6 +45,9 @@ pub struct AlertRef {
     pub src_ip: Option<std::net::IpAddr>,
     /// `true` when this event opened the alert, `false` when it updated one.
     pub new: bool,
+    /// The de-duplication key the alert is open under (for lookups).
+    #[serde(skip)]
+    pub dedup_key: u64,
 }
 
 /// The result of correlating one event.
@@ -206,6 +209,7 @@ impl Detector {
             recommended_action: f.recommended_action,
             src_ip: f.src_ip,
             new,
+            dedup_key: key,
         };
         if let Some(open) = self.open.get_mut(&key) {
             if ts < open.closes_at {
@@ -292,12 +296,13 @@ impl Detector {
         aref(id, true)
     }
 
-    /// The current state of an open alert.
-    pub fn open_alert(&self, alert_id: &str) -> Option<&Alert> {
+    /// The current state of an open alert (a hash lookup: the live engine
+    /// asks for every alert an event touched).
+    pub fn open_alert(&self, r: &AlertRef) -> Option<&Alert> {
         self.open
-            .values()
+            .get(&r.dedup_key)
+            .filter(|o| o.id == r.alert_id)
             .map(|o| &o.alert)
-            .find(|a| a.alert_id == alert_id)
     }
 
     /// Drops idle window keys and closes alerts whose de-duplication window

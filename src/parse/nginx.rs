@@ -83,7 +83,8 @@ fn access_time(s: &str) -> Option<DateTime<FixedOffset>> {
     ];
     let b = s.trim().as_bytes();
     let num = |r: &[u8]| -> Option<u32> {
-        (!r.is_empty() && r.iter().all(u8::is_ascii_digit))
+        // At most 9 digits, so the fold cannot overflow on hostile input.
+        ((1..=9).contains(&r.len()) && r.iter().all(u8::is_ascii_digit))
             .then(|| r.iter().fold(0u32, |a, d| a * 10 + (d - b'0') as u32))
     };
     let slash = b.iter().position(|&c| c == b'/')?;
@@ -536,6 +537,12 @@ pub fn parse_w3c(line: &str) -> Option<(DateTime<FixedOffset>, Info<'_>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_time_with_a_huge_day_number_is_rejected_not_a_panic() {
+        assert!(access_time("99999999999999/Oct/2000:13:55:36 -0700").is_none());
+        assert!(access_time("10/Oct/2000:13:55:36 -0700").is_some());
+    }
 
     #[test]
     fn combined_line_with_vhost_and_offset() {

@@ -440,6 +440,7 @@ mod tests {
                 recommended_action: "BLOCK_IP",
                 src_ip: None,
                 new: true,
+                dedup_key: 1,
             }],
             ..Default::default()
         }

@@ -1,0 +1,235 @@
+//! Load client for `vigil serve`: signed `sec.event.v1` events over
+//! keep-alive HTTP/1.1 connections, reporting throughput and latency
+//! percentiles.
+//!
+//! ```sh
+//! ARES_SHARED_SECRET=bench SEC_RATE_LIMIT_PER_MIN=100000000 \
+//!     cargo run --release -- serve --data-dir /tmp/vigil-load &
+//! cargo run --release --example load_gateway -- --secret bench --concurrency 16 --seconds 10
+//! cargo run --release --example load_gateway -- --secret bench --concurrency 4 --batch 1000
+//! ```
+//!
+//! Every request carries a fresh timestamp and a unique event id, so each
+//! one goes through the whole path (signature, schema, replay window,
+//! idempotency, rate limit, correlation, policy, commit). Events spread over
+//! 1 000 hosts per connection so per-host state looks like a fleet, not one
+//! box. Exit status 1 if any request was not answered 200.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use vigil::sources::gateway::sign;
+
+struct Args {
+    addr: String,
+    secret: String,
+    concurrency: usize,
+    seconds: u64,
+    batch: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        addr: "127.0.0.1:8000".into(),
+        secret: std::env::var("ARES_SHARED_SECRET").unwrap_or_default(),
+        concurrency: 16,
+        seconds: 10,
+        batch: 0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--addr" => a.addr = value()?,
+            "--secret" => a.secret = value()?,
+            "--concurrency" => a.concurrency = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--seconds" => a.seconds = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--batch" => a.batch = value()?.parse().map_err(|e| format!("{e}"))?,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if a.secret.is_empty() {
+        return Err("--secret (or ARES_SHARED_SECRET) is required".into());
+    }
+    if a.concurrency == 0 || a.concurrency > 1024 || a.batch > 10_000 {
+        return Err("--concurrency 1..=1024, --batch 0..=10000".into());
+    }
+    Ok(a)
+}
+
+fn event(out: &mut Vec<u8>, worker: usize, n: u64) {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let action = if n % 7 == 0 {
+        "login_failed"
+    } else {
+        "session_opened"
+    };
+    let _ = write!(
+        out,
+        r#"{{"event_type":"sec.event.v1","event_id":"load-{worker:04}-{n:012}","source":"auth","host":"node-{worker}-{host}","timestamp_utc":"{now}","category":"auth","action":"{action}","severity":5,"user":"svc{u}","src_ip":"10.{a}.{b}.{c}","attributes":{{"bench":true}}}}"#,
+        host = n % 1000,
+        u = n % 50,
+        a = worker % 256,
+        b = (n / 256) % 256,
+        c = n % 256,
+    );
+}
+
+/// One request on a kept-alive connection; returns the status code.
+fn exchange(
+    conn: &mut BufReader<TcpStream>,
+    path: &str,
+    body: &[u8],
+    secret: &[u8],
+) -> std::io::Result<u16> {
+    let sig = sign(secret, body);
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: vigil\r\nContent-Type: application/json\r\nX-ARES-SIGNATURE: {sig}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let s = conn.get_mut();
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut line = String::new();
+    conn.read_line(&mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut len = 0usize;
+    loop {
+        line.clear();
+        if conn.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; len];
+    conn.read_exact(&mut body)?;
+    Ok(status)
+}
+
+struct Tally {
+    ok: u64,
+    other: u64,
+    events: u64,
+    latencies_us: Vec<u32>,
+}
+
+fn worker(a: &Args, w: usize, until: Instant) -> std::io::Result<Tally> {
+    let stream = TcpStream::connect(&a.addr)?;
+    stream.set_nodelay(true)?;
+    let mut conn = BufReader::new(stream);
+    let mut t = Tally {
+        ok: 0,
+        other: 0,
+        events: 0,
+        latencies_us: Vec::new(),
+    };
+    let mut body = Vec::new();
+    let mut n = 0u64;
+    while Instant::now() < until {
+        body.clear();
+        let lines = a.batch.max(1);
+        for _ in 0..lines {
+            n += 1;
+            event(&mut body, w, n);
+            body.push(b'\n');
+        }
+        let path = if a.batch == 0 {
+            "/ingest"
+        } else {
+            "/ingest/batch"
+        };
+        let started = Instant::now();
+        let status = exchange(&mut conn, path, &body, a.secret.as_bytes())?;
+        t.latencies_us
+            .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        if status == 200 {
+            t.ok += 1;
+            t.events += lines as u64;
+        } else {
+            t.other += 1;
+        }
+    }
+    Ok(t)
+}
+
+fn main() {
+    let a = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("load_gateway: {e}");
+            std::process::exit(2);
+        }
+    };
+    let started = Instant::now();
+    let until = started + Duration::from_secs(a.seconds);
+    let results: Vec<std::io::Result<Tally>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..a.concurrency)
+            .map(|w| {
+                let a = &a;
+                s.spawn(move || worker(a, w, until))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("worker panicked")))
+            })
+            .collect()
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let (mut ok, mut other, mut events, mut lat) = (0, 0, 0, Vec::new());
+    for r in results {
+        match r {
+            Ok(t) => {
+                ok += t.ok;
+                other += t.other;
+                events += t.events;
+                lat.extend(t.latencies_us);
+            }
+            Err(e) => {
+                eprintln!("load_gateway: connection failed: {e}");
+                other += 1;
+            }
+        }
+    }
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |us| *us as f64 / 1000.0)
+    };
+    println!(
+        "{} {} requests ({} x 200, {} other) = {} events in {:.2} s: {:.0} events/s, {:.0} requests/s; latency ms p50 {:.2} p99 {:.2} max {:.2}",
+        if a.batch == 0 {
+            "/ingest".to_string()
+        } else {
+            format!("/ingest/batch x{}", a.batch)
+        },
+        ok + other,
+        ok,
+        other,
+        events,
+        elapsed,
+        events as f64 / elapsed,
+        (ok + other) as f64 / elapsed,
+        pct(0.50),
+        pct(0.99),
+        pct(1.0),
+    );
+    if other > 0 {
+        std::process::exit(1);
+    }
+}
