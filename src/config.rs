@@ -20,6 +20,7 @@ pub struct Config {
     /// Field mapping for JSON logs that are not `sec.event.v1`.
     pub json: crate::parse::json::JsonMapping,
     pub gateway: GatewayConfig,
+    pub syslog: SyslogConfig,
 }
 
 /// The HTTP gateway (`vigil serve`). The shared secret normally comes from
@@ -92,6 +93,28 @@ impl Default for StoreConfig {
     }
 }
 
+/// Syslog listeners of `vigil serve`; both off unless an address is given.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// UDP address, e.g. `127.0.0.1:5514`.
+    pub udp: Option<String>,
+    /// TCP address (RFC 6587 octet counting or newline framing).
+    pub tcp: Option<String>,
+    /// Largest message accepted, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for SyslogConfig {
+    fn default() -> Self {
+        SyslogConfig {
+            udp: None,
+            tcp: None,
+            max_message_bytes: crate::sources::syslog::DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
@@ -115,6 +138,8 @@ pub enum ConfigError {
         "producer key id {id:?}: ids are 1-64 characters of A-Z a-z 0-9 . _ - (not \"default\", which names the shared secret) and the secret must not be empty"
     )]
     ProducerKey { id: String },
+    #[error("syslog.max_message_bytes must be 480..=1048576, got {0}")]
+    SyslogMessageSize(usize),
 }
 
 /// Environment variables read, and where each lands.
@@ -236,6 +261,13 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.rules.validate()?;
+        // RFC 3164 asks for at least 480 octets; more than 1 MiB per message
+        // is a memory lever for a sender, not a log line.
+        if !(480..=1 << 20).contains(&self.syslog.max_message_bytes) {
+            return Err(ConfigError::SyslogMessageSize(
+                self.syslog.max_message_bytes,
+            ));
+        }
         for (id, secret) in &self.gateway.producer_keys {
             let id_ok = (1..=64).contains(&id.len())
                 && id != "default"

@@ -121,6 +121,12 @@ enum Command {
         /// TOML configuration.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Also listen for syslog over UDP on this address (overrides config).
+        #[arg(long, value_name = "ADDR")]
+        syslog_udp: Option<String>,
+        /// Also listen for syslog over TCP on this address (overrides config).
+        #[arg(long, value_name = "ADDR")]
+        syslog_tcp: Option<String>,
     },
     /// Audit-log tools.
     Audit {
@@ -157,7 +163,14 @@ fn main() {
             listen,
             data_dir,
             config,
-        }) => serve(listen, &data_dir, config.as_deref()),
+            syslog_udp,
+            syslog_tcp,
+        }) => serve(
+            listen,
+            &data_dir,
+            config.as_deref(),
+            (syslog_udp, syslog_tcp),
+        ),
         Some(Command::Audit {
             command: AuditCommand::Verify { file },
         }) => audit_verify(&file),
@@ -533,13 +546,24 @@ fn audit_verify(file: &Path) -> Result<()> {
     }
 }
 
-fn serve(listen: Option<String>, data_dir: &Path, config: Option<&Path>) -> Result<()> {
+fn serve(
+    listen: Option<String>,
+    data_dir: &Path,
+    config: Option<&Path>,
+    syslog: (Option<String>, Option<String>),
+) -> Result<()> {
     use std::sync::{Arc, Mutex};
     use vigil::engine::{LiveConfig, spawn_live};
     use vigil::sources::gateway::{GatewayState, router};
     use vigil::store::audit_log::AuditLog;
 
-    let cfg = Config::load(config)?;
+    let mut cfg = Config::load(config)?;
+    if let Some(a) = syslog.0 {
+        cfg.syslog.udp = Some(a);
+    }
+    if let Some(a) = syslog.1 {
+        cfg.syslog.tcp = Some(a);
+    }
     let Some(secret) = cfg.gateway.shared_secret.clone().filter(|s| !s.is_empty()) else {
         bail!(
             "no shared secret configured: set ARES_SHARED_SECRET (or [gateway] shared_secret in the config). \
@@ -578,9 +602,10 @@ fn serve(listen: Option<String>, data_dir: &Path, config: Option<&Path>) -> Resu
             .filter(|t| !t.is_empty())
             .map(String::into_bytes),
         replay_window_secs: cfg.gateway.replay_window_secs as i64,
-        engine,
+        engine: engine.clone(),
         audit: Mutex::new(audit),
     });
+    let engine_for_syslog = engine;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -591,6 +616,34 @@ fn serve(listen: Option<String>, data_dir: &Path, config: Option<&Path>) -> Resu
             .await
             .with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
+        let syslog_stats = Arc::new(vigil::sources::syslog::SyslogStats::default());
+        let max = cfg.syslog.max_message_bytes;
+        if let Some(addr) = &cfg.syslog.udp {
+            let socket = tokio::net::UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("binding syslog udp {addr}"))?;
+            eprintln!("vigil serve: syslog udp on {}", socket.local_addr()?);
+            tokio::spawn(vigil::sources::syslog::run_udp(
+                socket,
+                engine_for_syslog.clone(),
+                max,
+                syslog_stats.clone(),
+            ));
+        }
+        if let Some(addr) = &cfg.syslog.tcp {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding syslog tcp {addr}"))?;
+            eprintln!("vigil serve: syslog tcp on {}", l.local_addr()?);
+            tokio::spawn(vigil::sources::syslog::run_tcp(
+                l,
+                engine_for_syslog.clone(),
+                max,
+                syslog_stats.clone(),
+            ));
+        }
+        drop(engine_for_syslog);
+        // Printed last: tests and scripts wait for this line.
         eprintln!(
             "vigil serve: listening on {addr} (store {}, audit {})",
             db.display(),
@@ -600,8 +653,14 @@ fn serve(listen: Option<String>, data_dir: &Path, config: Option<&Path>) -> Resu
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await?;
+        if cfg.syslog.udp.is_some() || cfg.syslog.tcp.is_some() {
+            eprintln!("vigil serve: {}", syslog_stats.summary());
+        }
         anyhow::Ok(())
     })?;
+    // Stop the syslog tasks: they hold engine handles, and the engine stops
+    // only when every handle is gone. Events already queued are committed.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     // The router (and with it every engine handle) is gone: the engine drains,
     // commits and stops.
     if engine_thread.join().is_err() {

@@ -121,11 +121,11 @@ impl AccountRules {
                     .entry(key)
                     .or_insert_with(|| Recent::new(cfg.sudo_fail_threshold as usize * 2));
                 r.push(now, Arc::from(id));
-                let n = r.count_within(now, w);
+                let n = r.count_latest(now, w);
                 if n < cfg.sudo_fail_threshold as usize {
                     return;
                 }
-                let in_w: Vec<_> = r.within(now, w).collect();
+                let in_w: Vec<_> = r.within_latest(now, w).collect();
                 (
                     format!(
                         "{n} failed sudo authentications by '{user}' on '{}' within {} s (threshold {})",
@@ -190,7 +190,7 @@ impl AccountRules {
         let cap = (cfg.lateral_hosts_threshold as usize * 4).max(16);
         let r = self.logins.entry(uk).or_insert_with(|| Recent::new(cap));
         r.push(now, (hk, Arc::from(id)));
-        let in_w: Vec<_> = r.within(now, w).collect();
+        let in_w: Vec<_> = r.within_latest(now, w).collect();
         let mut hosts: Vec<u64> = in_w.iter().map(|x| x.1.0).collect();
         hosts.sort_unstable();
         hosts.dedup();

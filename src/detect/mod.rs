@@ -395,6 +395,20 @@ mod tests {
     }
 
     #[test]
+    fn late_failure_completes_a_brute_force() {
+        // Seven failures at t=1..7, then the eighth arrives late stamped t=0
+        // (a whole-second BSD stamp next to millisecond RFC 5424 ones).
+        let mut d = Detector::new(RuleConfig::default());
+        let now = Utc::now();
+        for i in 1..8 {
+            d.process(&failure(i, "h", "root", "192.0.2.1"), now);
+        }
+        let v = d.process(&failure(0, "h", "root", "192.0.2.1"), now);
+        assert!(v.has_reason("brute_force_suspected"), "{v:?}");
+        assert_eq!(v.context.login_failed_count, Some(8));
+    }
+
+    #[test]
     fn idle_keys_are_forgotten() {
         let mut d = Detector::new(RuleConfig::default());
         let now = Utc::now();

@@ -68,13 +68,13 @@ impl PortScanRule {
         let r = self.sources.entry(ip).or_insert_with(|| Recent::new(cap));
         r.push(now, (port, Arc::from(id)));
         let w = secs(cfg.port_scan_window_secs);
-        let mut ports: Vec<u16> = r.within(now, w).map(|(_, (p, _))| *p).collect();
+        let mut ports: Vec<u16> = r.within_latest(now, w).map(|(_, (p, _))| *p).collect();
         ports.sort_unstable();
         ports.dedup();
         if ports.len() >= cfg.port_scan_distinct_ports as usize {
             let (dedup_key, open) = is_open(&rule, &ev.host, None, Some(ip));
             let detail = (!open).then(|| {
-                let in_w: Vec<_> = r.within(now, w).collect();
+                let in_w: Vec<_> = r.within_latest(now, w).collect();
                 let shown: Vec<String> = ports.iter().take(20).map(u16::to_string).collect();
                 FiringDetail {
                     first_seen: to_time(in_w.first().map_or(now, |x| x.0)),

@@ -441,14 +441,14 @@ impl RuleState {
         let c = &self.cfg;
         let w = secs(c.storm_window_secs);
         let r = self.storm.push(fnv1a(ev.host.as_bytes()), now, ());
-        let n = r.count_within(now, w) as u32;
+        let n = r.count_latest(now, w) as u32;
         ctx.storm_count = n;
         ctx.storm_window_seconds = c.storm_window_secs;
         if n > c.storm_threshold {
             let rule = alert::INGEST_STORM;
             let (dedup_key, open) = is_open(&rule, &ev.host, None, None);
             let detail = (!open).then(|| FiringDetail {
-                first_seen: to_time(r.within(now, w).next().map_or(now, |x| x.0)),
+                first_seen: to_time(r.within_latest(now, w).next().map_or(now, |x| x.0)),
                 evidence: vec![id.to_string()],
                 count: n as u64,
                 reasons: vec![format!(
@@ -486,14 +486,14 @@ impl RuleState {
         let r = self
             .failures
             .push(host_user_key(&ev.host, user), now, id.clone());
-        let n = r.count_within(now, w) as u32;
+        let n = r.count_latest(now, w) as u32;
         ctx.login_failed_count = Some(n);
         ctx.brute_window_seconds = Some(c.brute_force_window_secs);
         if n >= c.brute_force_threshold {
             let rule = alert::BRUTE_FORCE;
             let (dedup_key, open) = is_open(&rule, &ev.host, Some(user), ev.src_ip);
             let detail = (!open).then(|| {
-                let ev_in: Vec<_> = r.within(now, w).collect();
+                let ev_in: Vec<_> = r.within_latest(now, w).collect();
                 let src = ev.src_ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
                 FiringDetail {
                     first_seen: to_time(ev_in.first().map_or(now, |x| x.0)),
@@ -541,8 +541,9 @@ impl RuleState {
         let cap = c.spray_max_tracked;
         let st = self.spray.entry(ip).or_insert_with(|| SprayState::new(cap));
         st.push(now, id.clone(), user_hash, cap);
-        let fails = st.fails.count_within(now, w) as u32;
-        let distinct = st.distinct_users(now, w) as u32;
+        let end = st.fails.end(now);
+        let fails = st.fails.count_within(end, w) as u32;
+        let distinct = st.distinct_users(end, w) as u32;
         ctx.spray_fail_count = Some(fails);
         ctx.spray_unique_users = Some(distinct);
         ctx.spray_window_seconds = Some(c.spray_window_secs);
@@ -550,7 +551,7 @@ impl RuleState {
             let rule = alert::PASSWORD_SPRAY;
             let (dedup_key, open) = is_open(&rule, &ev.host, None, Some(ip));
             let detail = (!open).then(|| {
-                let in_window: Vec<_> = st.fails.within(now, w).collect();
+                let in_window: Vec<_> = st.fails.within(end, w).collect();
                 FiringDetail {
                     first_seen: to_time(in_window.first().map_or(now, |x| x.0)),
                     evidence: in_window.iter().map(|x| x.1.to_string()).collect(),

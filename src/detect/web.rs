@@ -523,7 +523,7 @@ impl WebRules {
         }
         if scan_reason.is_none() && status.is_some_and(|s| (400..500).contains(&s)) {
             client.errors.push(now, (path_hash, shared.clone()));
-            let (n, ids, first) = distinct(client.errors.within(now, w));
+            let (n, ids, first) = distinct(client.errors.within_latest(now, w));
             if n >= cfg.web_scan_distinct_4xx as usize {
                 scan_reason = Some((
                     format!(
@@ -538,7 +538,7 @@ impl WebRules {
         }
         if scan_reason.is_none() && is_scanner_path(&normalised) {
             client.probes.push(now, (path_hash, shared.clone()));
-            let (n, ids, first) = distinct(client.probes.within(now, w));
+            let (n, ids, first) = distinct(client.probes.within_latest(now, w));
             if n >= cfg.web_scan_sensitive_paths as usize {
                 scan_reason = Some((
                     format!(
@@ -557,7 +557,7 @@ impl WebRules {
             client.tools.push(now, shared.clone());
             let ids: Vec<(Micros, String)> = client
                 .tools
-                .within(now, w)
+                .within_latest(now, w)
                 .map(|(t, id)| (*t, id.to_string()))
                 .collect();
             if ids.len() >= 2 {
@@ -601,13 +601,13 @@ impl WebRules {
         if ev.action == Action::HttpAuthFailed || status == Some(401) {
             client.auth_failures.push(now, shared);
             let wa = secs(cfg.http_auth_window_secs);
-            let n = client.auth_failures.count_within(now, wa);
+            let n = client.auth_failures.count_latest(now, wa);
             if n >= cfg.http_auth_fail_threshold as usize {
                 let rule = alert::HTTP_AUTH_BRUTE_FORCE;
                 let user = ev.user.as_deref();
                 let (dedup_key, open) = is_open(&rule, &ev.host, None, Some(ip));
                 let detail = (!open).then(|| {
-                    let ev_in: Vec<_> = client.auth_failures.within(now, wa).collect();
+                    let ev_in: Vec<_> = client.auth_failures.within_latest(now, wa).collect();
                     FiringDetail {
                         first_seen: to_time(ev_in.first().map_or(now, |x| x.0)),
                         evidence: ev_in.iter().map(|x| x.1.to_string()).collect(),

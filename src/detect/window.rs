@@ -64,6 +64,27 @@ impl<T> Recent<T> {
         self.items.range(lo..hi)
     }
 
+    /// [`Recent::within`] for threshold rules: the window ends at the newest
+    /// observation when that is later than `now`, so an event that arrives
+    /// late (UDP syslog, merged files) still counts with its neighbours
+    /// instead of seeing only what came before it in time.
+    pub fn within_latest(
+        &self,
+        now: Micros,
+        window: Micros,
+    ) -> impl DoubleEndedIterator<Item = &(Micros, T)> {
+        self.within(self.end(now), window)
+    }
+
+    pub fn count_latest(&self, now: Micros, window: Micros) -> usize {
+        self.count_within(self.end(now), window)
+    }
+
+    /// Where a threshold window ends: the newest observation or `now`.
+    pub fn end(&self, now: Micros) -> Micros {
+        self.newest().map_or(now, |n| n.max(now))
+    }
+
     pub fn count_within(&self, now: Micros, window: Micros) -> usize {
         let (lo, hi) = self.bounds(now, window);
         hi - lo
@@ -158,6 +179,11 @@ mod tests {
             r.push(t(s), ());
         }
         assert_eq!(r.count_within(t(60), secs(60)), 3);
+        // A late observation sees the window that ends at the newest one.
+        assert_eq!(
+            r.count_latest(t(0), secs(60)),
+            r.count_within(r.end(t(0)), secs(60))
+        );
         assert_eq!(r.count_within(t(61), secs(60)), 3);
     }
 

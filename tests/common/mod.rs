@@ -114,6 +114,8 @@ pub struct Server {
     pub child: std::process::Child,
     pub addr: String,
     pub dir: tempfile::TempDir,
+    /// Lines `vigil serve` printed before it was ready (listener addresses).
+    pub banner: Vec<String>,
 }
 
 impl Server {
@@ -123,10 +125,15 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+        Self::start_with(dir, env, &[])
+    }
+
+    pub fn start_with(dir: tempfile::TempDir, env: &[(&str, &str)], args: &[&str]) -> Server {
         use std::io::BufRead;
         let mut cmd = vigil();
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path());
+            .arg(dir.path())
+            .args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -136,6 +143,7 @@ impl Server {
             .expect("start vigil serve");
         let stderr = child.stderr.take().unwrap();
         let mut lines = std::io::BufReader::new(stderr).lines();
+        let mut banner = Vec::new();
         let addr = loop {
             let line = lines
                 .next()
@@ -144,10 +152,16 @@ impl Server {
             if let Some(rest) = line.strip_prefix("vigil serve: listening on ") {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
+            banner.push(line);
         };
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, addr, dir }
+        Server {
+            child,
+            addr,
+            dir,
+            banner,
+        }
     }
 
     /// One HTTP/1.1 request; returns (status, body).

@@ -1,0 +1,342 @@
+//! Syslog listeners for `vigil serve`: UDP (one message per datagram) and
+//! TCP with both RFC 6587 framings (octet counting `LEN SP MSG`, and
+//! newline-delimited). Off unless an address is configured.
+//!
+//! Messages go through the same parsers as files (`SourceKind::Auto`), so an
+//! sshd line arriving over syslog correlates exactly like the same line in
+//! `auth.log`. Each message gets an event id from its listener, peer, a
+//! sequence number seeded with the start time and its text, so ids do not
+//! collide across restarts. Events are queued to the engine in arrival order
+//! per connection; the engine's per-host rate limit and idempotency apply.
+//!
+//! UDP has no back-pressure: when the engine falls behind, the kernel drops
+//! datagrams (counted by the OS, not here). TCP readers wait for the engine.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::Utc;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+
+use crate::engine::EngineHandle;
+use crate::parse::{ParseOptions, Parser, SourceKind};
+
+/// Largest message accepted when the config does not say (RFC 5424 asks
+/// receivers to take at least 2 KiB; 64 KiB covers any datagram).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// What the listeners saw; printed when `vigil serve` stops.
+#[derive(Debug, Default)]
+pub struct SyslogStats {
+    pub received: AtomicU64,
+    pub accepted: AtomicU64,
+    /// Refused by the engine (rate limit, duplicate, store failure).
+    pub refused: AtomicU64,
+    pub unparsed: AtomicU64,
+    /// Over the size limit (truncated for newline framing, skipped for
+    /// octet counting) or not UTF-8.
+    pub malformed: AtomicU64,
+}
+
+impl SyslogStats {
+    pub fn summary(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "syslog: {} received, {} accepted, {} refused by the engine, {} unparsed, {} malformed",
+            g(&self.received),
+            g(&self.accepted),
+            g(&self.refused),
+            g(&self.unparsed),
+            g(&self.malformed)
+        )
+    }
+}
+
+/// Turns raw messages from one origin into events and queues them.
+struct Intake {
+    parser: Parser,
+    created: chrono::DateTime<Utc>,
+    origin: String,
+    default_host: String,
+    seq: u64,
+    engine: EngineHandle,
+    stats: Arc<SyslogStats>,
+}
+
+impl Intake {
+    fn new(
+        origin: String,
+        default_host: String,
+        engine: EngineHandle,
+        stats: Arc<SyslogStats>,
+    ) -> Self {
+        let now = Utc::now();
+        Intake {
+            parser: Self::parser(&origin, &default_host, now),
+            created: now,
+            origin,
+            default_host,
+            seq: now.timestamp_micros().max(0) as u64,
+            engine,
+            stats,
+        }
+    }
+
+    fn parser(origin: &str, default_host: &str, now: chrono::DateTime<Utc>) -> Parser {
+        let mut opts = ParseOptions::new(SourceKind::Auto, now, origin);
+        opts.default_host = default_host.to_string();
+        Parser::new(opts)
+    }
+
+    async fn message(&mut self, raw: &[u8]) {
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        let Ok(text) = std::str::from_utf8(raw) else {
+            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let text = text.trim_end_matches(['\r', '\n', '\0']);
+        if text.is_empty() {
+            return;
+        }
+        // Year-less BSD timestamps are read against the parser's reference
+        // time; keep it fresh on a long-running listener.
+        let now = Utc::now();
+        if now - self.created > chrono::Duration::minutes(10) {
+            self.parser = Self::parser(&self.origin, &self.default_host, now);
+            self.created = now;
+        }
+        self.seq += 1;
+        let ev = match self.parser.parse_line(text, self.seq) {
+            Ok(ev) => ev,
+            Err(_) => {
+                self.stats.unparsed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        match self.engine.submit(ev).await {
+            Ok(rx) => {
+                let stats = self.stats.clone();
+                tokio::spawn(async move {
+                    match rx.await {
+                        Ok(Ok(_)) => stats.accepted.fetch_add(1, Ordering::Relaxed),
+                        _ => stats.refused.fetch_add(1, Ordering::Relaxed),
+                    };
+                });
+            }
+            Err(_) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Receives datagrams until the task is dropped.
+pub async fn run_udp(
+    socket: tokio::net::UdpSocket,
+    engine: EngineHandle,
+    max_message_bytes: usize,
+    stats: Arc<SyslogStats>,
+) {
+    // One byte over the limit tells an oversized datagram from a full one.
+    let mut buf = vec![0u8; max_message_bytes + 1];
+    let mut intake = Intake::new("syslog-udp".into(), "unknown".into(), engine, stats.clone());
+    loop {
+        let Ok((n, _peer)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        if n > max_message_bytes {
+            stats.received.fetch_add(1, Ordering::Relaxed);
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        intake.message(&buf[..n]).await;
+    }
+}
+
+/// Accepts connections until the task is dropped; one task per connection.
+pub async fn run_tcp(
+    listener: tokio::net::TcpListener,
+    engine: EngineHandle,
+    max_message_bytes: usize,
+    stats: Arc<SyslogStats>,
+) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let (engine, stats) = (engine.clone(), stats.clone());
+        tokio::spawn(async move {
+            read_stream(stream, peer, engine, max_message_bytes, stats).await;
+        });
+    }
+}
+
+/// Why a TCP syslog stream was closed early.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    #[error("octet count {0} is over the message size limit")]
+    TooLarge(usize),
+}
+
+/// Reads one RFC 6587 frame into `out`. `Ok(false)` at a clean end of
+/// stream. A newline-delimited message over the limit is truncated (the
+/// rest of the line is skipped) and reported through `truncated`.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+    max: usize,
+    out: &mut Vec<u8>,
+    truncated: &mut bool,
+) -> std::io::Result<Result<bool, FramingError>> {
+    out.clear();
+    *truncated = false;
+    // Skip blank separators between frames.
+    loop {
+        let buf = r.fill_buf().await?;
+        match buf.first() {
+            None => return Ok(Ok(false)),
+            Some(b'\n' | b'\r' | b'\0') => r.consume(1),
+            Some(_) => break,
+        }
+    }
+    // Octet counting (`LEN SP MSG`) when the frame opens with up to ten
+    // digits and a space; anything else is a newline-delimited message (so a
+    // PRI-less line that starts with a date is not mistaken for a count).
+    let buf = r.fill_buf().await?;
+    let digits = buf
+        .iter()
+        .take(11)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if (1..=10).contains(&digits) && buf.get(digits) == Some(&b' ') {
+        let len = buf[..digits]
+            .iter()
+            .fold(0usize, |a, d| a * 10 + (d - b'0') as usize);
+        r.consume(digits + 1);
+        if len > max {
+            return Ok(Err(FramingError::TooLarge(len)));
+        }
+        out.resize(len, 0);
+        r.read_exact(out).await?;
+        return Ok(Ok(true));
+    }
+    let n = (&mut *r).take(max as u64).read_until(b'\n', out).await?;
+    if n == max && out.last() != Some(&b'\n') {
+        // Over the limit: keep the head, drop the rest of the line.
+        *truncated = true;
+        let mut sink = Vec::new();
+        loop {
+            sink.clear();
+            let m = (&mut *r)
+                .take(64 * 1024)
+                .read_until(b'\n', &mut sink)
+                .await?;
+            if m == 0 || sink.last() == Some(&b'\n') {
+                break;
+            }
+        }
+    }
+    Ok(Ok(true))
+}
+
+async fn read_stream(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    engine: EngineHandle,
+    max: usize,
+    stats: Arc<SyslogStats>,
+) {
+    let mut r = BufReader::new(stream);
+    let mut intake = Intake::new(
+        format!("syslog-tcp/{peer}"),
+        peer.ip().to_string(),
+        engine,
+        stats.clone(),
+    );
+    let mut msg = Vec::new();
+    let mut truncated = false;
+    loop {
+        match read_frame(&mut r, max, &mut msg, &mut truncated).await {
+            Ok(Ok(true)) => {
+                if truncated {
+                    stats.malformed.fetch_add(1, Ordering::Relaxed);
+                }
+                intake.message(&msg).await;
+            }
+            Ok(Err(_)) => {
+                // The framing is lost; nothing after this can be trusted.
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Ok(Ok(false)) | Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn frames(input: &[u8], max: usize) -> Vec<(String, bool)> {
+        let mut r = BufReader::new(input);
+        let mut out = Vec::new();
+        let mut msg = Vec::new();
+        let mut truncated = false;
+        while let Ok(Ok(true)) = read_frame(&mut r, max, &mut msg, &mut truncated).await {
+            out.push((
+                String::from_utf8_lossy(&msg).trim_end().to_string(),
+                truncated,
+            ));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn both_framings_and_mixed_streams() {
+        let got = frames(
+            b"11 <13>hello a\n<13>line b\n\n5 abcde11 <13>x\ny\nz\r\n2024-05-01 host x\n",
+            1024,
+        )
+        .await;
+        let texts: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "<13>hello a",
+                "<13>line b",
+                "abcde",
+                "<13>x\ny\nz",
+                "2024-05-01 host x"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_lines_are_truncated_and_the_stream_resyncs() {
+        let mut input = vec![b'<'; 100];
+        input.extend_from_slice(b"\n<13>next\n");
+        let got = frames(&input, 16).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].0.len(), got[0].1), (16, true));
+        assert_eq!(got[1], ("<13>next".to_string(), false));
+    }
+
+    #[tokio::test]
+    async fn huge_octet_counts_stop_the_stream() {
+        let mut r = BufReader::new(&b"99999 <13>x"[..]);
+        let (mut msg, mut t) = (Vec::new(), false);
+        assert_eq!(
+            read_frame(&mut r, 1024, &mut msg, &mut t).await.unwrap(),
+            Err(FramingError::TooLarge(99999))
+        );
+        // Not a count (no space, or too many digits): a plain line.
+        for line in [&b"12x <13>x"[..], b"123456789012 x"] {
+            let mut r = BufReader::new(line);
+            assert_eq!(
+                read_frame(&mut r, 1024, &mut msg, &mut t).await.unwrap(),
+                Ok(true)
+            );
+            assert_eq!(msg, line);
+        }
+    }
+}
