@@ -127,6 +127,13 @@ enum Command {
         /// Also listen for syslog over TCP on this address (overrides config).
         #[arg(long, value_name = "ADDR")]
         syslog_tcp: Option<String>,
+        /// Follow this log file as it grows, through rotation and
+        /// truncation (repeatable).
+        #[arg(long, value_name = "FILE")]
+        tail: Vec<PathBuf>,
+        /// Read followed files from their start instead of their end.
+        #[arg(long, requires = "tail")]
+        from_start: bool,
     },
     /// Audit-log tools.
     Audit {
@@ -165,11 +172,14 @@ fn main() {
             config,
             syslog_udp,
             syslog_tcp,
+            tail,
+            from_start,
         }) => serve(
             listen,
             &data_dir,
             config.as_deref(),
             (syslog_udp, syslog_tcp),
+            (tail, from_start),
         ),
         Some(Command::Audit {
             command: AuditCommand::Verify { file },
@@ -551,6 +561,7 @@ fn serve(
     data_dir: &Path,
     config: Option<&Path>,
     syslog: (Option<String>, Option<String>),
+    (tail, from_start): (Vec<PathBuf>, bool),
 ) -> Result<()> {
     use std::sync::{Arc, Mutex};
     use vigil::engine::{LiveConfig, spawn_live};
@@ -611,6 +622,28 @@ fn serve(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let tail_stats = Arc::new(vigil::sources::tail::TailStats::default());
+    let tail_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tail_threads = Vec::new();
+    for path in &tail {
+        let t = vigil::sources::tail::Tailer::new(
+            path,
+            vigil::parse::SourceKind::Auto,
+            from_start,
+            engine_for_syslog.clone(),
+            runtime.handle().clone(),
+            tail_stats.clone(),
+        );
+        tail_threads.push(
+            vigil::sources::tail::spawn(t, tail_stop.clone())
+                .context("starting a file follower")?,
+        );
+        eprintln!(
+            "vigil serve: following {}{}",
+            vigil::util::sanitize_for_terminal(&path.display().to_string()),
+            if from_start { " from its start" } else { "" }
+        );
+    }
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
@@ -658,6 +691,13 @@ fn serve(
         }
         anyhow::Ok(())
     })?;
+    tail_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tail_threads {
+        let _ = t.join();
+    }
+    if !tail.is_empty() {
+        eprintln!("vigil serve: {}", tail_stats.summary());
+    }
     // Stop the syslog tasks: they hold engine handles, and the engine stops
     // only when every handle is gone. Events already queued are committed.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));

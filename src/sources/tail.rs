@@ -1,0 +1,286 @@
+//! Follows log files for `vigil serve`, like `tail -F`: starts at the end by
+//! default (`--from-start` reads what is there first), survives rotation
+//! (the path now names a different file: the old one is read to its end,
+//! then the new one from its start) and truncation (the file shrank: read
+//! again from the start).
+//!
+//! Polling, not inotify: one `stat` per file every [`POLL`] costs nothing
+//! and works the same on every filesystem, including network mounts where
+//! change notification is unreliable.
+//!
+//! Event ids come from the file's identity (device, inode), the byte offset
+//! of the line and its text, so reading the same line again after a restart
+//! with `--from-start` is refused as a duplicate instead of stored twice.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::engine::EngineHandle;
+use crate::parse::{MAX_LINE_BYTES, ParseOptions, Parser, SourceKind};
+use crate::util::fnv1a;
+
+/// How often each file is checked for growth, rotation and truncation.
+pub const POLL: Duration = Duration::from_millis(200);
+
+/// What the tailers saw; printed when `vigil serve` stops.
+#[derive(Debug, Default)]
+pub struct TailStats {
+    pub lines: AtomicU64,
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+    pub unparsed: AtomicU64,
+    pub rotations: AtomicU64,
+    pub truncations: AtomicU64,
+}
+
+impl TailStats {
+    pub fn summary(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "tail: {} lines, {} accepted, {} refused by the engine, {} unparsed, {} rotations, {} truncations",
+            g(&self.lines),
+            g(&self.accepted),
+            g(&self.refused),
+            g(&self.unparsed),
+            g(&self.rotations),
+            g(&self.truncations)
+        )
+    }
+}
+
+#[cfg(unix)]
+fn identity(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
+#[cfg(not(unix))]
+fn identity(_m: &std::fs::Metadata) -> (u64, u64) {
+    (0, 0)
+}
+
+/// One followed file: its open handle, where we are in it, and any partial
+/// line waiting for its newline.
+struct Followed {
+    file: File,
+    id: (u64, u64),
+    pos: u64,
+    partial: Vec<u8>,
+}
+
+pub struct Tailer {
+    path: PathBuf,
+    cur: Option<Followed>,
+    parser: Parser,
+    created: chrono::DateTime<Utc>,
+    kind: SourceKind,
+    engine: EngineHandle,
+    runtime: tokio::runtime::Handle,
+    stats: Arc<TailStats>,
+    pending: Vec<
+        tokio::sync::oneshot::Receiver<Result<crate::engine::Accepted, crate::engine::Refusal>>,
+    >,
+}
+
+impl Tailer {
+    /// Opens `path` (which may not exist yet) at its end, or at its start
+    /// with `from_start`.
+    pub fn new(
+        path: &Path,
+        kind: SourceKind,
+        from_start: bool,
+        engine: EngineHandle,
+        runtime: tokio::runtime::Handle,
+        stats: Arc<TailStats>,
+    ) -> Tailer {
+        let now = Utc::now();
+        let mut t = Tailer {
+            path: path.to_path_buf(),
+            cur: None,
+            parser: Self::parser(path, kind, now),
+            created: now,
+            kind,
+            engine,
+            runtime,
+            stats,
+            pending: Vec::new(),
+        };
+        t.cur = t.open(!from_start);
+        t
+    }
+
+    fn parser(path: &Path, kind: SourceKind, now: chrono::DateTime<Utc>) -> Parser {
+        let mut opts = ParseOptions::new(kind, now, path.display().to_string());
+        opts.default_host = "localhost".into();
+        Parser::new(opts)
+    }
+
+    fn open(&self, at_end: bool) -> Option<Followed> {
+        let mut file = File::open(&self.path).ok()?;
+        let meta = file.metadata().ok()?;
+        let pos = if at_end { meta.len() } else { 0 };
+        file.seek(SeekFrom::Start(pos)).ok()?;
+        Some(Followed {
+            file,
+            id: identity(&meta),
+            pos,
+            partial: Vec::new(),
+        })
+    }
+
+    /// Reads whatever is new; handles rotation and truncation. Returns the
+    /// number of complete lines handled.
+    pub fn poll(&mut self) -> usize {
+        let mut handled = 0;
+        let now = Utc::now();
+        if now - self.created > chrono::Duration::minutes(10) {
+            self.parser = Self::parser(&self.path, self.kind, now);
+            self.created = now;
+        }
+        let current = std::fs::metadata(&self.path).ok();
+        let Some(mut cur) = self.cur.take() else {
+            // Not there before: a file that appears is read from its start.
+            self.cur = current.and_then(|_| self.open(false));
+            if self.cur.is_some() {
+                return self.poll();
+            }
+            return 0;
+        };
+        let rotated = current.as_ref().is_some_and(|m| identity(m) != cur.id);
+        let len = cur.file.metadata().map(|m| m.len()).unwrap_or(cur.pos);
+        if len < cur.pos {
+            // Truncated in place (copytruncate, `> file`).
+            self.stats.truncations.fetch_add(1, Ordering::Relaxed);
+            cur.pos = 0;
+            cur.partial.clear();
+            let _ = cur.file.seek(SeekFrom::Start(0));
+        }
+        handled += self.drain(&mut cur);
+        if rotated {
+            // The old file is read to its end above; a last line without a
+            // newline is complete now that nothing more can be written to it.
+            if !cur.partial.is_empty() {
+                let line = std::mem::take(&mut cur.partial);
+                self.line(&cur, cur.pos - line.len() as u64, &line);
+                self.settle();
+                handled += 1;
+            }
+            self.stats.rotations.fetch_add(1, Ordering::Relaxed);
+            self.cur = self.open(false);
+            if let Some(mut next) = self.cur.take() {
+                handled += self.drain(&mut next);
+                self.cur = Some(next);
+            }
+            return handled;
+        }
+        self.cur = Some(cur);
+        handled
+    }
+
+    fn drain(&mut self, f: &mut Followed) -> usize {
+        let mut handled = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match f.file.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut start = 0;
+            while let Some(nl) = memchr::memchr(b'\n', &buf[start..n]) {
+                let end = start + nl;
+                let line_start = f.pos + start as u64 - f.partial.len() as u64;
+                if f.partial.is_empty() {
+                    self.line(f, line_start, &buf[start..end]);
+                } else {
+                    f.partial.extend_from_slice(&buf[start..end]);
+                    let line = std::mem::take(&mut f.partial);
+                    self.line(f, line_start, &line);
+                }
+                handled += 1;
+                start = end + 1;
+            }
+            // Keep at most one line's worth of an unfinished line; the
+            // parser truncates longer ones anyway.
+            let room = (MAX_LINE_BYTES + 1).saturating_sub(f.partial.len());
+            f.partial
+                .extend_from_slice(&buf[start..n][..(n - start).min(room)]);
+            f.pos += n as u64;
+            self.settle();
+        }
+        handled
+    }
+
+    fn line(&mut self, f: &Followed, offset: u64, raw: &[u8]) {
+        self.stats.lines.fetch_add(1, Ordering::Relaxed);
+        let text = String::from_utf8_lossy(raw);
+        let text = text.trim_end_matches('\r');
+        if text.trim().is_empty() {
+            return;
+        }
+        // Same file, same offset, same text → same id (see the module doc).
+        let line_no = fnv1a(
+            &[
+                f.id.0.to_le_bytes(),
+                f.id.1.to_le_bytes(),
+                offset.to_le_bytes(),
+            ]
+            .concat(),
+        );
+        let ev = match self.parser.parse_line(text, line_no) {
+            Ok(ev) => ev,
+            Err(_) => {
+                self.stats.unparsed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        // Queued in file order; answers are collected per read chunk so one
+        // group commit covers many lines.
+        match self.runtime.block_on(self.engine.submit(ev)) {
+            Ok(rx) => self.pending.push(rx),
+            Err(_) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Waits for the engine's answers to every queued line.
+    fn settle(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        let answers = self.runtime.block_on(async move {
+            let mut out = Vec::with_capacity(pending.len());
+            for rx in pending {
+                out.push(matches!(rx.await, Ok(Ok(_))));
+            }
+            out
+        });
+        for ok in answers {
+            if ok {
+                self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Follows `path` on its own thread until `stop` is set.
+pub fn spawn(
+    mut tailer: Tailer,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("vigil-tail".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if tailer.poll() == 0 {
+                    std::thread::sleep(POLL);
+                }
+            }
+        })
+}

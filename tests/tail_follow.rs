@@ -1,0 +1,138 @@
+//! `vigil serve --tail FILE` on a real file: starts at the end, reads lines
+//! as they are appended (even when written in pieces), and keeps following
+//! through rotation (rename + new file) and truncation.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn failures(host: &str, ip: &str, n: u32) -> String {
+    let ts = chrono::Utc::now().format("%b %e %H:%M:%S");
+    (0..n)
+        .map(|i| {
+            format!(
+                "{ts} {host} sshd[77]: Failed password for root from {ip} port {} ssh2\n",
+                50000 + i
+            )
+        })
+        .collect()
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn wait_for_alert(server: &common::Server, host: &str) {
+    let started = Instant::now();
+    loop {
+        let (_, body) = server.request("GET", "/alerts/recent?limit=200", &[], b"");
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let found = v["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["rule_id"] == "BRUTE_FORCE_V1" && a["host"] == host);
+        if found {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no brute force for {host}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn follows_growth_rotation_and_truncation() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    // Already there before vigil starts: not read (tail starts at the end).
+    append(&log, &failures("old-host", "192.0.2.1", 8));
+    let server = common::Server::start_with(
+        tempfile::tempdir().unwrap(),
+        &[("ARES_SHARED_SECRET", "unused-here")],
+        &["--tail", log.to_str().unwrap()],
+    );
+    assert!(
+        server.banner.iter().any(|l| l.contains("following")),
+        "{:?}",
+        server.banner
+    );
+
+    // Growth, with the first line written in two pieces.
+    let text = failures("grow-host", "198.51.100.1", 8);
+    let (head, rest) = text.split_at(20);
+    append(&log, head);
+    std::thread::sleep(Duration::from_millis(450));
+    append(&log, rest);
+    wait_for_alert(&server, "grow-host");
+
+    // Rotation: rename, one last line to the old file, then a new file.
+    let rotated = logs.path().join("auth.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    append(&rotated, &failures("late-host", "203.0.113.9", 1));
+    append(&log, &failures("rot-host", "198.51.100.2", 8));
+    wait_for_alert(&server, "rot-host");
+
+    // Truncation in place (copytruncate): shrink, then new lines.
+    std::fs::File::create(&log).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    append(&log, &failures("trunc-host", "198.51.100.3", 8));
+    wait_for_alert(&server, "trunc-host");
+
+    let mut server = server;
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    assert!(server.stop(), "graceful shutdown exits 0");
+    let db = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
+    let count = |host: &str| -> i64 {
+        db.query_row("SELECT count(*) FROM events WHERE host = ?1", [host], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    assert_eq!(count("old-host"), 0, "lines before start are not read");
+    assert_eq!(count("grow-host"), 8, "the split line is one event");
+    assert_eq!(count("late-host"), 1, "the old file is read to its end");
+    assert_eq!(count("rot-host"), 8);
+    assert_eq!(count("trunc-host"), 8);
+}
+
+#[test]
+fn from_start_reads_existing_lines_and_a_restart_does_not_store_them_twice() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    append(&log, &failures("old-host", "192.0.2.1", 8));
+    let args = ["--tail", log.to_str().unwrap(), "--from-start"];
+    let env = [("ARES_SHARED_SECRET", "unused-here")];
+    let mut server = common::Server::start_with(tempfile::tempdir().unwrap(), &env, &args);
+    wait_for_alert(&server, "old-host");
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    assert!(server.stop());
+    // Same file again from its start: every line is a known event id.
+    let mut server = common::Server::start_with(dir, &env, &args);
+    // Lines appended now come after the old ones in the file: once they
+    // raise their alert, the old lines have been read (and refused) too.
+    append(&log, &failures("new-host", "192.0.2.2", 8));
+    wait_for_alert(&server, "new-host");
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    assert!(server.stop());
+    let db = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT count(*) FROM events WHERE host = 'old-host'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 8);
+}
