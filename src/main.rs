@@ -134,6 +134,9 @@ enum Command {
         /// Read followed files from their start instead of their end.
         #[arg(long, requires = "tail")]
         from_start: bool,
+        /// Also follow the systemd journal (runs `journalctl -o json --follow`).
+        #[arg(long)]
+        journald: bool,
     },
     /// Audit-log tools.
     Audit {
@@ -174,12 +177,13 @@ fn main() {
             syslog_tcp,
             tail,
             from_start,
+            journald,
         }) => serve(
             listen,
             &data_dir,
             config.as_deref(),
             (syslog_udp, syslog_tcp),
-            (tail, from_start),
+            (tail, from_start, journald),
         ),
         Some(Command::Audit {
             command: AuditCommand::Verify { file },
@@ -561,7 +565,7 @@ fn serve(
     data_dir: &Path,
     config: Option<&Path>,
     syslog: (Option<String>, Option<String>),
-    (tail, from_start): (Vec<PathBuf>, bool),
+    (tail, from_start, journald): (Vec<PathBuf>, bool, bool),
 ) -> Result<()> {
     use std::sync::{Arc, Mutex};
     use vigil::engine::{LiveConfig, spawn_live};
@@ -644,6 +648,19 @@ fn serve(
             if from_start { " from its start" } else { "" }
         );
     }
+    let journal_stats = Arc::new(vigil::sources::journald::JournalStats::default());
+    let journal = if journald {
+        let j = vigil::sources::journald::Journal::start(
+            "journalctl",
+            engine_for_syslog.clone(),
+            runtime.handle().clone(),
+            journal_stats.clone(),
+        )?;
+        eprintln!("vigil serve: following the systemd journal");
+        Some(j)
+    } else {
+        None
+    };
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
@@ -691,6 +708,10 @@ fn serve(
         }
         anyhow::Ok(())
     })?;
+    if let Some(j) = journal {
+        j.stop();
+        eprintln!("vigil serve: {}", journal_stats.summary());
+    }
     tail_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for t in tail_threads {
         let _ = t.join();

@@ -3,6 +3,7 @@
 //! ([`syslog`]), and files followed as they grow ([`tail`]).
 
 pub mod gateway;
+pub mod journald;
 pub mod replay;
 pub mod syslog;
 pub mod tail;

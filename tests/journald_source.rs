@@ -1,0 +1,108 @@
+//! `vigil serve --journald` with a stand-in `journalctl` first on PATH that
+//! prints journal JSON entries the way `journalctl -o json` does, then
+//! waits like `--follow`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+#[cfg(unix)]
+#[test]
+fn journal_entries_are_parsed_stored_and_correlated() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now().timestamp_micros();
+    let entries: String = (0..8)
+        .map(|i| {
+            json!({
+                "__CURSOR": format!("s=abc;i={i}"),
+                "__REALTIME_TIMESTAMP": (now + i).to_string(),
+                "PRIORITY": "6",
+                "SYSLOG_FACILITY": "10",
+                "_HOSTNAME": "journal-host",
+                "SYSLOG_IDENTIFIER": "sshd",
+                "_PID": "901",
+                "MESSAGE": format!("Failed password for root from 203.0.113.44 port {} ssh2", 41000 + i),
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    // A broken entry in the middle is counted, not fatal.
+    let entries = entries.replacen('\n', "\n{not json\n", 1);
+    std::fs::write(bin.path().join("entries.json"), entries).unwrap();
+    let script = bin.path().join("journalctl");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" > '{dir}/args'\ncat '{dir}/entries.json'\nexec sleep 60\n",
+            dir = bin.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut server = common::Server::start_with(
+        tempfile::tempdir().unwrap(),
+        &[("ARES_SHARED_SECRET", "unused-here"), ("PATH", &path)],
+        &["--journald"],
+    );
+    let started = Instant::now();
+    loop {
+        let (_, body) = server.request("GET", "/alerts/recent?limit=200", &[], b"");
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let hit = v["alerts"].as_array().into_iter().flatten().any(|a| {
+            a["rule_id"] == "BRUTE_FORCE_V1"
+                && a["host"] == "journal-host"
+                && a["src_ip"] == "203.0.113.44"
+        });
+        if hit {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no alert: {v}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let args = std::fs::read_to_string(bin.path().join("args")).unwrap();
+    assert_eq!(args.trim(), "-o json --follow --lines=0");
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    assert!(
+        server.stop(),
+        "graceful shutdown stops journalctl and exits 0"
+    );
+    let db = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT count(*) FROM events WHERE host = 'journal-host' AND process = 'sshd'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 8);
+}
+
+#[test]
+fn journald_without_journalctl_is_a_clear_error() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = common::vigil()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--journald",
+            "--data-dir",
+        ])
+        .arg(empty.path().join("data"))
+        .env("ARES_SHARED_SECRET", "x")
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("journalctl"), "{err}");
+}
