@@ -26,6 +26,9 @@ use crate::parse::{ParseOptions, Parser, SourceKind};
 /// receivers to take at least 2 KiB; 64 KiB covers any datagram).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// Open TCP syslog connections at once; more are closed on accept.
+pub const MAX_TCP_CONNECTIONS: usize = 1024;
+
 /// What the listeners saw; printed when `vigil serve` stops.
 #[derive(Debug, Default)]
 pub struct SyslogStats {
@@ -37,18 +40,21 @@ pub struct SyslogStats {
     /// Over the size limit (truncated for newline framing, skipped for
     /// octet counting) or not UTF-8.
     pub malformed: AtomicU64,
+    /// TCP connections closed on accept because [`MAX_TCP_CONNECTIONS`] were open.
+    pub refused_connections: AtomicU64,
 }
 
 impl SyslogStats {
     pub fn summary(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "syslog: {} received, {} accepted, {} refused by the engine, {} unparsed, {} malformed",
+            "syslog: {} received, {} accepted, {} refused by the engine, {} unparsed, {} malformed, {} connections refused",
             g(&self.received),
             g(&self.accepted),
             g(&self.refused),
             g(&self.unparsed),
-            g(&self.malformed)
+            g(&self.malformed),
+            g(&self.refused_connections)
         )
     }
 }
@@ -143,6 +149,8 @@ pub async fn run_udp(
     let mut intake = Intake::new("syslog-udp".into(), "unknown".into(), engine, stats.clone());
     loop {
         let Ok((n, _peer)) = socket.recv_from(&mut buf).await else {
+            // Transient (e.g. out of buffers): back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
         if n > max_message_bytes {
@@ -161,13 +169,23 @@ pub async fn run_tcp(
     max_message_bytes: usize,
     stats: Arc<SyslogStats>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
+            // Usually out of file descriptors: back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Full: refuse rather than let one sender exhaust descriptors.
+            stats.refused_connections.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
             continue;
         };
         let (engine, stats) = (engine.clone(), stats.clone());
         tokio::spawn(async move {
             read_stream(stream, peer, engine, max_message_bytes, stats).await;
+            drop(slot);
         });
     }
 }
