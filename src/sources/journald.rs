@@ -104,6 +104,7 @@ pub fn entry_to_line(entry: &Value) -> Option<(String, String)> {
 pub struct Journal {
     child: Arc<Mutex<Child>>,
     thread: std::thread::JoinHandle<()>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,15 +141,28 @@ impl Journal {
             return Err(JournalError::Thread(std::io::Error::other("no stdout")));
         };
         let child = Arc::new(Mutex::new(child));
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stopping.clone();
         let thread = std::thread::Builder::new()
             .name("vigil-journald".into())
-            .spawn(move || read_entries(stdout, engine, runtime, stats))
+            .spawn(move || {
+                read_entries(stdout, engine, runtime, stats);
+                if !s2.load(Ordering::Relaxed) {
+                    // Say so: a silent source looks like a quiet network.
+                    eprintln!("vigil serve: journalctl ended; the journal is no longer followed");
+                }
+            })
             .map_err(JournalError::Thread)?;
-        Ok(Journal { child, thread })
+        Ok(Journal {
+            child,
+            thread,
+            stopping,
+        })
     }
 
     /// Stops journalctl and waits for the reader to finish its last entry.
     pub fn stop(self) {
+        self.stopping.store(true, Ordering::Relaxed);
         if let Ok(mut c) = self.child.lock() {
             let _ = c.kill();
             let _ = c.wait();
