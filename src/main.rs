@@ -620,7 +620,8 @@ fn serve(
         engine: engine.clone(),
         audit: Mutex::new(audit),
     });
-    let engine_for_syslog = engine;
+    // Handed to syslog, tail and journald sources; dropped once they hold theirs.
+    let source_engine = engine;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -634,7 +635,7 @@ fn serve(
             path,
             vigil::parse::SourceKind::Auto,
             from_start,
-            engine_for_syslog.clone(),
+            source_engine.clone(),
             runtime.handle().clone(),
             tail_stats.clone(),
         );
@@ -652,7 +653,7 @@ fn serve(
     let journal = if journald {
         let j = vigil::sources::journald::Journal::start(
             "journalctl",
-            engine_for_syslog.clone(),
+            source_engine.clone(),
             runtime.handle().clone(),
             journal_stats.clone(),
         )?;
@@ -675,7 +676,7 @@ fn serve(
             eprintln!("vigil serve: syslog udp on {}", socket.local_addr()?);
             tokio::spawn(vigil::sources::syslog::run_udp(
                 socket,
-                engine_for_syslog.clone(),
+                source_engine.clone(),
                 max,
                 syslog_stats.clone(),
             ));
@@ -687,12 +688,12 @@ fn serve(
             eprintln!("vigil serve: syslog tcp on {}", l.local_addr()?);
             tokio::spawn(vigil::sources::syslog::run_tcp(
                 l,
-                engine_for_syslog.clone(),
+                source_engine.clone(),
                 max,
                 syslog_stats.clone(),
             ));
         }
-        drop(engine_for_syslog);
+        drop(source_engine);
         // Printed last: tests and scripts wait for this line.
         eprintln!(
             "vigil serve: listening on {addr} (store {}, audit {})",

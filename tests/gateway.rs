@@ -38,13 +38,17 @@ struct Client {
 
 impl Client {
     fn post_raw(&self, body: &[u8], sig: Option<String>) -> (u16, Value) {
+        self.post_raw_to("/ingest", body, sig)
+    }
+
+    fn post_raw_to(&self, path: &str, body: &[u8], sig: Option<String>) -> (u16, Value) {
         let mut headers = vec![("Content-Type", "application/json")];
         let sig_s;
         if let Some(s) = sig {
             sig_s = s;
             headers.push(("X-ARES-SIGNATURE", sig_s.as_str()));
         }
-        let (status, body) = self.server.request("POST", "/ingest", &headers, body);
+        let (status, body) = self.server.request("POST", path, &headers, body);
         (status, serde_json::from_str(&body).unwrap_or(Value::Null))
     }
 
@@ -552,19 +556,7 @@ fn batch_answers_per_line_and_keeps_order() {
         server,
         n: 0.into(),
     };
-    let post_batch = |body: &[u8], sig: Option<String>| {
-        let mut headers = vec![("Content-Type", "application/x-ndjson")];
-        let sig_s;
-        if let Some(s) = sig {
-            sig_s = s;
-            headers.push(("X-ARES-SIGNATURE", sig_s.as_str()));
-        }
-        let (status, body) = c.server.request("POST", "/ingest/batch", &headers, body);
-        (
-            status,
-            serde_json::from_str::<Value>(&body).unwrap_or(Value::Null),
-        )
-    };
+    let post_batch = |body: &[u8], sig| c.post_raw_to("/ingest/batch", body, sig);
 
     // Six failures then a success from one IP against one host, in order:
     // the success must see the failures before it (success-after-failures).

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[cfg(unix)]
 #[test]
@@ -53,21 +51,8 @@ fn journal_entries_are_parsed_stored_and_correlated() {
         &[("ARES_SHARED_SECRET", "unused-here"), ("PATH", &path)],
         &["--journald"],
     );
-    let started = Instant::now();
-    loop {
-        let (_, body) = server.request("GET", "/alerts/recent?limit=200", &[], b"");
-        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        let hit = v["alerts"].as_array().into_iter().flatten().any(|a| {
-            a["rule_id"] == "BRUTE_FORCE_V1"
-                && a["host"] == "journal-host"
-                && a["src_ip"] == "203.0.113.44"
-        });
-        if hit {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "no alert: {v}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let a = server.wait_for_alert("BRUTE_FORCE_V1", "journal-host");
+    assert_eq!(a["src_ip"], "203.0.113.44", "{a}");
     let args = std::fs::read_to_string(bin.path().join("args")).unwrap();
     assert_eq!(args.trim(), "-o json --follow --lines=0");
     let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());

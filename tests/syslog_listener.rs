@@ -5,9 +5,6 @@
 mod common;
 
 use std::io::Write;
-use std::time::{Duration, Instant};
-
-use serde_json::Value;
 
 fn listener(server: &common::Server, proto: &str) -> String {
     let prefix = format!("vigil serve: syslog {proto} on ");
@@ -17,28 +14,6 @@ fn listener(server: &common::Server, proto: &str) -> String {
         .find_map(|l| l.strip_prefix(&prefix))
         .unwrap_or_else(|| panic!("no {proto} listener in {:?}", server.banner))
         .to_string()
-}
-
-/// Waits until `/alerts/recent` holds `rule` for `host`.
-fn wait_for_alert(server: &common::Server, rule: &str, host: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let (_, body) = server.request("GET", "/alerts/recent?limit=200", &[], b"");
-        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        if let Some(a) = v["alerts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|a| a["rule_id"] == rule && a["host"] == host)
-        {
-            return a.clone();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no {rule} for {host}: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn sshd_fail(host: &str, i: u32, ip: &str) -> String {
@@ -76,7 +51,7 @@ fn syslog_over_udp_and_tcp_is_parsed_stored_and_correlated() {
         };
         sock.send_to(line.as_bytes(), &udp_addr).unwrap();
     }
-    let a = wait_for_alert(&server, "BRUTE_FORCE_V1", "udp-host");
+    let a = server.wait_for_alert("BRUTE_FORCE_V1", "udp-host");
     assert_eq!(a["src_ip"], "198.51.100.20", "{a}");
 
     // TCP: octet-counted frames and newline frames on the same connection.
@@ -92,7 +67,7 @@ fn syslog_over_udp_and_tcp_is_parsed_stored_and_correlated() {
     }
     tcp.write_all(&stream).unwrap();
     tcp.flush().unwrap();
-    let a = wait_for_alert(&server, "BRUTE_FORCE_V1", "tcp-host");
+    let a = server.wait_for_alert("BRUTE_FORCE_V1", "tcp-host");
     assert_eq!(a["src_ip"], "192.0.2.77", "{a}");
     drop(tcp);
 

@@ -218,6 +218,15 @@ impl Parser {
         &self.opts
     }
 
+    /// Moves the anchor for year-less timestamps (a live source calls this
+    /// as time passes). sshd session state is kept.
+    pub fn set_reference(&mut self, reference: DateTime<Utc>) {
+        self.opts.reference = reference;
+        self.syslog_opts = SyslogOptions::with_offset(reference, self.opts.local_offset);
+        // Cached stamps were resolved against the old anchor.
+        self.ts_cache = Default::default();
+    }
+
     /// Parses line number `line_no` (1-based) of the input.
     pub fn parse_line(&mut self, raw: &str, line_no: u64) -> Result<Event, LineError> {
         let mut ev = Event::new(String::new(), self.opts.reference, String::new());
@@ -505,8 +514,19 @@ fn syslog_severity_to_score(s: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use chrono::{Datelike, TimeZone};
     use serde_json::Value;
+
+    #[test]
+    fn set_reference_moves_the_year_anchor() {
+        let line = "Dec 31 23:00:00 h sshd[9]: Failed password for root from 192.0.2.1 port 1 ssh2";
+        let jan = Utc.with_ymd_and_hms(2027, 1, 2, 0, 0, 0).unwrap();
+        let mut p = Parser::new(ParseOptions::new(SourceKind::Auto, jan, "live"));
+        assert_eq!(p.parse_line(line, 1).unwrap().timestamp_utc.year(), 2026);
+        // Same stamp again after the anchor moved: the cache must not answer.
+        p.set_reference(Utc.with_ymd_and_hms(2028, 1, 2, 0, 0, 0).unwrap());
+        assert_eq!(p.parse_line(line, 2).unwrap().timestamp_utc.year(), 2027);
+    }
 
     fn parser() -> Parser {
         Parser::new(ParseOptions::new(

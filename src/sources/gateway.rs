@@ -215,77 +215,33 @@ async fn ingest(
             return reject(StatusCode::UNAUTHORIZED, reason);
         }
     };
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(_) => {
-            st.audit("gateway_reject", &client, &body_sha, "invalid_json", &[]);
-            return reject(StatusCode::BAD_REQUEST, "invalid_json");
-        }
-    };
-    let wire: WireEvent = match serde_json::from_value(value) {
-        Ok(w) => w,
-        Err(e) => {
-            st.audit(
-                "gateway_reject",
-                &client,
-                &body_sha,
-                "schema_validation_failed",
-                &[("error", e.to_string().into())],
-            );
-            return (
-                StatusCode::BAD_REQUEST,
-                axum::Json(json!({ "detail": "schema_validation_failed", "error": e.to_string() })),
-            )
-                .into_response();
-        }
-    };
-    let ts = match wire.validate() {
-        Ok(ts) => ts,
-        Err(e) => {
-            st.audit(
-                "gateway_reject",
-                &client,
-                &body_sha,
-                "schema_validation_failed",
-                &[("error", e.to_string().into())],
-            );
-            return (
-                StatusCode::BAD_REQUEST,
-                axum::Json(json!({ "detail": "schema_validation_failed", "error": e.to_string() })),
-            )
-                .into_response();
-        }
-    };
-    let ids = [
-        ("event_id", Value::from(wire.event_id.clone())),
-        ("host", wire.host.clone().into()),
-        ("source", wire.source.clone().into()),
-        ("key_id", key_id),
-    ];
     let now = Utc::now();
-    if (now - ts).num_seconds().abs() > st.replay_window_secs {
-        st.audit(
-            "gateway_reject",
-            &client,
-            &body_sha,
-            "replay_window_exceeded",
-            &ids,
-        );
-        return reject(StatusCode::BAD_REQUEST, "replay_window_exceeded");
-    }
-    let ev = match wire.into_event(now) {
+    let ev = match check_event(&st, &body, now) {
         Ok(ev) => ev,
-        Err(e) => {
+        Err(Rejected::Schema(e)) => {
             st.audit(
                 "gateway_reject",
                 &client,
                 &body_sha,
                 "schema_validation_failed",
-                &[("error", e.to_string().into())],
+                &[("error", e.clone().into())],
             );
-            return reject(StatusCode::BAD_REQUEST, "schema_validation_failed");
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({ "detail": "schema_validation_failed", "error": e })),
+            )
+                .into_response();
+        }
+        Err(r) => {
+            let extra = match &r {
+                Rejected::Replay(ev) => event_ids(ev, &key_id).to_vec(),
+                _ => Vec::new(),
+            };
+            st.audit("gateway_reject", &client, &body_sha, r.reason(), &extra);
+            return reject(StatusCode::BAD_REQUEST, r.reason());
         }
     };
+    let ids = event_ids(&ev, &key_id);
     let event_id = ev.event_id.clone();
     match st.engine.ingest(ev).await {
         Ok(Ok(acc)) => {
@@ -306,49 +262,77 @@ async fn ingest(
             }))
             .into_response()
         }
-        Ok(Err(Refusal::DuplicateEventId)) => {
-            st.audit(
-                "gateway_reject",
-                &client,
-                &body_sha,
-                "duplicate_event_id",
-                &ids,
-            );
-            reject(StatusCode::CONFLICT, "duplicate_event_id")
+        Ok(Err(r)) => {
+            let (code, reason) = refusal(r);
+            st.audit("gateway_reject", &client, &body_sha, reason, &ids);
+            reject(code, reason)
         }
-        Ok(Err(Refusal::RateLimited)) => {
-            st.audit("gateway_reject", &client, &body_sha, "rate_limited", &ids);
-            reject(StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+        Err(_) => {
+            let (code, reason) = refusal(Refusal::StoreFailed);
+            st.audit("gateway_reject", &client, &body_sha, reason, &ids);
+            reject(code, reason)
         }
-        Ok(Err(Refusal::StoreFailed)) | Err(_) => {
-            st.audit(
-                "gateway_reject",
-                &client,
-                &body_sha,
-                "store_unavailable",
-                &ids,
-            );
-            reject(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
-        }
+    }
+}
+
+/// The seed's status and reason for an event the engine refused.
+fn refusal(r: Refusal) -> (StatusCode, &'static str) {
+    match r {
+        Refusal::DuplicateEventId => (StatusCode::CONFLICT, "duplicate_event_id"),
+        Refusal::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        Refusal::StoreFailed => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
     }
 }
 
 /// Largest number of lines in one batch.
 pub const MAX_BATCH_LINES: usize = 10_000;
 
-/// One line of a batch after the stateless checks.
-fn check_line(
-    st: &GatewayState,
-    line: &[u8],
-    now: chrono::DateTime<Utc>,
-) -> Result<crate::event::Event, &'static str> {
-    let value: Value = serde_json::from_slice(line).map_err(|_| "invalid_json")?;
-    let wire: WireEvent = serde_json::from_value(value).map_err(|_| "schema_validation_failed")?;
-    let ts = wire.validate().map_err(|_| "schema_validation_failed")?;
-    if (now - ts).num_seconds().abs() > st.replay_window_secs {
-        return Err("replay_window_exceeded");
+/// Why a signed body was refused before it reached the engine.
+enum Rejected {
+    InvalidJson,
+    Schema(String),
+    /// Valid, but `timestamp_utc` is outside the replay window.
+    Replay(Box<crate::event::Event>),
+}
+
+impl Rejected {
+    fn reason(&self) -> &'static str {
+        match self {
+            Rejected::InvalidJson => "invalid_json",
+            Rejected::Schema(_) => "schema_validation_failed",
+            Rejected::Replay(_) => "replay_window_exceeded",
+        }
     }
-    wire.into_event(now).map_err(|_| "schema_validation_failed")
+}
+
+/// The checks after the signature, in the seed's order: JSON, then the
+/// `sec.event.v1` schema, then the replay window. Shared by `/ingest` and
+/// each line of `/ingest/batch`.
+fn check_event(
+    st: &GatewayState,
+    body: &[u8],
+    now: chrono::DateTime<Utc>,
+) -> Result<crate::event::Event, Rejected> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| Rejected::InvalidJson)?;
+    let wire: WireEvent =
+        serde_json::from_value(value).map_err(|e| Rejected::Schema(e.to_string()))?;
+    let ev = wire
+        .into_event(now)
+        .map_err(|e| Rejected::Schema(e.to_string()))?;
+    if (now - ev.timestamp_utc).num_seconds().abs() > st.replay_window_secs {
+        return Err(Rejected::Replay(Box::new(ev)));
+    }
+    Ok(ev)
+}
+
+/// Audit fields naming an event and the key that signed it.
+fn event_ids(ev: &crate::event::Event, key_id: &Value) -> [(&'static str, Value); 4] {
+    [
+        ("event_id", ev.event_id.clone().into()),
+        ("host", ev.host.clone().into()),
+        ("source", ev.source.to_string().into()),
+        ("key_id", key_id.clone()),
+    ]
 }
 
 /// `POST /ingest/batch`: newline-delimited `sec.event.v1` events signed as
@@ -392,13 +376,14 @@ async fn ingest_batch(
     let mut results: Vec<Value> = Vec::with_capacity(lines.len());
     let mut pending = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        match check_line(&st, line, now) {
+        match check_event(&st, line, now) {
             Ok(ev) => {
                 let id = ev.event_id.clone();
                 pending.push((i, id, st.engine.submit(ev).await));
                 results.push(Value::Null);
             }
-            Err(reason) => {
+            Err(r) => {
+                let reason = r.reason();
                 let line_sha = sha256_hex(line);
                 st.audit(
                     "gateway_reject",
@@ -411,7 +396,7 @@ async fn ingest_batch(
             }
         }
     }
-    let (mut ok, mut bad) = (0u64, 0u64);
+    let mut ok = 0u64;
     for (i, id, queued) in pending {
         let answer = match queued {
             Ok(rx) => rx.await.ok(),
@@ -432,20 +417,23 @@ async fn ingest_batch(
                         "correlation_reasons": acc.verdict.reasons })
             }
             Some(Err(r)) => {
-                let (code, reason) = match r {
-                    Refusal::DuplicateEventId => (409, "duplicate_event_id"),
-                    Refusal::RateLimited => (429, "rate_limited"),
-                    Refusal::StoreFailed => (503, "store_unavailable"),
-                };
+                let (code, reason) = refusal(r);
                 st.audit("gateway_reject", &client, &line_sha, reason, &ids);
-                json!({ "line": i + 1, "status": code, "event_id": id, "detail": reason })
+                json!({ "line": i + 1, "status": code.as_u16(), "event_id": id, "detail": reason })
             }
             None => {
+                st.audit(
+                    "gateway_reject",
+                    &client,
+                    &line_sha,
+                    "engine_unavailable",
+                    &ids,
+                );
                 json!({ "line": i + 1, "status": 503, "event_id": id, "detail": "engine_unavailable" })
             }
         };
     }
-    bad += results.len() as u64 - ok;
+    let bad = results.len() as u64 - ok;
     axum::Json(json!({ "accepted": ok, "rejected": bad, "results": results })).into_response()
 }
 

@@ -62,9 +62,6 @@ impl SyslogStats {
 /// Turns raw messages from one origin into events and queues them.
 struct Intake {
     parser: Parser,
-    created: chrono::DateTime<Utc>,
-    origin: String,
-    default_host: String,
     seq: u64,
     engine: EngineHandle,
     stats: Arc<SyslogStats>,
@@ -78,21 +75,14 @@ impl Intake {
         stats: Arc<SyslogStats>,
     ) -> Self {
         let now = Utc::now();
+        let mut opts = ParseOptions::new(SourceKind::Auto, now, origin);
+        opts.default_host = default_host;
         Intake {
-            parser: Self::parser(&origin, &default_host, now),
-            created: now,
-            origin,
-            default_host,
+            parser: Parser::new(opts),
             seq: now.timestamp_micros().max(0) as u64,
             engine,
             stats,
         }
-    }
-
-    fn parser(origin: &str, default_host: &str, now: chrono::DateTime<Utc>) -> Parser {
-        let mut opts = ParseOptions::new(SourceKind::Auto, now, origin);
-        opts.default_host = default_host.to_string();
-        Parser::new(opts)
     }
 
     async fn message(&mut self, raw: &[u8]) {
@@ -106,11 +96,10 @@ impl Intake {
             return;
         }
         // Year-less BSD timestamps are read against the parser's reference
-        // time; keep it fresh on a long-running listener.
+        // time; keep it current on a long-running listener.
         let now = Utc::now();
-        if now - self.created > chrono::Duration::minutes(10) {
-            self.parser = Self::parser(&self.origin, &self.default_host, now);
-            self.created = now;
+        if now - self.parser.options().reference > chrono::Duration::minutes(1) {
+            self.parser.set_reference(now);
         }
         self.seq += 1;
         let ev = match self.parser.parse_line(text, self.seq) {

@@ -78,8 +78,6 @@ pub struct Tailer {
     path: PathBuf,
     cur: Option<Followed>,
     parser: Parser,
-    created: chrono::DateTime<Utc>,
-    kind: SourceKind,
     engine: EngineHandle,
     runtime: tokio::runtime::Handle,
     stats: Arc<TailStats>,
@@ -99,13 +97,12 @@ impl Tailer {
         runtime: tokio::runtime::Handle,
         stats: Arc<TailStats>,
     ) -> Tailer {
-        let now = Utc::now();
+        let mut opts = ParseOptions::new(kind, Utc::now(), path.display().to_string());
+        opts.default_host = "localhost".into();
         let mut t = Tailer {
             path: path.to_path_buf(),
             cur: None,
-            parser: Self::parser(path, kind, now),
-            created: now,
-            kind,
+            parser: Parser::new(opts),
             engine,
             runtime,
             stats,
@@ -113,12 +110,6 @@ impl Tailer {
         };
         t.cur = t.open(!from_start);
         t
-    }
-
-    fn parser(path: &Path, kind: SourceKind, now: chrono::DateTime<Utc>) -> Parser {
-        let mut opts = ParseOptions::new(kind, now, path.display().to_string());
-        opts.default_host = "localhost".into();
-        Parser::new(opts)
     }
 
     fn open(&self, at_end: bool) -> Option<Followed> {
@@ -138,10 +129,10 @@ impl Tailer {
     /// number of complete lines handled.
     pub fn poll(&mut self) -> usize {
         let mut handled = 0;
+        // Year-less timestamps are read against the parser's reference time.
         let now = Utc::now();
-        if now - self.created > chrono::Duration::minutes(10) {
-            self.parser = Self::parser(&self.path, self.kind, now);
-            self.created = now;
+        if now - self.parser.options().reference > chrono::Duration::minutes(1) {
+            self.parser.set_reference(now);
         }
         let current = std::fs::metadata(&self.path).ok();
         let Some(mut cur) = self.cur.take() else {
@@ -224,14 +215,11 @@ impl Tailer {
             return;
         }
         // Same file, same offset, same text → same id (see the module doc).
-        let line_no = fnv1a(
-            &[
-                f.id.0.to_le_bytes(),
-                f.id.1.to_le_bytes(),
-                offset.to_le_bytes(),
-            ]
-            .concat(),
-        );
+        let mut key = [0u8; 24];
+        key[..8].copy_from_slice(&f.id.0.to_le_bytes());
+        key[8..16].copy_from_slice(&f.id.1.to_le_bytes());
+        key[16..].copy_from_slice(&offset.to_le_bytes());
+        let line_no = fnv1a(&key);
         let ev = match self.parser.parse_line(text, line_no) {
             Ok(ev) => ev,
             Err(_) => {

@@ -200,6 +200,30 @@ impl Server {
         (status, body)
     }
 
+    /// Polls `/alerts/recent` until it holds `rule` for `host` (10 s at most)
+    /// and returns that alert.
+    pub fn wait_for_alert(&self, rule: &str, host: &str) -> serde_json::Value {
+        let started = std::time::Instant::now();
+        loop {
+            let (_, body) = self.request("GET", "/alerts/recent?limit=200", &[], b"");
+            let v: serde_json::Value =
+                serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+            if let Some(a) = v["alerts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["rule_id"] == rule && a["host"] == host)
+            {
+                return a.clone();
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "no {rule} for {host}: {v}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Stops with SIGTERM and waits; returns whether it exited 0.
     pub fn stop(mut self) -> bool {
         let _ = std::process::Command::new("kill")
