@@ -321,7 +321,12 @@ struct Live {
     idempotency: FastMap<String, DateTime<Utc>>,
     rate: FastMap<String, (Instant, u32)>,
     recent: VecDeque<Alert>,
+    last_purge: Instant,
 }
+
+/// How often expired idempotency keys and idle rate-limit slots are dropped
+/// from memory (the store drops expired keys on its own schedule).
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Starts the engine on its own thread with the store at `db`, restoring
 /// host state, bans and idempotency keys from it.
@@ -354,6 +359,7 @@ pub fn spawn_live(
         idempotency: keys.into_iter().collect(),
         rate: FastMap::default(),
         recent: VecDeque::new(),
+        last_purge: Instant::now(),
     };
     let handle = std::thread::Builder::new()
         .name("vigil-engine".into())
@@ -381,10 +387,13 @@ impl Live {
     fn run_batch(&mut self, batch: &mut Vec<Msg>) {
         let mut replies = Vec::new();
         let wall = Utc::now();
+        if self.last_purge.elapsed() >= PURGE_EVERY {
+            self.purge(wall);
+        }
         for msg in batch.drain(..) {
             match msg {
                 Msg::Ingest(ev, reply) => {
-                    let answer = self.ingest(*ev, wall);
+                    let answer = self.ingest(ev, wall);
                     replies.push((reply, answer));
                 }
                 Msg::HostState(h, reply) => {
@@ -421,15 +430,27 @@ impl Live {
         if replies.is_empty() {
             return;
         }
-        // Group commit: nothing is acknowledged before it is durable.
-        let committed = self.writer.flush().is_ok();
-        for (reply, answer) in replies {
-            let _ = reply.send(if committed {
-                answer
-            } else {
-                Err(Refusal::StoreFailed)
-            });
-        }
+        // Group commit: nothing is acknowledged before it is durable. The
+        // writer sends the replies after its commit, so this thread goes on
+        // correlating the next events meanwhile. If the commit fails the
+        // replies are dropped and the gateway answers 503.
+        let done = crate::store::AfterCommit(Box::new(move || {
+            for (reply, answer) in replies {
+                let _ = reply.send(answer);
+            }
+        }));
+        let _ = self.writer.send(WriteOp::AfterCommit(done));
+    }
+
+    /// Forgets idempotency keys past their expiry and rate-limit windows
+    /// that have ended, so memory follows the traffic of the last 7 days,
+    /// not of the process's whole life.
+    fn purge(&mut self, wall: DateTime<Utc>) {
+        self.idempotency.retain(|_, exp| *exp > wall);
+        let now = Instant::now();
+        self.rate
+            .retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        self.last_purge = now;
     }
 
     fn admin(&mut self, req: AdminRequest) -> Result<crate::respond::policy::AdminAction, String> {
@@ -454,7 +475,7 @@ impl Live {
         result.map_err(|e| e.to_string())
     }
 
-    fn ingest(&mut self, ev: Event, wall: DateTime<Utc>) -> Result<Accepted, Refusal> {
+    fn ingest(&mut self, ev: Box<Event>, wall: DateTime<Utc>) -> Result<Accepted, Refusal> {
         if self
             .idempotency
             .get(&ev.event_id)
@@ -464,7 +485,12 @@ impl Live {
         }
         // Fixed one-minute window per host, as the seed does.
         let now = Instant::now();
-        let slot = self.rate.entry(ev.host.clone()).or_insert((now, 0));
+        if !self.rate.contains_key(ev.host.as_str()) {
+            self.rate.insert(ev.host.clone(), (now, 0));
+        }
+        let Some(slot) = self.rate.get_mut(ev.host.as_str()) else {
+            return Err(Refusal::RateLimited);
+        };
         if now.duration_since(slot.0) >= Duration::from_secs(60) {
             *slot = (now, 0);
         }
@@ -479,11 +505,12 @@ impl Live {
             event_id: ev.event_id.clone(),
             expires_at: expires,
         })?;
-        send(WriteOp::Event(Box::new(ev.clone())))?;
         let (verdict, policy) = match self.pipeline.process(&ev, wall) {
             Ok((v, p)) => (v.clone(), p),
             Err(_) => return Err(Refusal::StoreFailed),
         };
+        // Same transaction as the state it caused: the commit holds both.
+        send(WriteOp::Event(ev))?;
         for change in self.pipeline.policy_mut().take_changes() {
             send(WriteOp::State(change))?;
         }

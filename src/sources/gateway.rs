@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use hmac::{Hmac, KeyInit, Mac};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
@@ -169,36 +169,51 @@ impl GatewayState {
         reason: &str,
         extra: &[(&str, Value)],
     ) {
-        let mut m = Map::new();
-        m.insert("type".into(), kind.into());
-        m.insert("ts".into(), Utc::now().to_rfc3339().into());
-        m.insert("path".into(), "/ingest".into());
-        m.insert("client_ip".into(), client.ip().to_string().into());
-        m.insert(
-            "verification_status".into(),
-            if kind == "gateway_accept" {
-                "pass"
-            } else {
-                "fail"
-            }
-            .into(),
-        );
-        m.insert("verification_reason".into(), reason.into());
-        m.insert("body_sha256".into(), body_sha.into());
-        for (k, v) in extra {
-            m.insert((*k).into(), v.clone());
-        }
+        self.write_audit(vec![audit_record(kind, client, body_sha, reason, extra)]);
+    }
+
+    fn write_audit(&self, records: Vec<Map<String, Value>>) {
         // An audit write failure must not take the gateway down; it is
         // reported on stderr instead.
         match self.audit.lock() {
             Ok(mut log) => {
-                if let Err(e) = log.append(m) {
+                if let Err(e) = log.append_all(records) {
                     eprintln!("vigil: audit log write failed: {e}");
                 }
             }
             Err(_) => eprintln!("vigil: audit log lock poisoned"),
         }
     }
+}
+
+/// One audit record for an accept or reject (`prev` is added on write).
+fn audit_record(
+    kind: &str,
+    client: &SocketAddr,
+    body_sha: &str,
+    reason: &str,
+    extra: &[(&str, Value)],
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("type".into(), kind.into());
+    m.insert("ts".into(), Utc::now().to_rfc3339().into());
+    m.insert("path".into(), "/ingest".into());
+    m.insert("client_ip".into(), client.ip().to_string().into());
+    m.insert(
+        "verification_status".into(),
+        if kind == "gateway_accept" {
+            "pass"
+        } else {
+            "fail"
+        }
+        .into(),
+    );
+    m.insert("verification_reason".into(), reason.into());
+    m.insert("body_sha256".into(), body_sha.into());
+    for (k, v) in extra {
+        m.insert((*k).into(), v.clone());
+    }
+    m
 }
 
 async fn ingest(
@@ -373,26 +388,29 @@ async fn ingest_batch(
         return reject(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large");
     }
     let now = Utc::now();
-    let mut results: Vec<Value> = Vec::with_capacity(lines.len());
+    let mut results: Vec<LineResult> = Vec::with_capacity(lines.len());
+    let mut records = Vec::with_capacity(lines.len());
     let mut pending = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         match check_event(&st, line, now) {
             Ok(ev) => {
                 let id = ev.event_id.clone();
                 pending.push((i, id, st.engine.submit(ev).await));
-                results.push(Value::Null);
+                results.push(LineResult::new(i, 0));
             }
             Err(r) => {
                 let reason = r.reason();
-                let line_sha = sha256_hex(line);
-                st.audit(
+                records.push(audit_record(
                     "gateway_reject",
                     &client,
-                    &line_sha,
+                    &sha256_hex(line),
                     reason,
                     &[("path", "/ingest/batch".into()), ("line", (i + 1).into())],
-                );
-                results.push(json!({ "line": i + 1, "status": 400, "detail": reason }));
+                ));
+                results.push(LineResult {
+                    detail: Some(reason),
+                    ..LineResult::new(i, 400)
+                });
             }
         }
     }
@@ -402,39 +420,93 @@ async fn ingest_batch(
             Ok(rx) => rx.await.ok(),
             Err(_) => None,
         };
-        let line_sha = sha256_hex(lines[i]);
         let ids = [
             ("path", Value::from("/ingest/batch")),
             ("event_id", id.clone().into()),
             ("line", (i + 1).into()),
             ("key_id", key_id.clone()),
         ];
-        results[i] = match answer {
+        let (result, kind, reason) = match answer {
             Some(Ok(acc)) => {
                 ok += 1;
-                st.audit("gateway_accept", &client, &line_sha, "ok", &ids);
-                json!({ "line": i + 1, "status": 200, "event_id": id, "final_decision": acc.policy.decision,
-                        "correlation_reasons": acc.verdict.reasons })
+                let r = LineResult {
+                    final_decision: Some(acc.policy.decision),
+                    correlation_reasons: Some(acc.verdict.reasons),
+                    ..LineResult::new(i, 200)
+                };
+                (r, "gateway_accept", "ok")
             }
             Some(Err(r)) => {
                 let (code, reason) = refusal(r);
-                st.audit("gateway_reject", &client, &line_sha, reason, &ids);
-                json!({ "line": i + 1, "status": code.as_u16(), "event_id": id, "detail": reason })
+                let r = LineResult {
+                    detail: Some(reason),
+                    ..LineResult::new(i, code.as_u16())
+                };
+                (r, "gateway_reject", reason)
             }
             None => {
-                st.audit(
-                    "gateway_reject",
-                    &client,
-                    &line_sha,
-                    "engine_unavailable",
-                    &ids,
-                );
-                json!({ "line": i + 1, "status": 503, "event_id": id, "detail": "engine_unavailable" })
+                let r = LineResult {
+                    detail: Some("engine_unavailable"),
+                    ..LineResult::new(i, 503)
+                };
+                (r, "gateway_reject", "engine_unavailable")
             }
         };
+        records.push(audit_record(
+            kind,
+            &client,
+            &sha256_hex(lines[i]),
+            reason,
+            &ids,
+        ));
+        results[i] = LineResult {
+            event_id: Some(id),
+            ..result
+        };
     }
+    st.write_audit(records);
     let bad = results.len() as u64 - ok;
-    axum::Json(json!({ "accepted": ok, "rejected": bad, "results": results })).into_response()
+    axum::Json(BatchAnswer {
+        accepted: ok,
+        rejected: bad,
+        results,
+    })
+    .into_response()
+}
+
+#[derive(Serialize)]
+struct BatchAnswer {
+    accepted: u64,
+    rejected: u64,
+    results: Vec<LineResult>,
+}
+
+/// One line's answer in `/ingest/batch`.
+#[derive(Serialize)]
+struct LineResult {
+    line: usize,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    final_decision: Option<crate::detect::Decision>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_reasons: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'static str>,
+}
+
+impl LineResult {
+    fn new(index: usize, status: u16) -> Self {
+        LineResult {
+            line: index + 1,
+            status,
+            event_id: None,
+            final_decision: None,
+            correlation_reasons: None,
+            detail: None,
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -50,12 +50,25 @@ impl AuditLog {
     }
 
     /// Appends one record (a JSON object); `prev` is added.
-    pub fn append(&mut self, mut record: Map<String, Value>) -> std::io::Result<()> {
-        record.insert("prev".into(), Value::String(self.prev.clone()));
-        let mut line = serde_json::to_string(&record).map_err(std::io::Error::other)?;
-        self.prev = sha256_hex(line.as_bytes());
-        line.push('\n');
-        self.file.write_all(line.as_bytes())
+    pub fn append(&mut self, record: Map<String, Value>) -> std::io::Result<()> {
+        self.append_all(std::iter::once(record))
+    }
+
+    /// Appends records in order with one write (a batch of ingest lines
+    /// would otherwise cost a system call each).
+    pub fn append_all(
+        &mut self,
+        records: impl IntoIterator<Item = Map<String, Value>>,
+    ) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        for mut record in records {
+            record.insert("prev".into(), Value::String(self.prev.clone()));
+            let start = buf.len();
+            serde_json::to_writer(&mut buf, &record).map_err(std::io::Error::other)?;
+            self.prev = sha256_hex(&buf[start..]);
+            buf.push(b'\n');
+        }
+        self.file.write_all(&buf)
     }
 }
 

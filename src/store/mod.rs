@@ -95,6 +95,20 @@ pub enum WriteOp {
     },
     /// Acknowledged once everything queued before it is committed.
     Flush(mpsc::SyncSender<()>),
+    /// Called after the transaction holding everything queued before it
+    /// has committed (never called if the commit fails: the callback is
+    /// dropped, and with it any reply it would have sent). Lets the engine
+    /// hand its replies to the writer instead of waiting for the commit.
+    AfterCommit(AfterCommit),
+}
+
+/// Work to run once a commit is durable (see [`WriteOp::AfterCommit`]).
+pub struct AfterCommit(pub Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for AfterCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AfterCommit(..)")
+    }
 }
 
 /// Handle to the single writer thread.
@@ -186,6 +200,8 @@ fn writer_loop(
     let mut stats = WriterStats::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut since_retention = 0u64;
+    let mut stored: u64 =
+        conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64;
     while let Ok(first) = rx.recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -195,25 +211,33 @@ fn writer_loop(
             }
         }
         let mut acks = Vec::new();
+        let mut after = Vec::new();
+        let before = stats.events;
         let tx = conn.transaction()?;
         for op in batch.drain(..) {
             match op {
                 WriteOp::Flush(ack) => acks.push(ack),
+                WriteOp::AfterCommit(f) => after.push(f),
                 op => apply(&tx, op, &mut stats)?,
             }
         }
         tx.commit()?;
         stats.transactions += 1;
+        stored += stats.events - before;
+        // Replies first: retention is housekeeping, not part of the commit.
+        for f in after {
+            (f.0)();
+        }
         since_retention += 1;
         if since_retention >= 64 || !acks.is_empty() {
             since_retention = 0;
-            enforce_retention(&conn, retention)?;
+            enforce_retention(&conn, retention, &mut stored)?;
         }
         for a in acks {
             let _ = a.send(());
         }
     }
-    enforce_retention(&conn, retention)?;
+    enforce_retention(&conn, retention, &mut stored)?;
     Ok(stats)
 }
 
@@ -236,7 +260,7 @@ fn apply(
             let attributes = (!ev.attributes.is_empty())
                 .then(|| json(&ev.attributes))
                 .transpose()?;
-            tx.prepare_cached(
+            let inserted = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events (event_id, ts, received, host, source, category, action, outcome,
                      severity, user, src_ip, src_port, dest_ip, dest_port, process, pid, http, message, attributes, repeat)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
@@ -263,7 +287,8 @@ fn apply(
                 attributes,
                 ev.repeat,
             ])?;
-            stats.events += 1;
+            // 0 when (ts, event_id) is already stored (a re-scanned file).
+            stats.events += inserted as u64;
         }
         WriteOp::Alert(a) => {
             tx.prepare_cached(
@@ -317,7 +342,7 @@ fn apply(
             expires_at,
         } => {
             tx.prepare_cached(
-                "INSERT OR IGNORE INTO idempotency (event_id, expires_at) VALUES (?1, ?2)",
+                "INSERT INTO idempotency_log (event_id, expires_at) VALUES (?1, ?2)",
             )?
             .execute(params![event_id, ts(expires_at)])?;
         }
@@ -333,20 +358,32 @@ fn apply(
             tx.prepare_cached("UPDATE alerts SET status = ?2 WHERE alert_id = ?1")?
                 .execute(params![alert_id, verdict.as_str()])?;
         }
-        WriteOp::Flush(_) => {}
+        WriteOp::Flush(_) | WriteOp::AfterCommit(_) => {}
     }
     Ok(())
 }
 
-fn enforce_retention(conn: &Connection, r: Retention) -> Result<(), StoreError> {
-    let n: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))?;
-    let excess = n - r.max_events as i64;
+/// Drops the oldest events (by event time) beyond the limit, and idempotency
+/// keys that have expired. `stored` is the writer's running count of event
+/// rows, so no `COUNT(*)` over the table is needed.
+fn enforce_retention(conn: &Connection, r: Retention, stored: &mut u64) -> Result<(), StoreError> {
+    let excess = stored.saturating_sub(r.max_events);
     if excess > 0 {
-        conn.execute(
+        let deleted = conn.execute(
             "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events ORDER BY ts ASC LIMIT ?1)",
-            params![excess],
+            params![excess as i64],
         )?;
+        *stored = stored.saturating_sub(deleted as u64);
     }
+    // Keys are appended in order of expiry (accept time + a fixed TTL), so
+    // the expired ones are a leading run: finding its end costs one row per
+    // expired key, and nothing when none has expired.
+    conn.execute(
+        "DELETE FROM idempotency_log WHERE rowid < COALESCE(
+             (SELECT rowid FROM idempotency_log WHERE expires_at > ?1 ORDER BY rowid LIMIT 1),
+             (SELECT max(rowid) + 1 FROM idempotency_log))",
+        params![Utc::now().timestamp_millis()],
+    )?;
     Ok(())
 }
 
@@ -489,29 +526,13 @@ pub fn audit_log(conn: &Connection) -> Result<Vec<AdminAction>, StoreError> {
     .collect()
 }
 
-/// Is this event id already recorded (and not expired at `now`)?
-pub fn idempotency_seen(
-    conn: &Connection,
-    event_id: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM idempotency WHERE event_id = ?1 AND expires_at > ?2",
-            params![event_id, ts(now)],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
-}
-
 /// Idempotency keys still in force at `now`, with their expiry.
 pub fn idempotency_keys(
     conn: &Connection,
     now: DateTime<Utc>,
 ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT event_id, expires_at FROM idempotency WHERE expires_at > ?1")?;
+    let mut stmt = conn
+        .prepare_cached("SELECT event_id, expires_at FROM idempotency_log WHERE expires_at > ?1")?;
     let rows = stmt.query_map(params![ts(now)], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
     })?;

@@ -80,6 +80,49 @@ const MIGRATIONS: &[&str] = &[
         target TEXT NOT NULL,
         reason TEXT NOT NULL
     );",
+    // 2: no random-key B-tree on the ingest path. Event ids are random
+    // (producers' UUIDs), so an index led by them dirties one page per event
+    // anywhere in the tree and every commit rewrote hundreds of pages to the
+    // WAL. Events are now unique on (ts, event_id), which grows at its right
+    // edge because events arrive roughly in time order; idempotency keys are
+    // an append-only log (the engine keeps the lookup map in memory and
+    // reloads it from the log at start).
+    "CREATE TABLE events_v2 (
+        event_id TEXT NOT NULL,
+        ts INTEGER NOT NULL,            -- event time, µs since the epoch
+        received INTEGER,               -- µs since the epoch
+        host TEXT NOT NULL,
+        source TEXT NOT NULL,
+        category TEXT NOT NULL,
+        action TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        user TEXT,
+        src_ip TEXT,
+        src_port INTEGER,
+        dest_ip TEXT,
+        dest_port INTEGER,
+        process TEXT,
+        pid INTEGER,
+        http TEXT,                      -- JSON object or NULL
+        message TEXT NOT NULL,
+        attributes TEXT,                -- JSON object or NULL
+        repeat INTEGER NOT NULL DEFAULT 1
+    );
+    INSERT INTO events_v2 SELECT event_id, ts, received, host, source, category, action, outcome,
+        severity, user, src_ip, src_port, dest_ip, dest_port, process, pid, http, message,
+        attributes, repeat FROM events ORDER BY ts;
+    DROP TABLE events;
+    ALTER TABLE events_v2 RENAME TO events;
+    CREATE UNIQUE INDEX events_ts_id ON events (ts, event_id);
+    CREATE INDEX events_host_ts ON events (host, ts);
+    CREATE TABLE idempotency_log (
+        event_id TEXT NOT NULL,
+        expires_at INTEGER NOT NULL     -- ms since the epoch
+    );
+    INSERT INTO idempotency_log (event_id, expires_at)
+        SELECT event_id, expires_at FROM idempotency ORDER BY expires_at;
+    DROP TABLE idempotency;",
 ];
 
 /// Current schema version this build writes.
