@@ -236,3 +236,57 @@ fn hostile_text_is_stored_verbatim_through_parameters() {
         .unwrap();
     assert_eq!(user, "x');DROP TABLE events;--");
 }
+
+#[test]
+fn rescanning_a_file_into_the_same_store_adds_no_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = storm_and_brute_force();
+    let args = [
+        "--reference-time",
+        "2026-06-01T00:00:00Z",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        log.path().to_str().unwrap(),
+    ];
+    common::vigil_scan(&args);
+    common::vigil_scan(&args);
+    let conn = store::open(&dir.path().join("vigil.db")).unwrap();
+    assert_eq!(store::count_events(&conn).unwrap(), 51);
+}
+
+#[test]
+fn expired_idempotency_keys_are_dropped_and_live_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let now = Utc::now();
+    let writer = StoreWriter::spawn(&db, Retention::default()).unwrap();
+    for (id, secs) in [
+        ("old-1", -7200),
+        ("old-2", -10),
+        ("live-1", 3600),
+        ("live-2", 7200),
+    ] {
+        writer
+            .send(WriteOp::Idempotency {
+                event_id: id.into(),
+                expires_at: now + chrono::Duration::seconds(secs),
+            })
+            .unwrap();
+    }
+    writer.close().unwrap();
+    let conn = store::open(&db).unwrap();
+    let mut ids: Vec<String> = store::idempotency_keys(&conn, now)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["live-1", "live-2"]);
+    let rows: i64 = conn
+        .query_row("SELECT COUNT(*) FROM idempotency_log", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        rows, 2,
+        "expired keys are deleted from the log, not only skipped"
+    );
+}

@@ -144,3 +144,58 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_store_migrates_to_v2_keeping_events_and_idempotency_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("v1.db")).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO events (event_id, ts, host, source, category, action, outcome, severity, message)
+                 VALUES ('e-2', 2000, 'h', 'sshd', 'authentication', 'login_failed', 'failure', 5, 'two'),
+                        ('e-1', 1000, 'h', 'sshd', 'authentication', 'login_failed', 'failure', 5, 'one');
+             INSERT INTO idempotency (event_id, expires_at) VALUES ('e-1', 99), ('e-2', 98);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let events: Vec<(String, i64, String)> = conn
+            .prepare("SELECT event_id, ts, message FROM events ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // Copied in event-time order.
+        assert_eq!(
+            events,
+            [
+                ("e-1".to_string(), 1000, "one".to_string()),
+                ("e-2".to_string(), 2000, "two".to_string())
+            ]
+        );
+        let keys: Vec<(String, i64)> = conn
+            .prepare("SELECT event_id, expires_at FROM idempotency_log ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(keys, [("e-2".to_string(), 98), ("e-1".to_string(), 99)]);
+        // (ts, event_id) is unique; the same id at another time is another event.
+        let dup = conn.execute(
+            "INSERT INTO events (event_id, ts, host, source, category, action, outcome, severity, message)
+                 VALUES ('e-1', 1000, 'h', 's', 'c', 'a', 'o', 1, 'm')",
+            [],
+        );
+        assert!(dup.is_err());
+    }
+}
