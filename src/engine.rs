@@ -222,11 +222,13 @@ pub struct Decisions {
 
 type AdminReply = tokio::sync::oneshot::Sender<Result<crate::respond::policy::AdminAction, String>>;
 
+type IngestReply = tokio::sync::oneshot::Sender<Result<Accepted, Refusal>>;
+
 enum Msg {
-    Ingest(
-        Box<Event>,
-        tokio::sync::oneshot::Sender<Result<Accepted, Refusal>>,
-    ),
+    Ingest(Box<Event>, IngestReply),
+    /// Many events in order, queued with one message (one wake-up of the
+    /// engine thread instead of one per event).
+    IngestMany(Vec<(Box<Event>, IngestReply)>),
     Admin(AdminRequest, AdminReply),
     Decisions(tokio::sync::oneshot::Sender<Decisions>),
     HostState(String, tokio::sync::oneshot::Sender<HostState>),
@@ -267,6 +269,26 @@ impl EngineHandle {
             .await
             .map_err(|_| EngineGone)?;
         Ok(rx)
+    }
+
+    /// Queues many events in order with one message; the answers arrive in
+    /// the same order.
+    pub async fn submit_many(
+        &self,
+        events: Vec<Event>,
+    ) -> Result<Vec<tokio::sync::oneshot::Receiver<Result<Accepted, Refusal>>>, EngineGone> {
+        let mut queued = Vec::with_capacity(events.len());
+        let mut answers = Vec::with_capacity(events.len());
+        for ev in events {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            queued.push((Box::new(ev), tx));
+            answers.push(rx);
+        }
+        self.tx
+            .send(Msg::IngestMany(queued))
+            .await
+            .map_err(|_| EngineGone)?;
+        Ok(answers)
     }
 
     pub async fn host_state(&self, host: String) -> Result<HostState, EngineGone> {
@@ -395,6 +417,12 @@ impl Live {
                 Msg::Ingest(ev, reply) => {
                     let answer = self.ingest(ev, wall);
                     replies.push((reply, answer));
+                }
+                Msg::IngestMany(events) => {
+                    for (ev, reply) in events {
+                        let answer = self.ingest(ev, wall);
+                        replies.push((reply, answer));
+                    }
                 }
                 Msg::HostState(h, reply) => {
                     let _ = reply.send(self.pipeline.policy().host_state(&h));

@@ -391,11 +391,12 @@ async fn ingest_batch(
     let mut results: Vec<LineResult> = Vec::with_capacity(lines.len());
     let mut records = Vec::with_capacity(lines.len());
     let mut pending = Vec::new();
+    let mut events = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         match check_event(&st, line, now) {
             Ok(ev) => {
-                let id = ev.event_id.clone();
-                pending.push((i, id, st.engine.submit(ev).await));
+                pending.push((i, ev.event_id.clone()));
+                events.push(ev);
                 results.push(LineResult::new(i, 0));
             }
             Err(r) => {
@@ -415,10 +416,15 @@ async fn ingest_batch(
         }
     }
     let mut ok = 0u64;
-    for (i, id, queued) in pending {
-        let answer = match queued {
-            Ok(rx) => rx.await.ok(),
-            Err(_) => None,
+    let mut queued = match st.engine.submit_many(events).await {
+        Ok(answers) => answers.into_iter().map(Some).collect(),
+        Err(_) => Vec::new(),
+    }
+    .into_iter();
+    for (i, id) in pending {
+        let answer = match queued.next().flatten() {
+            Some(rx) => rx.await.ok(),
+            None => None,
         };
         let ids = [
             ("path", Value::from("/ingest/batch")),
