@@ -171,6 +171,10 @@ pub struct LiveConfig {
     pub rate_limit_per_min: u32,
     /// Alerts kept for `GET /alerts/recent`.
     pub recent_alerts: usize,
+    /// Where a watching console gets accepted events and alert updates.
+    pub feed: Option<FeedSender>,
+    /// Duration of an analyst's ban (`AdminRequest::Ban`).
+    pub analyst_ban_secs: u32,
 }
 
 impl Default for LiveConfig {
@@ -178,6 +182,75 @@ impl Default for LiveConfig {
         LiveConfig {
             rate_limit_per_min: 300,
             recent_alerts: 200,
+            feed: None,
+            analyst_ban_secs: 24 * 3600,
+        }
+    }
+}
+
+/// An accepted event as a console shows it.
+#[derive(Clone, Debug)]
+pub struct FeedEvent {
+    pub event: Event,
+    pub correlation: Decision,
+    pub final_decision: Decision,
+    pub reasons: Vec<&'static str>,
+}
+
+/// What the engine tells a watching console.
+#[derive(Clone, Debug)]
+pub enum Feed {
+    Event(Box<FeedEvent>),
+    /// An alert opened, grew, or closed (its current form).
+    Alert(Box<Alert>),
+}
+
+/// The engine's side of the console feed. Sends never wait: when the
+/// console is behind, the message is dropped and counted, so a slow screen
+/// can never slow ingestion; the console shows the count and re-reads
+/// alerts from the store when it has lost any.
+#[derive(Clone, Debug)]
+pub struct FeedSender {
+    tx: tokio::sync::mpsc::Sender<Feed>,
+    dropped_events: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    dropped_alerts: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The console's side of the feed.
+pub struct FeedReceiver {
+    pub rx: tokio::sync::mpsc::Receiver<Feed>,
+    pub dropped_events: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub dropped_alerts: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A feed holding at most `capacity` messages in flight.
+pub fn feed(capacity: usize) -> (FeedSender, FeedReceiver) {
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+    let dropped_events = std::sync::Arc::default();
+    let dropped_alerts = std::sync::Arc::default();
+    (
+        FeedSender {
+            tx,
+            dropped_events: std::sync::Arc::clone(&dropped_events),
+            dropped_alerts: std::sync::Arc::clone(&dropped_alerts),
+        },
+        FeedReceiver {
+            rx,
+            dropped_events,
+            dropped_alerts,
+        },
+    )
+}
+
+impl FeedSender {
+    fn send(&self, msg: Feed) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counter = match &msg {
+            Feed::Event(_) => &self.dropped_events,
+            Feed::Alert(_) => &self.dropped_alerts,
+        };
+        if self.tx.try_send(msg).is_err() {
+            counter.fetch_add(1, Relaxed);
         }
     }
 }
@@ -211,6 +284,32 @@ pub enum AdminRequest {
         reason: String,
         by: String,
     },
+    Ban {
+        ip: std::net::IpAddr,
+        reason: String,
+        by: String,
+        alert_id: Option<String>,
+    },
+    Quarantine {
+        host: String,
+        reason: String,
+        by: String,
+        alert_id: Option<String>,
+    },
+    /// An analyst's verdict on an alert (feedback for the model).
+    Label {
+        alert_id: String,
+        verdict: crate::detect::AlertStatus,
+        note: String,
+        by: String,
+    },
+}
+
+/// Every host with response state and every ban in force.
+#[derive(Clone, Debug, Default)]
+pub struct PolicySnapshot {
+    pub hosts: Vec<(String, HostState)>,
+    pub bans: Vec<crate::respond::policy::Ban>,
 }
 
 /// Bans and quarantines in force, for firewalls that pull them.
@@ -231,6 +330,7 @@ enum Msg {
     IngestMany(Vec<(Box<Event>, IngestReply)>),
     Admin(AdminRequest, AdminReply),
     Decisions(tokio::sync::oneshot::Sender<Decisions>),
+    Snapshot(tokio::sync::oneshot::Sender<PolicySnapshot>),
     HostState(String, tokio::sync::oneshot::Sender<HostState>),
     RecentAlerts(usize, tokio::sync::oneshot::Sender<Vec<Alert>>),
 }
@@ -322,6 +422,16 @@ impl EngineHandle {
         rx.await.map_err(|_| EngineGone)
     }
 
+    /// Host states and bans, for a console's hosts pane.
+    pub async fn snapshot(&self) -> Result<PolicySnapshot, EngineGone> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Msg::Snapshot(tx))
+            .await
+            .map_err(|_| EngineGone)?;
+        rx.await.map_err(|_| EngineGone)
+    }
+
     /// The newest alerts, oldest first.
     pub async fn recent_alerts(&self, limit: usize) -> Result<Vec<Alert>, EngineGone> {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -344,7 +454,12 @@ struct Live {
     rate: FastMap<String, (Instant, u32)>,
     recent: VecDeque<Alert>,
     last_purge: Instant,
+    /// Alerts matched in this batch, announced once each at its end.
+    touched: Vec<crate::detect::AlertRef>,
 }
+
+/// Longest analyst note kept with a verdict.
+pub const MAX_NOTE_BYTES: usize = 4096;
 
 /// How often expired idempotency keys and idle rate-limit slots are dropped
 /// from memory (the store drops expired keys on its own schedule).
@@ -382,6 +497,7 @@ pub fn spawn_live(
         rate: FastMap::default(),
         recent: VecDeque::new(),
         last_purge: Instant::now(),
+        touched: Vec::new(),
     };
     let handle = std::thread::Builder::new()
         .name("vigil-engine".into())
@@ -449,12 +565,25 @@ impl Live {
                             .collect(),
                     });
                 }
+                Msg::Snapshot(reply) => {
+                    let now = Utc::now();
+                    let policy = self.pipeline.policy();
+                    let _ = reply.send(PolicySnapshot {
+                        hosts: policy
+                            .hosts()
+                            .into_iter()
+                            .map(|(h, st)| (h.to_string(), st.clone()))
+                            .collect(),
+                        bans: policy.active_bans(now).into_iter().cloned().collect(),
+                    });
+                }
                 Msg::RecentAlerts(n, reply) => {
                     let skip = self.recent.len().saturating_sub(n);
                     let _ = reply.send(self.recent.iter().skip(skip).cloned().collect());
                 }
             }
         }
+        self.announce_touched_alerts();
         if replies.is_empty() {
             return;
         }
@@ -468,6 +597,21 @@ impl Live {
             }
         }));
         let _ = self.writer.send(WriteOp::AfterCommit(done));
+    }
+
+    /// Tells the console the current form of every alert this batch
+    /// matched (once per alert, however many events matched it).
+    fn announce_touched_alerts(&mut self) {
+        let Some(feed) = &self.cfg.feed else {
+            return;
+        };
+        self.touched.sort_by(|a, b| a.alert_id.cmp(&b.alert_id));
+        self.touched.dedup_by(|a, b| a.alert_id == b.alert_id);
+        for r in self.touched.drain(..) {
+            if let Some(a) = self.pipeline.detector().open_alert(&r) {
+                feed.send(Feed::Alert(Box::new(a.clone())));
+            }
+        }
     }
 
     /// Forgets idempotency keys past their expiry and rate-limit windows
@@ -491,9 +635,28 @@ impl Live {
             .unwrap_or_else(Utc::now)
             .max(Utc::now());
         let policy = self.pipeline.policy_mut();
+        let ban_secs = self.cfg.analyst_ban_secs;
         let result = match req {
             AdminRequest::Release { host, reason, by } => policy.release(&host, &reason, &by, at),
             AdminRequest::Unban { ip, reason, by } => policy.unban(ip, &reason, &by, at),
+            AdminRequest::Ban {
+                ip,
+                reason,
+                by,
+                alert_id,
+            } => policy.ban_ip(ip, ban_secs, &reason, &by, at, alert_id.as_deref()),
+            AdminRequest::Quarantine {
+                host,
+                reason,
+                by,
+                alert_id,
+            } => policy.quarantine_host(&host, &reason, &by, at, alert_id.as_deref()),
+            AdminRequest::Label {
+                alert_id,
+                verdict,
+                note,
+                by,
+            } => return self.label(alert_id, verdict, note, by),
         };
         for change in self.pipeline.policy_mut().take_changes() {
             self.writer
@@ -501,6 +664,50 @@ impl Live {
                 .map_err(|e| e.to_string())?;
         }
         result.map_err(|e| e.to_string())
+    }
+
+    /// Stores an analyst's verdict on an alert, audited like every admin
+    /// action.
+    fn label(
+        &mut self,
+        alert_id: String,
+        verdict: crate::detect::AlertStatus,
+        note: String,
+        by: String,
+    ) -> Result<crate::respond::policy::AdminAction, String> {
+        if by.trim().is_empty() {
+            return Err("the acting user must be named".into());
+        }
+        if alert_id.is_empty() || alert_id.len() > 256 {
+            return Err("alert id must be 1 to 256 bytes".into());
+        }
+        if note.len() > MAX_NOTE_BYTES {
+            return Err(format!("a note is at most {MAX_NOTE_BYTES} bytes"));
+        }
+        let at = Utc::now();
+        let action = crate::respond::policy::AdminAction {
+            at_utc: at,
+            actor: by.clone(),
+            action: format!("label_{}", verdict.as_str()),
+            target: alert_id.clone(),
+            reason: note.clone(),
+        };
+        self.writer
+            .send(WriteOp::Feedback {
+                alert_id,
+                verdict,
+                note,
+                by,
+                at,
+            })
+            .and_then(|()| {
+                self.writer
+                    .send(WriteOp::State(crate::respond::policy::StateChange::Admin(
+                        action.clone(),
+                    )))
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(action)
     }
 
     fn ingest(&mut self, ev: Box<Event>, wall: DateTime<Utc>) -> Result<Accepted, Refusal> {
@@ -537,6 +744,15 @@ impl Live {
             Ok((v, p)) => (v.clone(), p),
             Err(_) => return Err(Refusal::StoreFailed),
         };
+        if let Some(feed) = &self.cfg.feed {
+            feed.send(Feed::Event(Box::new(FeedEvent {
+                event: (*ev).clone(),
+                correlation: verdict.decision,
+                final_decision: policy.decision,
+                reasons: verdict.reasons.clone(),
+            })));
+            self.touched.extend(verdict.alerts.iter().cloned());
+        }
         // Same transaction as the state it caused: the commit holds both.
         send(WriteOp::Event(ev))?;
         for change in self.pipeline.policy_mut().take_changes() {
@@ -554,6 +770,9 @@ impl Live {
         // Alerts whose window closed get their final count stored.
         if let Ok(closed) = self.pipeline.take_closed_alerts() {
             for a in closed {
+                if let Some(feed) = &self.cfg.feed {
+                    feed.send(Feed::Alert(Box::new(a.clone())));
+                }
                 send(WriteOp::Alert(Box::new(a)))?;
             }
         }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod detect;
 pub mod engine;
 pub mod event;
+pub mod live;
 pub mod parse;
 pub mod respond;
 pub mod sources;

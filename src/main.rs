@@ -567,10 +567,7 @@ fn serve(
     syslog: (Option<String>, Option<String>),
     (tail, from_start, journald): (Vec<PathBuf>, bool, bool),
 ) -> Result<()> {
-    use std::sync::{Arc, Mutex};
-    use vigil::engine::{LiveConfig, spawn_live};
-    use vigil::sources::gateway::{GatewayState, router};
-    use vigil::store::audit_log::AuditLog;
+    use std::sync::Arc;
 
     let mut cfg = Config::load(config)?;
     if let Some(a) = syslog.0 {
@@ -579,47 +576,14 @@ fn serve(
     if let Some(a) = syslog.1 {
         cfg.syslog.tcp = Some(a);
     }
-    let Some(secret) = cfg.gateway.shared_secret.clone().filter(|s| !s.is_empty()) else {
-        bail!(
-            "no shared secret configured: set ARES_SHARED_SECRET (or [gateway] shared_secret in the config). \
-             The gateway never runs without authentication."
-        );
-    };
     let listen = listen.unwrap_or_else(|| cfg.gateway.listen.clone());
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    let db = cfg
-        .gateway
-        .sqlite_path
-        .clone()
-        .unwrap_or_else(|| data_dir.join("vigil.db"));
-    let live = LiveConfig {
-        rate_limit_per_min: cfg.gateway.rate_limit_per_min,
-        ..LiveConfig::default()
-    };
-    let (engine, engine_thread) =
-        spawn_live(&cfg, live, &db).with_context(|| format!("opening store {}", db.display()))?;
-    let audit_path = data_dir.join("audit.jsonl");
-    let audit =
-        AuditLog::open(&audit_path).with_context(|| format!("opening {}", audit_path.display()))?;
-    let state = Arc::new(GatewayState {
-        secret: secret.into_bytes(),
-        producer_keys: cfg
-            .gateway
-            .producer_keys
-            .iter()
-            .map(|(id, k)| (id.clone(), k.clone().into_bytes()))
-            .collect(),
-        admin_token: cfg
-            .gateway
-            .admin_token
-            .clone()
-            .filter(|t| !t.is_empty())
-            .map(String::into_bytes),
-        replay_window_secs: cfg.gateway.replay_window_secs as i64,
-        engine: engine.clone(),
-        audit: Mutex::new(audit),
-    });
+    let vigil::live::Live {
+        engine,
+        engine_thread,
+        gateway: state,
+        db,
+        audit_path,
+    } = vigil::live::start(&cfg, data_dir, vigil::engine::LiveConfig::default())?;
     // Handed to syslog, tail and journald sources; dropped once they hold theirs.
     let source_engine = engine;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -663,9 +627,7 @@ fn serve(
         None
     };
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .with_context(|| format!("binding {listen}"))?;
+        let listener = vigil::live::bind(&listen).await?;
         let addr = listener.local_addr()?;
         let syslog_stats = Arc::new(vigil::sources::syslog::SyslogStats::default());
         let max = cfg.syslog.max_message_bytes;
@@ -700,10 +662,7 @@ fn serve(
             db.display(),
             audit_path.display()
         );
-        let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        vigil::live::serve_gateway(listener, state, shutdown_signal()).await?;
         if cfg.syslog.udp.is_some() || cfg.syslog.tcp.is_some() {
             eprintln!("vigil serve: {}", syslog_stats.summary());
         }

@@ -390,6 +390,68 @@ impl Policy {
         Ok(self.audit(at, by, "release_host", host.to_string(), reason))
     }
 
+    /// Bans an address on an analyst's word, for `secs` seconds from `at`
+    /// (an existing ban is extended, never shortened).
+    pub fn ban_ip(
+        &mut self,
+        ip: IpAddr,
+        secs: u32,
+        reason: &str,
+        by: &str,
+        at: DateTime<Utc>,
+        alert_id: Option<&str>,
+    ) -> Result<AdminAction, PolicyError> {
+        Self::check_admin(reason, by)?;
+        let until = at + Duration::seconds(secs as i64);
+        let ban = match self.bans.get(&ip) {
+            Some(b) if b.until_utc >= until => b.clone(),
+            Some(b) if b.until_utc > at => Ban {
+                until_utc: until,
+                ..b.clone()
+            },
+            _ => Ban {
+                ip,
+                since_utc: at,
+                until_utc: until,
+                reason: format!("analyst: {}", reason.trim()),
+                alert_id: alert_id.map(str::to_string),
+            },
+        };
+        self.bans.insert(ip, ban.clone());
+        self.changes.push(StateChange::Ban(ban));
+        Ok(self.audit(at, by, "ban_ip", ip.to_string(), reason))
+    }
+
+    /// Quarantines a host on an analyst's word; it stays quarantined until
+    /// released.
+    pub fn quarantine_host(
+        &mut self,
+        host: &str,
+        reason: &str,
+        by: &str,
+        at: DateTime<Utc>,
+        alert_id: Option<&str>,
+    ) -> Result<AdminAction, PolicyError> {
+        Self::check_admin(reason, by)?;
+        let mut st = self.hosts.get(host).cloned().unwrap_or_default();
+        if st.quarantine.is_none() {
+            st.quarantine = Some(Quarantine {
+                since_utc: at,
+                reason: format!("analyst: {}", reason.trim()),
+                alert_id: alert_id.map(str::to_string),
+            });
+            self.set_host(host, st);
+        }
+        Ok(self.audit(at, by, "quarantine_host", host.to_string(), reason))
+    }
+
+    /// Every host with state, sorted by name.
+    pub fn hosts(&self) -> Vec<(&str, &HostState)> {
+        let mut v: Vec<_> = self.hosts.iter().map(|(h, s)| (h.as_str(), s)).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
     /// Lifts a ban.
     pub fn unban(
         &mut self,
@@ -603,5 +665,46 @@ mod tests {
         p.evaluate(&ev(10_000, 5), &Verdict::default(), &[]);
         assert!(p.bans.is_empty());
         assert!(p.hosts.is_empty(), "cooldown long over, nothing in force");
+    }
+
+    #[test]
+    fn analyst_ban_and_quarantine_are_audited_and_need_a_reason() {
+        let mut p = Policy::new(PolicyConfig::default());
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(
+            p.ban_ip(ip, 600, " ", "ana", t(0), None),
+            Err(PolicyError::ReasonRequired)
+        );
+        let a = p
+            .ban_ip(ip, 600, "scanner", "ana", t(0), Some("al-9"))
+            .unwrap();
+        assert_eq!(
+            (a.action.as_str(), a.target.as_str()),
+            ("ban_ip", "198.51.100.7")
+        );
+        let ban = p.active_bans(t(1))[0].clone();
+        assert_eq!(ban.until_utc, t(600));
+        assert_eq!(ban.alert_id.as_deref(), Some("al-9"));
+        // A shorter ban does not shorten it; a longer one extends it.
+        p.ban_ip(ip, 60, "again", "ana", t(10), None).unwrap();
+        assert_eq!(p.active_bans(t(11))[0].until_utc, t(600));
+        p.ban_ip(ip, 6000, "longer", "ana", t(10), None).unwrap();
+        assert_eq!(p.active_bans(t(11))[0].until_utc, t(6010));
+
+        p.quarantine_host("db-1", "lateral movement", "ana", t(20), Some("al-9"))
+            .unwrap();
+        let q = p.host_state("db-1").quarantine.unwrap();
+        assert_eq!(q.reason, "analyst: lateral movement");
+        let audits: Vec<_> = p
+            .take_changes()
+            .into_iter()
+            .filter_map(|c| match c {
+                StateChange::Admin(a) => Some(a.action),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(audits, ["ban_ip", "ban_ip", "ban_ip", "quarantine_host"]);
+        p.release("db-1", "cleaned", "ana", t(30)).unwrap();
+        assert!(p.host_state("db-1").quarantine.is_none());
     }
 }
