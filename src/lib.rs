@@ -11,4 +11,5 @@ pub mod parse;
 pub mod respond;
 pub mod sources;
 pub mod store;
+pub mod tui;
 pub mod util;

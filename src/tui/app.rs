@@ -1,0 +1,1078 @@
+//! The console's state and the one way it changes: [`App::update`] applies
+//! an [`Action`] and returns the [`Effect`]s (engine requests, quitting) for
+//! the runner to carry out. Nothing here touches the terminal or the engine,
+//! so every action is unit-testable.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+
+use crate::detect::{Alert, AlertStatus, Decision};
+use crate::engine::{AdminRequest, Feed, FeedEvent, PolicySnapshot};
+
+/// Events kept for the live stream.
+pub const EVENT_BUFFER: usize = 10_000;
+/// Seconds of history in the events/s sparkline.
+pub const RATE_SECONDS: usize = 60;
+/// Longest text typed into a prompt (filter, palette, reason).
+pub const MAX_INPUT: usize = 512;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pane {
+    Overview,
+    Alerts,
+    Hosts,
+    Feedback,
+    Demo,
+}
+
+impl Pane {
+    pub const ALL: [Pane; 5] = [
+        Pane::Overview,
+        Pane::Alerts,
+        Pane::Hosts,
+        Pane::Feedback,
+        Pane::Demo,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Overview => "Overview",
+            Pane::Alerts => "Alerts",
+            Pane::Hosts => "Hosts & bans",
+            Pane::Feedback => "Feedback",
+            Pane::Demo => "Demo",
+        }
+    }
+
+    fn index(self) -> usize {
+        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    Severity,
+    Risk,
+    Time,
+}
+
+impl SortKey {
+    pub fn label(self) -> &'static str {
+        match self {
+            SortKey::Severity => "severity",
+            SortKey::Risk => "risk",
+            SortKey::Time => "time",
+        }
+    }
+
+    fn next(self) -> SortKey {
+        match self {
+            SortKey::Severity => SortKey::Risk,
+            SortKey::Risk => SortKey::Time,
+            SortKey::Time => SortKey::Severity,
+        }
+    }
+}
+
+/// An administrative action waiting for the analyst's reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pending {
+    Release {
+        host: String,
+    },
+    Unban {
+        ip: IpAddr,
+    },
+    Ban {
+        ip: IpAddr,
+        alert_id: Option<String>,
+    },
+    Quarantine {
+        host: String,
+        alert_id: Option<String>,
+    },
+}
+
+impl Pending {
+    pub fn describe(&self) -> String {
+        match self {
+            Pending::Release { host } => format!("Release host {host}"),
+            Pending::Unban { ip } => format!("Lift the ban on {ip}"),
+            Pending::Ban { ip, .. } => format!("Ban {ip}"),
+            Pending::Quarantine { host, .. } => format!("Quarantine host {host}"),
+        }
+    }
+}
+
+/// What has the keyboard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    Help,
+    /// `:` command palette with what has been typed.
+    Palette(String),
+    /// `/` event filter being typed.
+    Filter(String),
+    /// A confirmation that needs a reason.
+    Confirm {
+        action: Pending,
+        reason: String,
+    },
+    /// The feedback note editor for these alerts and this verdict.
+    Editor {
+        alerts: Vec<String>,
+        verdict: AlertStatus,
+    },
+    /// `q` with an edit open: quit anyway?
+    ConfirmQuit,
+}
+
+/// One analyst verdict, as the feedback pane lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Label {
+    pub alert_id: String,
+    pub rule_id: String,
+    pub verdict: AlertStatus,
+    pub note: String,
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Where the engine runs, for the header.
+#[derive(Clone, Debug, Default)]
+pub struct Session {
+    pub listen: String,
+    pub data_dir: String,
+    pub user: String,
+    /// Shown once, on the first run, with how to send events.
+    pub first_run_hint: Option<String>,
+}
+
+/// Every way the console's state changes.
+#[derive(Clone, Debug)]
+pub enum Action {
+    Quit,
+    FocusPane(Pane),
+    NextPane,
+    PrevPane,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    /// Click at a terminal cell (focus the tab or row under it).
+    Click {
+        column: u16,
+        row: u16,
+    },
+    TogglePause,
+    OpenFilter,
+    OpenPalette,
+    OpenHelp,
+    /// `Esc`: close what is open, else clear the filter / selection.
+    Escape,
+    Enter,
+    InputChar(char),
+    InputBackspace,
+    CycleSort,
+    CycleStatusFilter,
+    CycleRuleFilter,
+    ToggleSelect,
+    Acknowledge,
+    MarkTruePositive,
+    MarkFalsePositive,
+    BanSource,
+    QuarantineHost,
+    Release,
+    Unban,
+    Retrain,
+    ToggleTheme,
+    /// A key for the note editor.
+    EditorKey(crossterm::event::KeyEvent),
+    /// Store the labels being edited with the editor's text as the note.
+    SaveNote,
+    /// Engine traffic.
+    Feed(Feed),
+    Snapshot(PolicySnapshot),
+    /// Alerts read from the store (start-up, or after the feed lost some).
+    LoadAlerts(Vec<Alert>),
+    LoadLabels(Vec<Label>),
+    EvidenceLoaded(Vec<crate::event::Event>),
+    AdminDone {
+        what: String,
+        result: Result<(), String>,
+    },
+    /// Wall clock for rates and countdowns.
+    Tick(DateTime<Utc>),
+    Resize {
+        width: u16,
+        height: u16,
+    },
+    FeedDropped {
+        events: u64,
+        alerts: u64,
+    },
+}
+
+/// Work for the runner.
+#[derive(Clone, Debug)]
+pub enum Effect {
+    Admin {
+        what: String,
+        request: AdminRequest,
+    },
+    /// Re-read alerts from the store (the feed lost some).
+    ReloadAlerts,
+    /// Read an alert's evidence events from the store.
+    LoadEvidence {
+        ids: Vec<String>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+    Quit,
+}
+
+/// The console's whole state.
+pub struct App {
+    pub pane: Pane,
+    pub mode: Mode,
+    pub session: Session,
+    pub dark: bool,
+    pub size: (u16, u16),
+    pub now: DateTime<Utc>,
+
+    // Overview
+    pub events: VecDeque<FeedEvent>,
+    pub events_total: u64,
+    /// `events_total` when the stream was paused.
+    pub paused_at: Option<u64>,
+    pub filter: String,
+    pub event_sel: usize,
+    /// Events per second over the last minute, oldest first.
+    pub rate: VecDeque<u64>,
+    rate_second: i64,
+    pub top_sources: HashMap<IpAddr, u64>,
+    pub dropped_events: u64,
+    pub dropped_alerts: u64,
+
+    // Alerts
+    pub alerts: Vec<Alert>,
+    alert_index: HashMap<String, usize>,
+    /// Indices into `alerts`, filtered and sorted.
+    pub alert_view: Vec<usize>,
+    view_dirty: bool,
+    pub alert_sel: usize,
+    pub selected: HashSet<String>,
+    pub sort: SortKey,
+    pub status_filter: Option<AlertStatus>,
+    pub rule_filter: Option<String>,
+    pub detail: Option<String>,
+    /// Evidence events read from the store for the detail view.
+    pub evidence: HashMap<String, crate::event::Event>,
+
+    // Hosts & bans
+    pub policy: PolicySnapshot,
+    pub host_sel: usize,
+
+    // Feedback
+    pub editor: tui_textarea::TextArea<'static>,
+    pub labels: Vec<Label>,
+    pub label_sel: usize,
+
+    // Demo
+    pub scenarios: Vec<String>,
+    pub demo_sel: usize,
+
+    /// Last outcome shown in the footer.
+    pub status: Option<(bool, String)>,
+    pub should_quit: bool,
+}
+
+impl App {
+    pub fn new(session: Session, now: DateTime<Utc>) -> App {
+        App {
+            pane: Pane::Overview,
+            mode: Mode::Normal,
+            session,
+            dark: true,
+            size: (120, 40),
+            now,
+            events: VecDeque::with_capacity(EVENT_BUFFER),
+            events_total: 0,
+            paused_at: None,
+            filter: String::new(),
+            event_sel: 0,
+            rate: VecDeque::from(vec![0; RATE_SECONDS]),
+            rate_second: now.timestamp(),
+            top_sources: HashMap::new(),
+            dropped_events: 0,
+            dropped_alerts: 0,
+            alerts: Vec::new(),
+            alert_index: HashMap::new(),
+            alert_view: Vec::new(),
+            view_dirty: false,
+            alert_sel: 0,
+            selected: HashSet::new(),
+            sort: SortKey::Severity,
+            status_filter: None,
+            rule_filter: None,
+            detail: None,
+            evidence: HashMap::new(),
+            policy: PolicySnapshot::default(),
+            host_sel: 0,
+            editor: tui_textarea::TextArea::default(),
+            labels: Vec::new(),
+            label_sel: 0,
+            scenarios: Vec::new(),
+            demo_sel: 0,
+            status: None,
+            should_quit: false,
+        }
+    }
+
+    /// Applies one action.
+    pub fn update(&mut self, action: Action) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        match action {
+            Action::Quit => {
+                if matches!(self.mode, Mode::Editor { .. } | Mode::Confirm { .. }) {
+                    self.mode = Mode::ConfirmQuit;
+                } else {
+                    self.should_quit = true;
+                    effects.push(Effect::Quit);
+                }
+            }
+            Action::FocusPane(p) => {
+                self.pane = p;
+                self.detail = None;
+            }
+            Action::NextPane => {
+                self.pane = Pane::ALL[(self.pane.index() + 1) % Pane::ALL.len()];
+                self.detail = None;
+            }
+            Action::PrevPane => {
+                self.pane = Pane::ALL[(self.pane.index() + Pane::ALL.len() - 1) % Pane::ALL.len()];
+                self.detail = None;
+            }
+            Action::Up => self.move_sel(-1),
+            Action::Down => self.move_sel(1),
+            Action::PageUp => self.move_sel(-(self.page() as i64)),
+            Action::PageDown => self.move_sel(self.page() as i64),
+            Action::Top => self.move_sel(i64::MIN / 2),
+            Action::Bottom => self.move_sel(i64::MAX / 2),
+            Action::Click { column, row } => self.click(column, row),
+            Action::TogglePause => {
+                self.paused_at = match self.paused_at {
+                    Some(_) => None,
+                    None => Some(self.events_total),
+                };
+            }
+            Action::OpenFilter => self.mode = Mode::Filter(self.filter.clone()),
+            Action::OpenPalette => self.mode = Mode::Palette(String::new()),
+            Action::OpenHelp => self.mode = Mode::Help,
+            Action::Escape => self.escape(),
+            Action::Enter => effects.extend(self.enter()),
+            Action::InputChar(c) => self.input(Some(c)),
+            Action::InputBackspace => self.input(None),
+            Action::CycleSort => {
+                self.sort = self.sort.next();
+                self.view_dirty = true;
+            }
+            Action::CycleStatusFilter => {
+                self.status_filter = match self.status_filter {
+                    None => Some(AlertStatus::Open),
+                    Some(AlertStatus::Open) => Some(AlertStatus::Acknowledged),
+                    Some(AlertStatus::Acknowledged) => Some(AlertStatus::TruePositive),
+                    Some(AlertStatus::TruePositive) => Some(AlertStatus::FalsePositive),
+                    Some(AlertStatus::FalsePositive) => None,
+                };
+                self.view_dirty = true;
+            }
+            Action::CycleRuleFilter => {
+                let mut rules: Vec<&str> = self.alerts.iter().map(|a| a.rule_id.as_str()).collect();
+                rules.sort_unstable();
+                rules.dedup();
+                self.rule_filter = match &self.rule_filter {
+                    None => rules.first().map(|r| r.to_string()),
+                    Some(cur) => rules
+                        .iter()
+                        .position(|r| r == cur)
+                        .and_then(|i| rules.get(i + 1))
+                        .map(|r| r.to_string()),
+                };
+                self.view_dirty = true;
+            }
+            Action::ToggleSelect => {
+                if let Some(id) = self.current_alert().map(|a| a.alert_id.clone())
+                    && !self.selected.remove(&id)
+                {
+                    self.selected.insert(id);
+                }
+            }
+            Action::Acknowledge => {
+                for id in self.targets() {
+                    effects.push(self.label_effect(&id, AlertStatus::Acknowledged, String::new()));
+                }
+            }
+            Action::MarkTruePositive => self.open_editor(AlertStatus::TruePositive),
+            Action::MarkFalsePositive => self.open_editor(AlertStatus::FalsePositive),
+            Action::BanSource => {
+                match self.current_alert().map(|a| (a.src_ip, a.alert_id.clone())) {
+                    Some((Some(ip), id)) => self.confirm(Pending::Ban {
+                        ip,
+                        alert_id: Some(id),
+                    }),
+                    Some((None, _)) => self.say(false, "this alert has no source address"),
+                    None => self.say(false, "no alert selected"),
+                }
+            }
+            Action::QuarantineHost => {
+                match self
+                    .current_alert()
+                    .map(|a| (a.host.clone(), a.alert_id.clone()))
+                {
+                    Some((host, id)) => self.confirm(Pending::Quarantine {
+                        host,
+                        alert_id: Some(id),
+                    }),
+                    None => self.say(false, "no alert selected"),
+                }
+            }
+            Action::Release => match self.selected_host() {
+                Some(host) => self.confirm(Pending::Release { host }),
+                None => self.say(false, "select a quarantined host first"),
+            },
+            Action::Unban => match self.selected_ban() {
+                Some(ip) => self.confirm(Pending::Unban { ip }),
+                None => self.say(false, "select a ban first"),
+            },
+            Action::Retrain => self.say(
+                false,
+                "retraining is not available: the ML ensemble is not built yet (rules only)",
+            ),
+            Action::ToggleTheme => self.dark = !self.dark,
+            Action::EditorKey(key) => {
+                if self.editing() {
+                    self.editor.input(key);
+                }
+            }
+            Action::SaveNote => {
+                if let Mode::Editor { alerts, verdict } =
+                    std::mem::replace(&mut self.mode, Mode::Normal)
+                {
+                    let note = self.editor.lines().join("\n").trim().to_string();
+                    let note = crate::util::truncate_at_char_boundary(
+                        &note,
+                        crate::engine::MAX_NOTE_BYTES,
+                    )
+                    .to_string();
+                    for id in alerts {
+                        effects.push(self.label_effect(&id, verdict, note.clone()));
+                    }
+                }
+            }
+            Action::Feed(f) => self.feed(f),
+            Action::Snapshot(s) => {
+                self.policy = s;
+                self.clamp_selections();
+            }
+            Action::LoadAlerts(alerts) => {
+                for a in alerts {
+                    self.upsert_alert(a);
+                }
+                self.refresh_view();
+            }
+            Action::LoadLabels(labels) => self.labels = labels,
+            Action::EvidenceLoaded(events) => {
+                self.evidence = events
+                    .into_iter()
+                    .map(|e| (e.event_id.clone(), e))
+                    .collect();
+            }
+            Action::AdminDone { what, result } => match result {
+                Ok(()) => self.say(true, &format!("{what}: done")),
+                Err(e) => self.say(false, &format!("{what}: {e}")),
+            },
+            Action::Tick(now) => {
+                self.advance_rate(now);
+                self.now = now;
+                if self.view_dirty {
+                    self.refresh_view();
+                }
+            }
+            Action::Resize { width, height } => self.size = (width, height),
+            Action::FeedDropped { events, alerts } => {
+                if alerts > self.dropped_alerts {
+                    effects.push(Effect::ReloadAlerts);
+                }
+                self.dropped_events = events;
+                self.dropped_alerts = alerts;
+            }
+        }
+        effects
+    }
+
+    // -- feed ---------------------------------------------------------------
+
+    fn feed(&mut self, f: Feed) {
+        match f {
+            Feed::Event(ev) => {
+                if let Some(last) = self.rate.back_mut() {
+                    *last += 1;
+                }
+                self.events_total += 1;
+                if let Some(ip) = ev.event.src_ip
+                    && ev.event.is_failure()
+                {
+                    *self.top_sources.entry(ip).or_default() += 1;
+                    if self.top_sources.len() > 50_000 {
+                        // Keep memory bounded under a flood of spoofed sources.
+                        self.top_sources.retain(|_, n| *n > 1);
+                    }
+                }
+                if self.events.len() == EVENT_BUFFER {
+                    self.events.pop_back();
+                }
+                self.events.push_front(*ev);
+                // Keep the selected event in place while the stream moves.
+                if self.event_sel > 0 && self.paused_at.is_none() {
+                    self.event_sel = (self.event_sel + 1).min(EVENT_BUFFER - 1);
+                }
+            }
+            Feed::Alert(a) => {
+                self.upsert_alert(*a);
+                self.view_dirty = true;
+            }
+        }
+    }
+
+    fn upsert_alert(&mut self, a: Alert) {
+        match self.alert_index.get(&a.alert_id) {
+            Some(&i) => {
+                // The console's own verdicts win over an older copy.
+                let status = if a.status == AlertStatus::Open {
+                    self.alerts[i].status
+                } else {
+                    a.status
+                };
+                self.alerts[i] = Alert { status, ..a };
+            }
+            None => {
+                self.alert_index
+                    .insert(a.alert_id.clone(), self.alerts.len());
+                self.alerts.push(a);
+            }
+        }
+    }
+
+    /// Re-filters and re-sorts the alert queue, keeping the selection on
+    /// the same alert.
+    pub fn refresh_view(&mut self) {
+        let keep = self.current_alert().map(|a| a.alert_id.clone());
+        let mut view: Vec<usize> = (0..self.alerts.len())
+            .filter(|&i| {
+                let a = &self.alerts[i];
+                self.status_filter.is_none_or(|s| a.status == s)
+                    && self.rule_filter.as_deref().is_none_or(|r| a.rule_id == r)
+            })
+            .collect();
+        let alerts = &self.alerts;
+        match self.sort {
+            SortKey::Severity => view.sort_unstable_by(|&x, &y| {
+                let (a, b) = (&alerts[x], &alerts[y]);
+                b.severity
+                    .cmp(&a.severity)
+                    .then(b.last_seen_utc.cmp(&a.last_seen_utc))
+                    .then(a.alert_id.cmp(&b.alert_id))
+            }),
+            SortKey::Risk => view.sort_unstable_by(|&x, &y| {
+                let (a, b) = (&alerts[x], &alerts[y]);
+                b.risk_score
+                    .total_cmp(&a.risk_score)
+                    .then(b.last_seen_utc.cmp(&a.last_seen_utc))
+                    .then(a.alert_id.cmp(&b.alert_id))
+            }),
+            SortKey::Time => view.sort_unstable_by(|&x, &y| {
+                let (a, b) = (&alerts[x], &alerts[y]);
+                b.last_seen_utc
+                    .cmp(&a.last_seen_utc)
+                    .then(a.alert_id.cmp(&b.alert_id))
+            }),
+        }
+        self.alert_view = view;
+        self.view_dirty = false;
+        if let Some(id) = keep
+            && let Some(pos) = self
+                .alert_view
+                .iter()
+                .position(|&i| self.alerts[i].alert_id == id)
+        {
+            self.alert_sel = pos;
+        }
+        self.clamp_selections();
+    }
+
+    fn advance_rate(&mut self, now: DateTime<Utc>) {
+        let sec = now.timestamp();
+        let gap = (sec - self.rate_second).clamp(0, RATE_SECONDS as i64);
+        for _ in 0..gap {
+            self.rate.pop_front();
+            self.rate.push_back(0);
+        }
+        if sec > self.rate_second {
+            self.rate_second = sec;
+        }
+    }
+
+    // -- queries used by the views --------------------------------------------
+
+    /// Events the stream shows: frozen while paused, filtered by `/`.
+    pub fn visible_events(&self) -> impl Iterator<Item = &FeedEvent> {
+        let skip = self
+            .paused_at
+            .map_or(0, |p| (self.events_total - p) as usize);
+        let filter = EventFilter::parse(&self.filter);
+        self.events
+            .iter()
+            .skip(skip)
+            .filter(move |e| filter.matches(e))
+    }
+
+    pub fn current_alert(&self) -> Option<&Alert> {
+        if let Some(id) = &self.detail {
+            return self.alert_index.get(id).map(|&i| &self.alerts[i]);
+        }
+        self.alert_view
+            .get(self.alert_sel)
+            .map(|&i| &self.alerts[i])
+    }
+
+    /// An evidence event: from the store if loaded, else from the stream.
+    pub fn evidence_event(&self, id: &str) -> Option<&crate::event::Event> {
+        self.evidence.get(id).or_else(|| {
+            self.events
+                .iter()
+                .map(|e| &e.event)
+                .find(|e| e.event_id == id)
+        })
+    }
+
+    pub fn alert(&self, id: &str) -> Option<&Alert> {
+        self.alert_index.get(id).map(|&i| &self.alerts[i])
+    }
+
+    /// Open alerts by severity band: critical (9–10), high (7–8), medium
+    /// (4–6), low (0–3).
+    pub fn open_by_severity(&self) -> [usize; 4] {
+        let mut n = [0; 4];
+        for a in self.alerts.iter().filter(|a| a.status == AlertStatus::Open) {
+            n[match a.severity {
+                9.. => 0,
+                7..=8 => 1,
+                4..=6 => 2,
+                _ => 3,
+            }] += 1;
+        }
+        n
+    }
+
+    /// Quarantined hosts first, then hosts with a cooldown running.
+    pub fn host_rows(&self) -> Vec<&(String, crate::respond::policy::HostState)> {
+        let mut rows: Vec<_> = self
+            .policy
+            .hosts
+            .iter()
+            .filter(|(_, st)| {
+                st.quarantine.is_some() || st.cooldown_until_utc.is_some_and(|c| c > self.now)
+            })
+            .collect();
+        rows.sort_by_key(|(h, st)| (st.quarantine.is_none(), h.clone()));
+        rows
+    }
+
+    pub fn top_sources(&self, n: usize) -> Vec<(IpAddr, u64)> {
+        let mut v: Vec<_> = self.top_sources.iter().map(|(ip, c)| (*ip, *c)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(n);
+        v
+    }
+
+    /// Labels per rule: (rule, true positives, false positives).
+    pub fn label_counts(&self) -> Vec<(String, u64, u64)> {
+        let mut m: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+        for l in &self.labels {
+            let e = m.entry(l.rule_id.as_str()).or_default();
+            match l.verdict {
+                AlertStatus::TruePositive => e.0 += 1,
+                AlertStatus::FalsePositive => e.1 += 1,
+                _ => {}
+            }
+        }
+        m.into_iter()
+            .filter(|(_, (tp, fp))| tp + fp > 0)
+            .map(|(r, (tp, fp))| (r.to_string(), tp, fp))
+            .collect()
+    }
+
+    pub fn editing(&self) -> bool {
+        matches!(self.mode, Mode::Editor { .. })
+    }
+
+    // -- helpers ------------------------------------------------------------
+
+    fn say(&mut self, ok: bool, msg: &str) {
+        self.status = Some((ok, msg.to_string()));
+    }
+
+    fn page(&self) -> usize {
+        (self.size.1 as usize).saturating_sub(12).max(1)
+    }
+
+    fn move_sel(&mut self, delta: i64) {
+        let (sel, len) = match self.pane {
+            Pane::Overview => (&mut self.event_sel, self.events.len()),
+            Pane::Alerts => (&mut self.alert_sel, self.alert_view.len()),
+            Pane::Hosts => (
+                &mut self.host_sel,
+                self.policy
+                    .hosts
+                    .iter()
+                    .filter(|(_, st)| {
+                        st.quarantine.is_some()
+                            || st.cooldown_until_utc.is_some_and(|c| c > self.now)
+                    })
+                    .count()
+                    + self.policy.bans.len(),
+            ),
+            Pane::Feedback => (&mut self.label_sel, self.labels.len()),
+            Pane::Demo => (&mut self.demo_sel, self.scenarios.len()),
+        };
+        let max = len.saturating_sub(1) as i64;
+        *sel = (*sel as i64).saturating_add(delta).clamp(0, max) as usize;
+    }
+
+    fn clamp_selections(&mut self) {
+        self.alert_sel = self.alert_sel.min(self.alert_view.len().saturating_sub(1));
+        let hosts = self.host_rows().len() + self.policy.bans.len();
+        self.host_sel = self.host_sel.min(hosts.saturating_sub(1));
+    }
+
+    /// The host under the cursor in the hosts pane, if it is quarantined.
+    pub fn selected_host(&self) -> Option<String> {
+        if self.pane != Pane::Hosts {
+            return None;
+        }
+        let rows = self.host_rows();
+        rows.get(self.host_sel)
+            .filter(|(_, st)| st.quarantine.is_some())
+            .map(|(h, _)| h.clone())
+    }
+
+    /// The ban under the cursor (bans are listed after the hosts).
+    pub fn selected_ban(&self) -> Option<IpAddr> {
+        if self.pane != Pane::Hosts {
+            return None;
+        }
+        let hosts = self.host_rows().len();
+        self.host_sel
+            .checked_sub(hosts)
+            .and_then(|i| self.policy.bans.get(i))
+            .map(|b| b.ip)
+    }
+
+    /// Alerts an action applies to: the multi-selection, else the cursor.
+    fn targets(&self) -> Vec<String> {
+        if self.selected.is_empty() {
+            self.current_alert()
+                .map(|a| vec![a.alert_id.clone()])
+                .unwrap_or_default()
+        } else {
+            let mut v: Vec<String> = self.selected.iter().cloned().collect();
+            v.sort();
+            v
+        }
+    }
+
+    fn label_effect(&mut self, id: &str, verdict: AlertStatus, note: String) -> Effect {
+        Effect::Admin {
+            what: format!("mark {id} {}", verdict.as_str().replace('_', " ")),
+            request: AdminRequest::Label {
+                alert_id: id.to_string(),
+                verdict,
+                note: note.clone(),
+                by: self.session.user.clone(),
+            },
+        }
+    }
+
+    /// Applies a label locally once the engine has stored it.
+    pub fn record_label(&mut self, id: &str, verdict: AlertStatus, note: String) {
+        let rule = self
+            .alert(id)
+            .map(|a| a.rule_id.clone())
+            .unwrap_or_default();
+        if let Some(&i) = self.alert_index.get(id) {
+            self.alerts[i].status = verdict;
+            self.view_dirty = true;
+        }
+        if verdict != AlertStatus::Acknowledged {
+            self.labels.insert(
+                0,
+                Label {
+                    alert_id: id.to_string(),
+                    rule_id: rule,
+                    verdict,
+                    note,
+                    by: self.session.user.clone(),
+                    at: self.now,
+                },
+            );
+        }
+        self.selected.remove(id);
+    }
+
+    fn open_editor(&mut self, verdict: AlertStatus) {
+        let alerts = self.targets();
+        if alerts.is_empty() {
+            self.say(false, "no alert selected");
+        } else {
+            self.editor = tui_textarea::TextArea::default();
+            self.editor
+                .set_placeholder_text("Why? (optional) — what you checked, what you found");
+            self.mode = Mode::Editor { alerts, verdict };
+        }
+    }
+
+    fn confirm(&mut self, action: Pending) {
+        self.mode = Mode::Confirm {
+            action,
+            reason: String::new(),
+        };
+    }
+
+    fn escape(&mut self) {
+        match self.mode {
+            Mode::Normal => {
+                if self.detail.is_some() {
+                    self.detail = None;
+                } else if !self.selected.is_empty() {
+                    self.selected.clear();
+                } else {
+                    self.filter.clear();
+                }
+            }
+            // Esc in the quit question means "stay".
+            Mode::ConfirmQuit => self.mode = Mode::Normal,
+            _ => self.mode = Mode::Normal,
+        }
+    }
+
+    fn input(&mut self, c: Option<char>) {
+        let buf = match &mut self.mode {
+            Mode::Palette(s) | Mode::Filter(s) => s,
+            Mode::Confirm { reason, .. } => reason,
+            _ => return,
+        };
+        match c {
+            Some(c) if !c.is_control() && buf.len() < MAX_INPUT => buf.push(c),
+            Some(_) => {}
+            None => {
+                buf.pop();
+            }
+        }
+        if let Mode::Filter(s) = &self.mode {
+            self.filter = s.clone();
+            self.event_sel = 0;
+        }
+    }
+
+    fn enter(&mut self) -> Vec<Effect> {
+        match std::mem::replace(&mut self.mode, Mode::Normal) {
+            Mode::Normal => {
+                if self.pane != Pane::Alerts {
+                    return Vec::new();
+                }
+                let Some(a) = self.current_alert() else {
+                    return Vec::new();
+                };
+                let effect = Effect::LoadEvidence {
+                    ids: a.evidence.clone(),
+                    from: a.first_seen_utc,
+                    to: a.last_seen_utc,
+                };
+                self.detail = Some(a.alert_id.clone());
+                self.evidence.clear();
+                vec![effect]
+            }
+            Mode::Filter(s) => {
+                self.filter = s;
+                Vec::new()
+            }
+            Mode::Palette(cmd) => self.run_command(&cmd),
+            Mode::Confirm { action, reason } => {
+                if reason.trim().is_empty() {
+                    self.say(false, "a reason is required");
+                    self.mode = Mode::Confirm { action, reason };
+                    return Vec::new();
+                }
+                vec![self.admin_effect(action, reason.trim().to_string())]
+            }
+            Mode::ConfirmQuit => {
+                self.should_quit = true;
+                vec![Effect::Quit]
+            }
+            m @ (Mode::Help | Mode::Editor { .. }) => {
+                self.mode = m;
+                Vec::new()
+            }
+        }
+    }
+
+    fn admin_effect(&self, action: Pending, reason: String) -> Effect {
+        let by = self.session.user.clone();
+        let what = action.describe();
+        let request = match action {
+            Pending::Release { host } => AdminRequest::Release { host, reason, by },
+            Pending::Unban { ip } => AdminRequest::Unban { ip, reason, by },
+            Pending::Ban { ip, alert_id } => AdminRequest::Ban {
+                ip,
+                reason,
+                by,
+                alert_id,
+            },
+            Pending::Quarantine { host, alert_id } => AdminRequest::Quarantine {
+                host,
+                reason,
+                by,
+                alert_id,
+            },
+        };
+        Effect::Admin { what, request }
+    }
+
+    /// `:release HOST`, `:unban IP`, `:filter TEXT`, `:quit`, `:theme`.
+    fn run_command(&mut self, cmd: &str) -> Vec<Effect> {
+        let mut words = cmd.split_whitespace();
+        let verb = words.next().unwrap_or("");
+        let rest: Vec<&str> = words.collect();
+        match (verb, rest.as_slice()) {
+            ("q" | "quit", []) => {
+                self.should_quit = true;
+                vec![Effect::Quit]
+            }
+            ("release", [host]) => {
+                self.confirm(Pending::Release {
+                    host: host.to_string(),
+                });
+                Vec::new()
+            }
+            ("unban", [ip]) => match ip.parse() {
+                Ok(ip) => {
+                    self.confirm(Pending::Unban { ip });
+                    Vec::new()
+                }
+                Err(_) => {
+                    self.say(false, &format!("not an IP address: {ip}"));
+                    Vec::new()
+                }
+            },
+            ("filter", words) => {
+                self.filter = words.join(" ");
+                self.pane = Pane::Overview;
+                Vec::new()
+            }
+            ("theme", []) => {
+                self.dark = !self.dark;
+                Vec::new()
+            }
+            ("", []) => Vec::new(),
+            _ => {
+                self.say(
+                    false,
+                    &format!(
+                        "unknown command: {} (try :release HOST, :unban IP, :filter TEXT, :theme, :quit)",
+                        crate::util::sanitize_for_terminal(cmd)
+                    ),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Click-to-focus: a tab in the first row, or a row of the list.
+    fn click(&mut self, column: u16, row: u16) {
+        if row == 0 {
+            if let Some(p) = crate::tui::view::tab_at(self.size.0, column) {
+                self.pane = p;
+                self.detail = None;
+            }
+            return;
+        }
+        if let Some(i) = crate::tui::view::row_to_index(self, row) {
+            match self.pane {
+                Pane::Alerts => self.alert_sel = i,
+                Pane::Feedback => self.label_sel = i,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The `/` filter: `host:`, `ip:`, `user:`, `action:` terms and free text,
+/// all of which must match (case-insensitive).
+pub struct EventFilter {
+    terms: Vec<(Option<&'static str>, String)>,
+}
+
+impl EventFilter {
+    pub fn parse(s: &str) -> EventFilter {
+        let terms = s
+            .split_whitespace()
+            .map(|w| {
+                for key in ["host", "ip", "user", "action"] {
+                    if let Some(v) = w.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
+                        return (Some(key), v.to_lowercase());
+                    }
+                }
+                (None, w.to_lowercase())
+            })
+            .collect();
+        EventFilter { terms }
+    }
+
+    pub fn matches(&self, e: &FeedEvent) -> bool {
+        let ev = &e.event;
+        self.terms.iter().all(|(key, v)| {
+            let has = |s: &str| s.to_lowercase().contains(v.as_str());
+            match key {
+                Some("host") => has(&ev.host),
+                Some("ip") => ev
+                    .src_ip
+                    .is_some_and(|ip| ip.to_string().contains(v.as_str())),
+                Some("user") => ev.user.as_deref().is_some_and(has),
+                Some("action") => has(ev.action.as_str()),
+                _ => {
+                    has(&ev.message)
+                        || has(&ev.host)
+                        || has(ev.action.as_str())
+                        || ev.user.as_deref().is_some_and(has)
+                        || ev
+                            .src_ip
+                            .is_some_and(|ip| ip.to_string().contains(v.as_str()))
+                }
+            }
+        })
+    }
+}
+
+/// How a decision is called on screen.
+pub fn decision_label(d: Decision) -> &'static str {
+    match d {
+        Decision::Allow => "ALLOW",
+        Decision::Throttle => "THROTTLE",
+        Decision::Block => "BLOCK",
+    }
+}

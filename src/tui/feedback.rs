@@ -1,0 +1,111 @@
+//! Pane 4: the analyst's verdicts and what they say about each rule.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
+
+use super::app::App;
+use super::theme::Theme;
+use super::view::{clean, fit, window_start};
+use crate::detect::AlertStatus;
+
+pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let [list, side] =
+        Layout::horizontal([Constraint::Min(50), Constraint::Length(40)]).areas(area);
+    let rows_fit = list.height.saturating_sub(3) as usize;
+    let start = window_start(app.label_sel, app.labels.len(), rows_fit);
+    let rows = app
+        .labels
+        .iter()
+        .enumerate()
+        .skip(start)
+        .take(rows_fit)
+        .map(|(i, l)| {
+            let (verdict, colour) = match l.verdict {
+                AlertStatus::TruePositive => ("true pos.", theme.bad),
+                AlertStatus::FalsePositive => ("false pos.", theme.ok),
+                AlertStatus::Acknowledged => ("ack", theme.fg),
+                AlertStatus::Open => ("open", theme.fg),
+            };
+            let style = if i == app.label_sel {
+                theme.selected()
+            } else {
+                Style::new()
+            };
+            Row::new(vec![
+                Cell::from(l.at.format("%m-%d %H:%M").to_string()),
+                Cell::from(Span::styled(verdict, Style::new().fg(colour))),
+                Cell::from(fit(&clean(&l.rule_id), 22)),
+                Cell::from(fit(&clean(&l.by), 10)),
+                Cell::from(clean(&l.note.replace('\n', " ⏎ "))),
+            ])
+            .style(style)
+        });
+    frame.render_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Length(11),
+                Constraint::Length(10),
+                Constraint::Length(22),
+                Constraint::Length(10),
+                Constraint::Min(10),
+            ],
+        )
+        .header(Row::new(["when", "verdict", "rule", "by", "note"]).style(theme.dimmed()))
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(Span::styled(
+                    format!(" Labelled alerts ({}) ", app.labels.len()),
+                    theme.title(),
+                ))
+                .border_style(theme.dimmed()),
+        ),
+        list,
+    );
+    if app.labels.is_empty() {
+        frame.render_widget(
+            Paragraph::new(Span::styled(
+                "No verdicts yet: in Alerts, t marks a true positive, f a false positive.",
+                theme.dimmed(),
+            ))
+            .wrap(Wrap { trim: true }),
+            Rect {
+                x: list.x + 2,
+                y: list.y + 3,
+                width: list.width.saturating_sub(4),
+                height: 2,
+            },
+        );
+    }
+
+    let mut lines = vec![Line::from(Span::styled(
+        format!("{:<20}{:>4}{:>4}{:>8}", "rule", "TP", "FP", "FP rate"),
+        theme.dimmed(),
+    ))];
+    for (rule, tp, fp) in app.label_counts() {
+        let rate = fp as f64 / (tp + fp) as f64 * 100.0;
+        lines.push(Line::from(Span::styled(
+            format!("{:<20}{tp:>4}{fp:>4}{rate:>7.0}%", fit(&clean(&rule), 19)),
+            theme.text(),
+        )));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled("Retraining (R)", theme.title())));
+    lines.push(Line::from(Span::styled(
+        "Not available: the ML ensemble is not built yet, so verdicts are stored for it but nothing is retrained.",
+        Style::new().fg(theme.warn),
+    )));
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: true }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(Span::styled(" Per rule ", theme.title()))
+                .border_style(theme.dimmed()),
+        ),
+        side,
+    );
+}

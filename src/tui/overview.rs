@@ -1,0 +1,254 @@
+//! Pane 1: header figures, the live event stream, top alerting sources.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table};
+
+use super::app::{App, decision_label};
+use super::theme::Theme;
+use super::view::{clean, fit, window_start};
+
+pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let [header, body] = Layout::vertical([Constraint::Length(6), Constraint::Min(5)]).areas(area);
+    render_header(frame, app, theme, header);
+    // The stream gets the width; the sources list only when there is room.
+    if area.width >= 140 {
+        let [stream, side] =
+            Layout::horizontal([Constraint::Min(100), Constraint::Length(28)]).areas(body);
+        render_stream(frame, app, theme, stream);
+        render_sources(frame, app, theme, side);
+    } else {
+        render_stream(frame, app, theme, body);
+    }
+}
+
+fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(" Vigil ", theme.title()))
+        .border_style(theme.dimmed());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [figures, spark] =
+        Layout::horizontal([Constraint::Length(58), Constraint::Min(10)]).areas(inner);
+    let per_sec = app.rate.iter().rev().nth(1).copied().unwrap_or(0);
+    let [crit, high, med, low] = app.open_by_severity();
+    let quarantined = app
+        .policy
+        .hosts
+        .iter()
+        .filter(|(_, s)| s.quarantine.is_some())
+        .count();
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled("events ", theme.dimmed()),
+            Span::styled(format!("{}", app.events_total), theme.text()),
+            Span::styled(format!("  {per_sec}/s"), Style::new().fg(theme.accent)),
+            Span::styled("   alerts ", theme.dimmed()),
+            Span::styled(format!("{}", app.alerts.len()), theme.text()),
+        ]),
+        Line::from(vec![
+            Span::styled("open ", theme.dimmed()),
+            Span::styled(format!("critical {crit} "), theme.severity(9)),
+            Span::styled(format!("high {high} "), theme.severity(7)),
+            Span::styled(format!("medium {med} "), theme.severity(5)),
+            Span::styled(format!("low {low}"), theme.severity(1)),
+        ]),
+        Line::from(vec![
+            Span::styled("quarantined ", theme.dimmed()),
+            Span::styled(
+                format!("{quarantined}"),
+                if quarantined > 0 {
+                    Style::new().fg(theme.bad)
+                } else {
+                    theme.text()
+                },
+            ),
+            Span::styled("   bans ", theme.dimmed()),
+            Span::styled(format!("{}", app.policy.bans.len()), theme.text()),
+            Span::styled("   model ", theme.dimmed()),
+            Span::styled("rules only (ML not built)", theme.text()),
+        ]),
+    ];
+    if app.dropped_events > 0 || app.dropped_alerts > 0 {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "console behind: {} events not shown, {} alert updates re-read from the store",
+                app.dropped_events, app.dropped_alerts
+            ),
+            Style::new().fg(theme.warn),
+        )));
+    } else if let Some(hint) = &app.session.first_run_hint {
+        lines.push(Line::from(Span::styled(
+            clean(hint),
+            Style::new().fg(theme.warn),
+        )));
+    } else {
+        let top = app.top_sources(3);
+        if top.is_empty() {
+            lines.push(Line::from(Span::styled(
+                format!("data {}", clean(&app.session.data_dir)),
+                theme.dimmed(),
+            )));
+        } else {
+            let mut spans = vec![Span::styled("top failing ", theme.dimmed())];
+            for (ip, n) in top {
+                spans.push(Span::styled(format!("{ip} "), theme.text()));
+                spans.push(Span::styled(format!("{n}  "), Style::new().fg(theme.warn)));
+            }
+            lines.push(Line::from(spans));
+        }
+    }
+    frame.render_widget(Paragraph::new(lines), figures);
+    let data: Vec<u64> = app.rate.iter().copied().collect();
+    let [label, chart] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(spark);
+    frame.render_widget(
+        Paragraph::new(Span::styled("events/s, last 60 s", theme.dimmed())),
+        label,
+    );
+    frame.render_widget(
+        Sparkline::default()
+            .data(&data)
+            .style(Style::new().fg(theme.accent)),
+        chart,
+    );
+}
+
+fn render_stream(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let mut title = String::from(" Live events ");
+    if let Some(p) = app.paused_at {
+        title = format!(
+            " Live events — PAUSED ({} new) ",
+            app.events_total.saturating_sub(p)
+        );
+    }
+    if !app.filter.is_empty() {
+        title.push_str(&format!("· filter: {} ", fit(&clean(&app.filter), 30)));
+    }
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(title, theme.title()))
+        .border_style(theme.dimmed());
+    let rows_fit = area.height.saturating_sub(3) as usize;
+    // Only the rows on screen are formatted, however long the buffer.
+    let visible: Vec<_> = app
+        .visible_events()
+        .take(app.event_sel + rows_fit + 1)
+        .collect();
+    let start = window_start(app.event_sel, visible.len(), rows_fit);
+    let wide = area.width >= 100;
+    let rows = visible
+        .iter()
+        .enumerate()
+        .skip(start)
+        .take(rows_fit)
+        .map(|(i, e)| {
+            let ev = &e.event;
+            let style = if i == app.event_sel {
+                theme.selected()
+            } else {
+                Style::new()
+            };
+            let mut cells = vec![
+                Cell::from(ev.timestamp_utc.format("%H:%M:%S").to_string()),
+                Cell::from(fit(&clean(&ev.host), 12)),
+                Cell::from(fit(ev.action.as_str(), 14)),
+                Cell::from(Span::styled(
+                    decision_label(e.final_decision),
+                    theme.decision(e.final_decision),
+                )),
+            ];
+            if wide {
+                cells.push(Cell::from(Span::styled(
+                    ev.severity.to_string(),
+                    theme.severity(ev.severity),
+                )));
+            }
+            cells.push(Cell::from(
+                ev.src_ip.map(|i| i.to_string()).unwrap_or_default(),
+            ));
+            if wide {
+                cells.push(Cell::from(fit(
+                    &clean(ev.user.as_deref().unwrap_or("")),
+                    10,
+                )));
+            }
+            // The table cuts what does not fit; clean() first so no escape
+            // sequence is ever cut in half.
+            cells.push(Cell::from(clean(&ev.message)));
+            Row::new(cells).style(style)
+        });
+    let mut header = vec!["time", "host", "action", "decision"];
+    let mut widths = vec![
+        Constraint::Length(8),
+        Constraint::Length(12),
+        Constraint::Length(14),
+        Constraint::Length(8),
+    ];
+    if wide {
+        header.push("sev");
+        widths.push(Constraint::Length(3));
+    }
+    header.push("source");
+    widths.push(Constraint::Length(15));
+    if wide {
+        header.push("user");
+        widths.push(Constraint::Length(10));
+    }
+    header.push("message");
+    widths.push(Constraint::Min(10));
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(theme.dimmed()))
+        .block(block);
+    frame.render_widget(table, area);
+    if app.events.is_empty() {
+        let inner = Rect {
+            x: area.x + 2,
+            y: area.y + 3,
+            width: area.width.saturating_sub(4),
+            height: area.height.saturating_sub(4),
+        };
+        frame.render_widget(
+            Paragraph::new(vec![
+                Line::from(Span::styled("No events yet.", theme.text())),
+                Line::from(Span::styled(
+                    format!(
+                        "Send signed sec.event.v1 JSON to http://{}/ingest (header X-ARES-SIGNATURE).",
+                        clean(&app.session.listen)
+                    ),
+                    theme.dimmed(),
+                )),
+            ])
+            .wrap(ratatui::widgets::Wrap { trim: true }),
+            inner,
+        );
+    }
+}
+
+fn render_sources(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(" Top failing sources ", theme.title()))
+        .border_style(theme.dimmed());
+    let n = area.height.saturating_sub(2) as usize;
+    let lines: Vec<Line> = app
+        .top_sources(n)
+        .into_iter()
+        .map(|(ip, c)| {
+            let banned = app.policy.bans.iter().any(|b| b.ip == ip);
+            Line::from(vec![
+                Span::styled(format!("{:<16}", ip.to_string()), theme.text()),
+                Span::styled(format!("{c:>6}"), Style::new().fg(theme.warn)),
+                Span::styled(if banned { " ban" } else { "" }, Style::new().fg(theme.bad)),
+            ])
+        })
+        .collect();
+    let para = if lines.is_empty() {
+        Paragraph::new(Span::styled("none yet", theme.dimmed()))
+    } else {
+        Paragraph::new(lines)
+    };
+    frame.render_widget(para.block(block), area);
+}

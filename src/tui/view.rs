@@ -1,0 +1,313 @@
+//! The frame: tab bar, the focused pane, footer, and overlays (help,
+//! command palette, confirmation, note editor). Rendering reads the
+//! [`App`] and draws; it never changes state.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+use super::app::{App, Mode, Pane};
+use super::keymap;
+use super::theme::Theme;
+
+/// Smallest terminal the console lays out for.
+pub const MIN_WIDTH: u16 = 80;
+pub const MIN_HEIGHT: u16 = 24;
+
+/// Log text is untrusted: control characters (escape sequences included)
+/// and bidirectional overrides are replaced before they reach the screen.
+pub fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Cuts `s` to `width` characters, marking the cut with `…`.
+pub fn fit(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Draws the whole console.
+pub fn render(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    let theme = Theme::of(app.dark);
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let msg = format!(
+            "Vigil needs a terminal of at least {MIN_WIDTH}×{MIN_HEIGHT}; this one is {}×{}.\nEnlarge the window (q quits).",
+            area.width, area.height
+        );
+        frame.render_widget(
+            Paragraph::new(msg)
+                .style(theme.text())
+                .wrap(Wrap { trim: true }),
+            area,
+        );
+        return;
+    }
+    let [tabs, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    render_tabs(frame, app, &theme, tabs);
+    match app.pane {
+        Pane::Overview => super::overview::render(frame, app, &theme, body),
+        Pane::Alerts => super::alerts::render(frame, app, &theme, body),
+        Pane::Hosts => super::hosts::render(frame, app, &theme, body),
+        Pane::Feedback => super::feedback::render(frame, app, &theme, body),
+        Pane::Demo => super::demo::render(frame, app, &theme, body),
+    }
+    render_footer(frame, app, &theme, footer);
+    match &app.mode {
+        Mode::Help => render_help(frame, app, &theme, area),
+        Mode::Confirm { action, reason } => {
+            let lines = vec![
+                Line::from(Span::styled(
+                    format!("{}?", clean(&action.describe())),
+                    theme.title(),
+                )),
+                Line::from(""),
+                Line::from(vec![
+                    Span::styled("Reason (required): ", theme.text()),
+                    Span::styled(format!("{}▏", clean(reason)), Style::new().fg(theme.accent)),
+                ]),
+                Line::from(""),
+                Line::from(Span::styled(
+                    format!("Recorded in the audit log as {}.", clean(&app.session.user)),
+                    theme.dimmed(),
+                )),
+                Line::from(Span::styled("Enter confirm · Esc cancel", theme.dimmed())),
+            ];
+            dialog(frame, &theme, area, "Confirm", lines, 64, 8);
+        }
+        Mode::Editor { alerts, verdict } => {
+            let rect = centered(area, 72, 12);
+            frame.render_widget(Clear, rect);
+            let title = format!(
+                " {} — note for {} alert{} · Ctrl-S save · Esc cancel ",
+                match verdict {
+                    crate::detect::AlertStatus::TruePositive => "True positive",
+                    crate::detect::AlertStatus::FalsePositive => "False positive",
+                    _ => "Label",
+                },
+                alerts.len(),
+                if alerts.len() == 1 { "" } else { "s" }
+            );
+            let block = Block::default()
+                .borders(Borders::ALL)
+                .title(Span::styled(title, theme.title()))
+                .border_style(Style::new().fg(theme.accent));
+            let inner = block.inner(rect);
+            frame.render_widget(block, rect);
+            frame.render_widget(&app.editor, inner);
+        }
+        Mode::ConfirmQuit => dialog(
+            frame,
+            &theme,
+            area,
+            "Quit?",
+            vec![
+                Line::from("An edit is open and would be lost."),
+                Line::from(""),
+                Line::from(Span::styled("y quit · n stay", theme.dimmed())),
+            ],
+            44,
+            5,
+        ),
+        Mode::Normal | Mode::Palette(_) | Mode::Filter(_) => {}
+    }
+}
+
+/// Tab labels and where each starts, for drawing and for mouse clicks.
+fn tab_spans() -> Vec<(Pane, String)> {
+    Pane::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (*p, format!(" {} {} ", i + 1, p.title())))
+        .collect()
+}
+
+/// The pane whose tab covers `column` of the tab bar.
+pub fn tab_at(_width: u16, column: u16) -> Option<Pane> {
+    let mut x = 0u16;
+    for (p, label) in tab_spans() {
+        let w = label.chars().count() as u16;
+        if column >= x && column < x + w {
+            return Some(p);
+        }
+        x += w + 1;
+    }
+    None
+}
+
+fn render_tabs(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let mut spans = Vec::new();
+    for (p, label) in tab_spans() {
+        let style = if p == app.pane {
+            theme.selected().fg(theme.accent)
+        } else {
+            theme.dimmed()
+        };
+        spans.push(Span::styled(label, style));
+        spans.push(Span::raw(" "));
+    }
+    let right = format!("vigil · {} ", clean(&app.session.listen));
+    let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+    let pad = (area.width as usize).saturating_sub(used + right.chars().count());
+    spans.push(Span::raw(" ".repeat(pad)));
+    spans.push(Span::styled(right, theme.dimmed()));
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn render_footer(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let line = match &app.mode {
+        Mode::Palette(s) => Line::from(vec![
+            Span::styled(":", theme.title()),
+            Span::styled(format!("{}▏", clean(s)), theme.text()),
+            Span::styled("   Enter run · Esc cancel", theme.dimmed()),
+        ]),
+        Mode::Filter(s) => Line::from(vec![
+            Span::styled("/", theme.title()),
+            Span::styled(format!("{}▏", clean(s)), theme.text()),
+            Span::styled(
+                "   host: ip: user: action: or any text · Enter keep · Esc close",
+                theme.dimmed(),
+            ),
+        ]),
+        _ => match &app.status {
+            Some((ok, msg)) => Line::from(Span::styled(
+                clean(msg),
+                Style::new().fg(if *ok { theme.ok } else { theme.warn }),
+            )),
+            None => hints(app, theme),
+        },
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+/// Footer hints: the pane's and the global commands marked as hints.
+fn hints(app: &App, theme: &Theme) -> Line<'static> {
+    let mut spans = Vec::new();
+    for c in keymap::commands(app.pane)
+        .iter()
+        .chain(keymap::GLOBAL)
+        .filter(|c| c.hint)
+    {
+        spans.push(Span::styled(
+            c.keys.to_string(),
+            theme.title().remove_modifier(Modifier::BOLD),
+        ));
+        let what = c.what.split(" (").next().unwrap_or(c.what);
+        spans.push(Span::styled(format!(" {what}  "), theme.dimmed()));
+    }
+    Line::from(spans)
+}
+
+fn render_help(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let mut lines = vec![Line::from(Span::styled(
+        format!("{} pane", app.pane.title()),
+        theme.title(),
+    ))];
+    let row = |c: &keymap::Command| {
+        Line::from(vec![
+            Span::styled(format!("  {:<12}", c.keys), Style::new().fg(theme.accent)),
+            Span::styled(c.what.to_string(), theme.text()),
+        ])
+    };
+    let pane = keymap::commands(app.pane);
+    if pane.is_empty() {
+        lines.push(Line::from(Span::styled(
+            "  (no pane commands)",
+            theme.dimmed(),
+        )));
+    }
+    lines.extend(pane.iter().map(row));
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled("Everywhere", theme.title())));
+    lines.extend(keymap::GLOBAL.iter().map(row));
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled(
+        "Mouse: wheel scrolls, click focuses a tab or row. Esc or ? closes.",
+        theme.dimmed(),
+    )));
+    let h = lines.len() as u16 + 2;
+    dialog(frame, theme, area, "Help", lines, 76, h);
+}
+
+fn dialog(
+    frame: &mut Frame,
+    theme: &Theme,
+    area: Rect,
+    title: &str,
+    lines: Vec<Line<'_>>,
+    width: u16,
+    height: u16,
+) {
+    let rect = centered(area, width, height + 2);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(Span::styled(format!(" {title} "), theme.title()))
+                .border_style(Style::new().fg(theme.accent)),
+        ),
+        rect,
+    );
+}
+
+/// A `width`×`height` rectangle centred in `area` (clipped to it).
+pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+/// First row shown of a list of `len` rows with `sel` selected, when
+/// `rows` fit: the selection stays in view.
+pub fn window_start(sel: usize, len: usize, rows: usize) -> usize {
+    if rows == 0 || len <= rows {
+        return 0;
+    }
+    sel.saturating_sub(rows - 1).min(len - rows)
+}
+
+/// The list index under terminal row `row` in the focused list pane.
+pub fn row_to_index(app: &App, row: u16) -> Option<usize> {
+    let (w, h) = app.size;
+    if w < MIN_WIDTH || h < MIN_HEIGHT {
+        return None;
+    }
+    // Tab bar (1), the list block's border (1) and its header row (1).
+    let first = 3u16;
+    let rows = h.saturating_sub(first + 2) as usize;
+    if row < first || (row - first) as usize >= rows {
+        return None;
+    }
+    let (sel, len) = match app.pane {
+        Pane::Alerts if app.detail.is_none() => (app.alert_sel, app.alert_view.len()),
+        Pane::Feedback => (app.label_sel, app.labels.len()),
+        _ => return None,
+    };
+    let i = window_start(sel, len, rows) + (row - first) as usize;
+    (i < len).then_some(i)
+}

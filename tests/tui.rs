@@ -1,0 +1,715 @@
+//! The console's panes on ratatui's `TestBackend` (insta snapshots at
+//! 120×40 and 80×24), and what every `Action` does to the state.
+
+use chrono::{DateTime, TimeZone, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use serde_json::Map;
+
+use vigil::detect::{Alert, AlertStatus, Decision};
+use vigil::engine::{AdminRequest, Feed, FeedEvent, PolicySnapshot};
+use vigil::event::Event;
+use vigil::respond::policy::{Ban, HostState, Quarantine};
+use vigil::tui::app::{Action, App, Effect, Label, Mode, Pane, Pending, Session, SortKey};
+use vigil::tui::keymap::map_key;
+
+fn t(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_780_000_000 + s, 0).unwrap()
+}
+
+fn session() -> Session {
+    Session {
+        listen: "127.0.0.1:8000".into(),
+        data_dir: "/var/lib/vigil".into(),
+        user: "ana".into(),
+        first_run_hint: None,
+    }
+}
+
+fn alert(id: &str, rule: &str, host: &str, sev: u8, risk: f32, last: i64, ip: &str) -> Alert {
+    Alert {
+        alert_id: id.into(),
+        rule_id: rule.into(),
+        host: host.into(),
+        severity: sev,
+        confidence: 0.9,
+        risk_score: risk,
+        created_time_utc: t(last),
+        first_seen_utc: t(last - 30),
+        last_seen_utc: t(last),
+        count: 8,
+        user: Some("root".into()),
+        src_ip: ip.parse().ok(),
+        reasons: vec![format!("8 failed logins for root from {ip} within 60 s")],
+        context: Map::new(),
+        evidence: vec![format!("{id}-ev1"), format!("{id}-ev2")],
+        recommended_action: "BLOCK_IP".into(),
+        mitre: vec!["T1110".into()],
+        status: AlertStatus::Open,
+    }
+}
+
+fn feed_event(id: &str, at: i64, host: &str, ip: &str, msg: &str, d: Decision) -> Action {
+    let mut ev = Event::login_failed(id, t(at), host, "root", ip.parse().ok());
+    ev.message = msg.into();
+    Action::Feed(Feed::Event(Box::new(FeedEvent {
+        event: ev,
+        correlation: d,
+        final_decision: d,
+        reasons: vec![],
+    })))
+}
+
+/// A console with events, alerts, a quarantined host, a cooldown, bans and labels.
+fn fixture() -> App {
+    let mut app = App::new(session(), t(100));
+    for i in 0..30 {
+        let d = if i % 7 == 6 {
+            Decision::Block
+        } else {
+            Decision::Allow
+        };
+        app.update(feed_event(
+            &format!("ev-{i}"),
+            40 + i,
+            if i % 2 == 0 { "web-1" } else { "db-1" },
+            if i % 3 == 0 {
+                "203.0.113.9"
+            } else {
+                "198.51.100.4"
+            },
+            &format!(
+                "Failed password for root from 203.0.113.9 port {} ssh2",
+                40000 + i
+            ),
+            d,
+        ));
+    }
+    app.update(Action::LoadAlerts(vec![
+        alert(
+            "al-1",
+            "BRUTE_FORCE_V1",
+            "web-1",
+            7,
+            0.63,
+            60,
+            "203.0.113.9",
+        ),
+        alert(
+            "al-2",
+            "PASSWORD_SPRAY_V1",
+            "db-1",
+            8,
+            0.72,
+            70,
+            "198.51.100.4",
+        ),
+        alert("al-3", "INGEST_STORM_V1", "web-1", 4, 0.28, 80, ""),
+        alert(
+            "al-4",
+            "SUCCESS_AFTER_FAILURES_V1",
+            "db-1",
+            9,
+            0.81,
+            50,
+            "203.0.113.9",
+        ),
+    ]));
+    app.update(Action::Snapshot(PolicySnapshot {
+        hosts: vec![
+            (
+                "web-1".into(),
+                HostState {
+                    quarantine: Some(Quarantine {
+                        since_utc: t(60),
+                        reason: "brute_force_suspected".into(),
+                        alert_id: Some("al-1".into()),
+                    }),
+                    cooldown_until_utc: Some(t(360)),
+                    ..HostState::default()
+                },
+            ),
+            (
+                "db-1".into(),
+                HostState {
+                    cooldown_until_utc: Some(t(250)),
+                    ..HostState::default()
+                },
+            ),
+        ],
+        bans: vec![Ban {
+            ip: "203.0.113.9".parse().unwrap(),
+            since_utc: t(60),
+            until_utc: t(3660),
+            reason: "BRUTE_FORCE_V1".into(),
+            alert_id: Some("al-1".into()),
+        }],
+    }));
+    app.update(Action::LoadLabels(vec![Label {
+        alert_id: "al-9".into(),
+        rule_id: "BRUTE_FORCE_V1".into(),
+        verdict: AlertStatus::FalsePositive,
+        note: "backup job with a stale key".into(),
+        by: "ana".into(),
+        at: t(20),
+    }]));
+    app.update(Action::Tick(t(100)));
+    app
+}
+
+fn draw(app: &mut App, w: u16, h: u16) -> String {
+    app.update(Action::Resize {
+        width: w,
+        height: h,
+    });
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| vigil::tui::view::render(f, app)).unwrap();
+    term.backend().to_string()
+}
+
+fn key(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+}
+
+fn press(app: &mut App, k: KeyEvent) -> Vec<Effect> {
+    match map_key(app, k) {
+        Some(a) => app.update(a),
+        None => Vec::new(),
+    }
+}
+
+fn type_text(app: &mut App, s: &str) {
+    for c in s.chars() {
+        press(app, key(c));
+    }
+}
+
+// -- snapshots ---------------------------------------------------------------
+
+macro_rules! snap {
+    ($name:ident, $setup:expr) => {
+        #[test]
+        fn $name() {
+            for (w, h) in [(120, 40), (80, 24)] {
+                let mut app = fixture();
+                #[allow(clippy::redundant_closure_call)]
+                ($setup)(&mut app);
+                let screen = draw(&mut app, w, h);
+                insta::assert_snapshot!(format!("{}_{w}x{h}", stringify!($name)), screen);
+            }
+        }
+    };
+}
+
+snap!(pane_overview, |_app: &mut App| {});
+snap!(pane_alerts, |app: &mut App| {
+    app.update(Action::FocusPane(Pane::Alerts));
+});
+snap!(pane_hosts, |app: &mut App| {
+    app.update(Action::FocusPane(Pane::Hosts));
+});
+snap!(pane_feedback, |app: &mut App| {
+    app.update(Action::FocusPane(Pane::Feedback));
+});
+snap!(pane_demo, |app: &mut App| {
+    app.update(Action::FocusPane(Pane::Demo));
+});
+snap!(overlay_help, |app: &mut App| {
+    app.update(Action::FocusPane(Pane::Alerts));
+    app.update(Action::OpenHelp);
+});
+snap!(alert_detail, |app: &mut App| {
+    app.update(Action::FocusPane(Pane::Alerts));
+    app.update(Action::Enter);
+});
+snap!(release_confirmation, |app: &mut App| {
+    app.update(Action::FocusPane(Pane::Hosts));
+    app.update(Action::Release);
+    for c in "patched".chars() {
+        app.update(Action::InputChar(c));
+    }
+});
+snap!(feedback_editor, |app: &mut App| {
+    app.update(Action::FocusPane(Pane::Alerts));
+    app.update(Action::MarkFalsePositive);
+    for c in "known scanner".chars() {
+        app.update(Action::EditorKey(key(c)));
+    }
+});
+snap!(paused_and_filtered_stream, |app: &mut App| {
+    app.update(Action::TogglePause);
+    app.update(feed_event(
+        "ev-new",
+        99,
+        "web-1",
+        "192.0.2.1",
+        "new",
+        Decision::Allow,
+    ));
+    app.update(Action::OpenFilter);
+    for c in "host:db".chars() {
+        app.update(Action::InputChar(c));
+    }
+});
+snap!(light_theme_palette, |app: &mut App| {
+    app.update(Action::ToggleTheme);
+    app.update(Action::OpenPalette);
+    for c in "release web-1".chars() {
+        app.update(Action::InputChar(c));
+    }
+});
+
+#[test]
+fn below_80x24_says_so_instead_of_drawing() {
+    let mut app = fixture();
+    let screen = draw(&mut app, 70, 20);
+    assert!(screen.contains("at least 80×24"), "{screen}");
+    assert!(screen.contains("70×20"), "{screen}");
+    // Resizing back draws the console again.
+    assert!(draw(&mut app, 80, 24).contains("Overview"));
+}
+
+#[test]
+fn escape_sequences_in_log_text_are_shown_inert() {
+    let mut app = App::new(session(), t(100));
+    app.update(feed_event(
+        "ev-esc",
+        90,
+        "web-\u{1b}]0;pwned\u{7}1",
+        "192.0.2.7",
+        "clear\u{1b}[2J\u{1b}[31mred\u{9b}2J\u{202e}evil\r\nforged line",
+        Decision::Allow,
+    ));
+    let screen = draw(&mut app, 160, 40);
+    assert!(!screen.contains('\u{1b}'));
+    assert!(!screen.contains('\u{9b}'));
+    assert!(!screen.contains('\u{202e}'));
+    assert!(
+        screen.contains("clear�[2J�[31mred�2J�evil��forged line"),
+        "{screen}"
+    );
+    assert!(screen.contains("web-�]0;pwn"), "{screen}");
+}
+
+// -- actions -----------------------------------------------------------------
+
+#[test]
+fn pane_switching_by_number_tab_and_click() {
+    let mut app = fixture();
+    press(&mut app, key('3'));
+    assert_eq!(app.pane, Pane::Hosts);
+    press(&mut app, KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
+    assert_eq!(app.pane, Pane::Feedback);
+    press(
+        &mut app,
+        KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT),
+    );
+    press(
+        &mut app,
+        KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT),
+    );
+    assert_eq!(app.pane, Pane::Alerts);
+    for _ in 0..5 {
+        app.update(Action::NextPane);
+    }
+    assert_eq!(app.pane, Pane::Alerts, "Tab wraps around");
+    // " 1 Overview " is 12 cells, then a space: column 14 is the Alerts tab.
+    app.update(Action::Click { column: 2, row: 0 });
+    assert_eq!(app.pane, Pane::Overview);
+    app.update(Action::Click { column: 14, row: 0 });
+    assert_eq!(app.pane, Pane::Alerts);
+}
+
+#[test]
+fn moving_the_cursor_clamps_to_the_list() {
+    let mut app = fixture();
+    app.update(Action::FocusPane(Pane::Alerts));
+    app.update(Action::Up);
+    assert_eq!(app.alert_sel, 0);
+    app.update(Action::Down);
+    app.update(Action::Down);
+    assert_eq!(app.alert_sel, 2);
+    app.update(Action::Bottom);
+    assert_eq!(app.alert_sel, 3);
+    app.update(Action::PageDown);
+    assert_eq!(app.alert_sel, 3);
+    app.update(Action::Top);
+    assert_eq!(app.alert_sel, 0);
+    app.update(Action::PageDown);
+    assert_eq!(app.alert_sel, 3);
+    app.update(Action::PageUp);
+    assert_eq!(app.alert_sel, 0);
+    // A click on the third data row (rows start at 3) selects it.
+    draw(&mut app, 120, 40);
+    app.update(Action::Click { column: 10, row: 5 });
+    assert_eq!(app.alert_sel, 2);
+}
+
+#[test]
+fn alert_queue_sorts_and_filters_keeping_the_selection() {
+    let mut app = fixture();
+    app.update(Action::FocusPane(Pane::Alerts));
+    let order = |app: &App| -> Vec<String> {
+        app.alert_view
+            .iter()
+            .map(|&i| app.alerts[i].alert_id.clone())
+            .collect()
+    };
+    assert_eq!(app.sort, SortKey::Severity);
+    assert_eq!(order(&app), ["al-4", "al-2", "al-1", "al-3"]);
+    app.update(Action::Down); // al-2
+    app.update(Action::CycleSort);
+    app.update(Action::Tick(t(101)));
+    assert_eq!(app.sort, SortKey::Risk);
+    assert_eq!(order(&app), ["al-4", "al-2", "al-1", "al-3"]);
+    app.update(Action::CycleSort);
+    app.update(Action::Tick(t(102)));
+    assert_eq!(order(&app), ["al-3", "al-2", "al-1", "al-4"]);
+    assert_eq!(app.current_alert().unwrap().alert_id, "al-2");
+    app.update(Action::CycleRuleFilter);
+    app.update(Action::Tick(t(103)));
+    assert_eq!(app.rule_filter.as_deref(), Some("BRUTE_FORCE_V1"));
+    assert_eq!(order(&app), ["al-1"]);
+    app.update(Action::CycleRuleFilter);
+    app.update(Action::Tick(t(104)));
+    assert_eq!(order(&app), ["al-3"]);
+    for _ in 0..3 {
+        app.update(Action::CycleRuleFilter);
+    }
+    app.update(Action::Tick(t(105)));
+    assert_eq!(app.rule_filter, None);
+    app.update(Action::CycleStatusFilter);
+    app.update(Action::Tick(t(106)));
+    assert_eq!(app.status_filter, Some(AlertStatus::Open));
+    assert_eq!(order(&app).len(), 4);
+    app.update(Action::CycleStatusFilter);
+    app.update(Action::Tick(t(107)));
+    assert_eq!(order(&app).len(), 0);
+}
+
+#[test]
+fn acknowledge_applies_to_the_multi_selection() {
+    let mut app = fixture();
+    app.update(Action::FocusPane(Pane::Alerts));
+    app.update(Action::ToggleSelect);
+    app.update(Action::Down);
+    app.update(Action::ToggleSelect);
+    assert_eq!(app.selected.len(), 2);
+    let effects = app.update(Action::Acknowledge);
+    let ids: Vec<String> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Admin {
+                request:
+                    AdminRequest::Label {
+                        alert_id,
+                        verdict: AlertStatus::Acknowledged,
+                        by,
+                        ..
+                    },
+                ..
+            } if by == "ana" => Some(alert_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, ["al-2", "al-4"]);
+    // v again unselects; Esc clears the rest.
+    app.update(Action::ToggleSelect);
+    assert_eq!(app.selected.len(), 1);
+    app.update(Action::Escape);
+    assert!(app.selected.is_empty());
+}
+
+#[test]
+fn true_and_false_positive_open_the_note_editor_and_save_a_label() {
+    let mut app = fixture();
+    app.update(Action::FocusPane(Pane::Alerts));
+    app.update(Action::MarkTruePositive);
+    assert!(matches!(
+        &app.mode,
+        Mode::Editor { alerts, verdict: AlertStatus::TruePositive } if alerts == &["al-4".to_string()]
+    ));
+    // q types into the note instead of quitting.
+    type_text(&mut app, "quick check");
+    assert!(app.editing());
+    let effects = press(
+        &mut app,
+        KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL),
+    );
+    match effects.as_slice() {
+        [
+            Effect::Admin {
+                request:
+                    AdminRequest::Label {
+                        alert_id,
+                        verdict: AlertStatus::TruePositive,
+                        note,
+                        ..
+                    },
+                ..
+            },
+        ] => {
+            assert_eq!(alert_id, "al-4");
+            assert_eq!(note, "quick check");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(app.mode, Mode::Normal);
+    app.record_label("al-4", AlertStatus::TruePositive, "quick check".into());
+    assert_eq!(app.alert("al-4").unwrap().status, AlertStatus::TruePositive);
+    assert_eq!(app.labels[0].alert_id, "al-4");
+    assert_eq!(
+        app.label_counts(),
+        [
+            ("BRUTE_FORCE_V1".to_string(), 0, 1),
+            ("SUCCESS_AFTER_FAILURES_V1".to_string(), 1, 0)
+        ]
+    );
+    // f, then Esc: nothing is stored.
+    app.update(Action::MarkFalsePositive);
+    assert!(app.editing());
+    assert!(app.update(Action::Escape).is_empty());
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn quitting_with_an_edit_open_asks_first() {
+    let mut app = fixture();
+    app.update(Action::FocusPane(Pane::Alerts));
+    app.update(Action::MarkFalsePositive);
+    let effects = press(
+        &mut app,
+        KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
+    );
+    assert!(effects.is_empty());
+    assert_eq!(app.mode, Mode::ConfirmQuit);
+    press(&mut app, key('n'));
+    assert_eq!(app.mode, Mode::Normal);
+    let effects = press(&mut app, key('q'));
+    assert!(matches!(effects.as_slice(), [Effect::Quit]));
+    assert!(app.should_quit);
+}
+
+#[test]
+fn ban_and_quarantine_need_a_reason_and_name_the_alert() {
+    let mut app = fixture();
+    app.update(Action::FocusPane(Pane::Alerts));
+    app.update(Action::BanSource);
+    assert_eq!(
+        app.mode,
+        Mode::Confirm {
+            action: Pending::Ban {
+                ip: "203.0.113.9".parse().unwrap(),
+                alert_id: Some("al-4".into())
+            },
+            reason: String::new()
+        }
+    );
+    // Enter without a reason keeps the dialog open.
+    assert!(app.update(Action::Enter).is_empty());
+    assert!(matches!(app.mode, Mode::Confirm { .. }));
+    type_text(&mut app, "scanner");
+    let effects = app.update(Action::Enter);
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Admin { request: AdminRequest::Ban { reason, alert_id: Some(a), .. }, .. }]
+            if reason == "scanner" && a == "al-4"
+    ));
+    app.update(Action::Down);
+    app.update(Action::Down);
+    app.update(Action::Down); // al-3 has no source address
+    app.update(Action::BanSource);
+    assert_eq!(app.mode, Mode::Normal);
+    assert!(app.status.as_ref().unwrap().1.contains("no source address"));
+    app.update(Action::QuarantineHost);
+    type_text(&mut app, "contain");
+    let effects = app.update(Action::Enter);
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Admin { request: AdminRequest::Quarantine { host, .. }, .. }] if host == "web-1"
+    ));
+}
+
+#[test]
+fn release_and_unban_from_the_hosts_pane() {
+    let mut app = fixture();
+    press(&mut app, key('3'));
+    // web-1 (quarantined) first, then db-1 (cooldown), then the ban.
+    assert_eq!(app.selected_host().as_deref(), Some("web-1"));
+    press(&mut app, key('r'));
+    type_text(&mut app, "reimaged");
+    let effects = press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Admin { request: AdminRequest::Release { host, reason, by }, .. }]
+            if host == "web-1" && reason == "reimaged" && by == "ana"
+    ));
+    press(&mut app, key('j'));
+    press(&mut app, key('r'));
+    assert!(app.status.as_ref().unwrap().1.contains("quarantined host"));
+    press(&mut app, key('j'));
+    assert_eq!(app.selected_ban(), "203.0.113.9".parse().ok());
+    press(&mut app, key('u'));
+    press(
+        &mut app,
+        KeyEvent::new(KeyCode::Backspace, KeyModifiers::NONE),
+    );
+    type_text(&mut app, "false alarm");
+    let effects = press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Admin { request: AdminRequest::Unban { ip, .. }, .. }] if ip.to_string() == "203.0.113.9"
+    ));
+    app.update(Action::AdminDone {
+        what: "Lift the ban on 203.0.113.9".into(),
+        result: Err("203.0.113.9 is not banned".into()),
+    });
+    assert_eq!(
+        app.status,
+        Some((
+            false,
+            "Lift the ban on 203.0.113.9: 203.0.113.9 is not banned".into()
+        ))
+    );
+}
+
+#[test]
+fn command_palette_runs_release_unban_filter_theme_and_quit() {
+    let mut app = fixture();
+    press(&mut app, key(':'));
+    type_text(&mut app, "release db-7");
+    press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(matches!(
+        &app.mode,
+        Mode::Confirm { action: Pending::Release { host }, .. } if host == "db-7"
+    ));
+    app.update(Action::Escape);
+    press(&mut app, key(':'));
+    type_text(&mut app, "unban nonsense");
+    press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(app.status.as_ref().unwrap().1.contains("not an IP address"));
+    press(&mut app, key(':'));
+    type_text(&mut app, "filter user:root web");
+    press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(app.filter, "user:root web");
+    assert_eq!(app.visible_events().count(), 15);
+    press(&mut app, key(':'));
+    type_text(&mut app, "theme");
+    press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(!app.dark);
+    press(&mut app, key(':'));
+    type_text(&mut app, "bogus");
+    press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(app.status.as_ref().unwrap().1.contains("unknown command"));
+    press(&mut app, key(':'));
+    type_text(&mut app, "quit");
+    let effects = press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(matches!(effects.as_slice(), [Effect::Quit]));
+}
+
+#[test]
+fn stream_pause_filter_and_escape() {
+    let mut app = fixture();
+    assert_eq!(app.visible_events().count(), 30);
+    press(&mut app, key(' '));
+    app.update(feed_event(
+        "ev-x",
+        99,
+        "web-9",
+        "192.0.2.1",
+        "x",
+        Decision::Allow,
+    ));
+    assert_eq!(app.events_total, 31);
+    assert_eq!(
+        app.visible_events().next().unwrap().event.event_id,
+        "ev-29",
+        "paused: the view stays put"
+    );
+    press(&mut app, key(' '));
+    assert_eq!(app.visible_events().next().unwrap().event.event_id, "ev-x");
+    press(&mut app, key('/'));
+    type_text(&mut app, "ip:203.0.113.9");
+    assert_eq!(app.visible_events().count(), 10, "filters as you type");
+    press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(app.filter, "ip:203.0.113.9");
+    press(&mut app, KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    assert_eq!(app.filter, "", "Esc clears the filter");
+    // Typed text is bounded.
+    press(&mut app, key('/'));
+    type_text(&mut app, &"x".repeat(2000));
+    assert_eq!(app.filter.len(), vigil::tui::app::MAX_INPUT);
+}
+
+#[test]
+fn feed_updates_alerts_rates_and_sources() {
+    let mut app = App::new(session(), t(0));
+    app.update(Action::Tick(t(0)));
+    for i in 0..5 {
+        app.update(feed_event(
+            &format!("e{i}"),
+            i,
+            "h",
+            "192.0.2.1",
+            "m",
+            Decision::Allow,
+        ));
+    }
+    app.update(Action::Tick(t(1)));
+    assert_eq!(app.rate.iter().rev().nth(1), Some(&5));
+    assert_eq!(app.top_sources(3), [("192.0.2.1".parse().unwrap(), 5)]);
+    let mut a = alert("al-1", "BRUTE_FORCE_V1", "h", 7, 0.6, 1, "192.0.2.1");
+    app.update(Action::Feed(Feed::Alert(Box::new(a.clone()))));
+    a.count = 40;
+    app.update(Action::Feed(Feed::Alert(Box::new(a))));
+    app.update(Action::Tick(t(2)));
+    assert_eq!(app.alerts.len(), 1, "an update replaces, not duplicates");
+    assert_eq!(app.alerts[0].count, 40);
+    assert_eq!(app.open_by_severity(), [0, 1, 0, 0]);
+    // Lost alert updates make the console re-read them from the store.
+    let effects = app.update(Action::FeedDropped {
+        events: 10,
+        alerts: 1,
+    });
+    assert!(matches!(effects.as_slice(), [Effect::ReloadAlerts]));
+    assert!(
+        app.update(Action::FeedDropped {
+            events: 12,
+            alerts: 1
+        })
+        .is_empty()
+    );
+    assert_eq!(app.dropped_events, 12);
+}
+
+#[test]
+fn detail_view_asks_for_the_evidence_and_esc_goes_back() {
+    let mut app = fixture();
+    app.update(Action::FocusPane(Pane::Alerts));
+    let effects = app.update(Action::Enter);
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::LoadEvidence { ids, from, to }]
+            if ids == &["al-4-ev1".to_string(), "al-4-ev2".to_string()] && *from == t(20) && *to == t(50)
+    ));
+    assert_eq!(app.detail.as_deref(), Some("al-4"));
+    let mut ev = Event::login_failed("al-4-ev1", t(21), "db-1", "root", None);
+    ev.message = "the stored evidence line".into();
+    app.update(Action::EvidenceLoaded(vec![ev]));
+    assert!(draw(&mut app, 120, 40).contains("the stored evidence line"));
+    app.update(Action::Escape);
+    assert_eq!(app.detail, None);
+}
+
+#[test]
+fn retrain_says_it_is_not_available_and_help_closes() {
+    let mut app = fixture();
+    press(&mut app, key('4'));
+    press(&mut app, key('R'));
+    assert!(app.status.as_ref().unwrap().1.contains("not available"));
+    press(&mut app, key('?'));
+    assert_eq!(app.mode, Mode::Help);
+    press(&mut app, key('?'));
+    assert_eq!(app.mode, Mode::Normal);
+}
