@@ -28,7 +28,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "vigil",
     version,
     about = "Vigil: a terminal SOC console — parse logs, correlate attacks, respond.",
-    after_help = "Examples:\n  vigil scan /var/log/auth.log            alerts as JSON Lines on stdout, summary on stderr\n  vigil scan --data-dir ./vigil-data auth.log   also keep events, alerts and host state in SQLite\n  vigil parse /var/log/auth.log           one normalised JSON object per input line\n  zcat auth.log.2.gz | vigil scan -       read standard input\n\nThe live console is not built yet: `vigil` with no command prints this help."
+    after_help = "Examples:\n  vigil scan /var/log/auth.log            alerts as JSON Lines on stdout, summary on stderr\n  vigil scan --data-dir ./vigil-data auth.log   also keep events, alerts and host state in SQLite\n  vigil parse /var/log/auth.log           one normalised JSON object per input line\n  zcat auth.log.2.gz | vigil scan -       read standard input\n  vigil                                   the console (engine and gateway in this process)\n  vigil serve --data-dir ./vigil-data     the engine headless, for servers"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -138,6 +138,20 @@ enum Command {
         #[arg(long)]
         journald: bool,
     },
+    /// The console (the default): engine and signed gateway in this process,
+    /// with a terminal UI for triage. Needs a terminal.
+    Console {
+        /// Address the gateway listens on (default from config: 127.0.0.1:8000).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Where the store, audit log and generated secret live (default:
+        /// the platform data directory, e.g. ~/.local/share/vigil).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// TOML configuration.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Audit-log tools.
     Audit {
         #[command(subcommand)]
@@ -157,12 +171,16 @@ enum AuditCommand {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => {
-            use clap::CommandFactory;
-            let _ = Cli::command().print_help();
-            println!();
-            Ok(())
-        }
+        None => console(vigil::tui::ConsoleOptions::default()),
+        Some(Command::Console {
+            listen,
+            data_dir,
+            config,
+        }) => console(vigil::tui::ConsoleOptions {
+            listen,
+            data_dir,
+            config,
+        }),
         Some(Command::Scan {
             input,
             no_ml: _,
@@ -544,6 +562,17 @@ fn scan(args: &InputArgs, data_dir: Option<&Path>) -> Result<()> {
     if let Some(dir) = data_dir {
         writeln!(err, "  stored in {}", dir.join("vigil.db").display())?;
     }
+    Ok(())
+}
+
+fn console(opts: vigil::tui::ConsoleOptions) -> Result<()> {
+    if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
+        bail!(
+            "the console needs a terminal. For a headless engine run `vigil serve`; \
+             `vigil --help` lists the commands."
+        );
+    }
+    vigil::tui::run(opts)?;
     Ok(())
 }
 

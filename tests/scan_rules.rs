@@ -223,11 +223,20 @@ fn summary_goes_to_stderr() {
 }
 
 #[test]
-fn no_arguments_prints_help_showing_scan() {
-    let out = common::vigil().output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+fn no_arguments_without_a_terminal_explains_instead_of_starting_the_console() {
+    let out = common::vigil()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the console needs a terminal"), "{err}");
+    assert!(err.contains("vigil serve"), "{err}");
+    let help = common::vigil().arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
     assert!(text.contains("vigil scan"), "{text}");
+    assert!(text.contains("console"), "{text}");
 }
 
 #[test]

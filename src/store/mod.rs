@@ -449,6 +449,77 @@ pub fn event(conn: &Connection, event_id: &str) -> Result<Option<Event>, StoreEr
     rows.next()?.map(event_from_row).transpose()
 }
 
+/// Events with these ids whose event time lies in `[from, to]` (an alert's
+/// evidence: the (ts, event_id) index finds them without a scan), in event
+/// time order.
+pub fn events_in_range(
+    conn: &Connection,
+    ids: &[String],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Event>, StoreError> {
+    let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE ts BETWEEN ?1 AND ?2 ORDER BY ts"
+    ))?;
+    let mut rows = stmt.query(params![from.timestamp_micros(), to.timestamp_micros()])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        if wanted.contains(id.as_str()) {
+            out.push(event_from_row(r)?);
+            if out.len() == wanted.len() {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One stored analyst verdict with the rule of its alert.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedbackRow {
+    pub alert_id: String,
+    pub rule_id: Option<String>,
+    pub verdict: AlertStatus,
+    pub note: String,
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Analyst verdicts, newest first, at most `limit`.
+pub fn feedback(conn: &Connection, limit: u32) -> Result<Vec<FeedbackRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT f.alert_id, a.rule_id, f.verdict, f.note, f.by, f.at
+           FROM feedback f LEFT JOIN alerts a ON a.alert_id = f.alert_id
+          ORDER BY f.at DESC, f.id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![limit], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, i64>(5)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (alert_id, rule_id, verdict, note, by, at) = row?;
+        Ok(FeedbackRow {
+            alert_id,
+            rule_id,
+            verdict: AlertStatus::from_text(&verdict)
+                .ok_or_else(|| StoreError::Corrupt(format!("verdict {verdict}")))?,
+            note,
+            by,
+            at: DateTime::from_timestamp_millis(at)
+                .ok_or_else(|| StoreError::Corrupt(format!("feedback time {at}")))?,
+        })
+    })
+    .collect()
+}
+
 pub fn count_events(conn: &Connection) -> Result<u64, StoreError> {
     Ok(conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64)
 }

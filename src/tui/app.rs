@@ -205,6 +205,12 @@ pub enum Action {
         what: String,
         result: Result<(), String>,
     },
+    /// The engine stored an analyst's verdict.
+    Labelled {
+        alert_id: String,
+        verdict: AlertStatus,
+        note: String,
+    },
     /// Wall clock for rates and countdowns.
     Tick(DateTime<Utc>),
     Resize {
@@ -496,6 +502,17 @@ impl App {
                 Ok(()) => self.say(true, &format!("{what}: done")),
                 Err(e) => self.say(false, &format!("{what}: {e}")),
             },
+            Action::Labelled {
+                alert_id,
+                verdict,
+                note,
+            } => {
+                self.record_label(&alert_id, verdict, note);
+                self.say(
+                    true,
+                    &format!("{alert_id}: {}", verdict.as_str().replace('_', " ")),
+                );
+            }
             Action::Tick(now) => {
                 self.advance_rate(now);
                 self.now = now;
@@ -1056,6 +1073,10 @@ impl EventFilter {
                 Some("action") => has(ev.action.as_str()),
                 _ => {
                     has(&ev.message)
+                        || ev
+                            .attributes
+                            .iter()
+                            .any(|(_, v)| v.as_str().is_some_and(has))
                         || has(&ev.host)
                         || has(ev.action.as_str())
                         || ev.user.as_deref().is_some_and(has)

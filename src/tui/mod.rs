@@ -9,5 +9,8 @@ pub mod feedback;
 pub mod hosts;
 pub mod keymap;
 pub mod overview;
+pub mod run;
 pub mod theme;
 pub mod view;
+
+pub use run::{ConsoleOptions, run};

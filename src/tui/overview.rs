@@ -8,7 +8,7 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table};
 
 use super::app::{App, decision_label};
 use super::theme::Theme;
-use super::view::{clean, fit, window_start};
+use super::view::{clean, event_text, fit, window_start};
 
 pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let [header, body] = Layout::vertical([Constraint::Length(6), Constraint::Min(5)]).areas(area);
@@ -78,11 +78,6 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
                 "console behind: {} events not shown, {} alert updates re-read from the store",
                 app.dropped_events, app.dropped_alerts
             ),
-            Style::new().fg(theme.warn),
-        )));
-    } else if let Some(hint) = &app.session.first_run_hint {
-        lines.push(Line::from(Span::styled(
-            clean(hint),
             Style::new().fg(theme.warn),
         )));
     } else {
@@ -177,7 +172,7 @@ fn render_stream(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             }
             // The table cuts what does not fit; clean() first so no escape
             // sequence is ever cut in half.
-            cells.push(Cell::from(clean(&ev.message)));
+            cells.push(Cell::from(event_text(ev)));
             Row::new(cells).style(style)
         });
     let mut header = vec!["time", "host", "action", "decision"];
@@ -210,18 +205,26 @@ fn render_stream(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             width: area.width.saturating_sub(4),
             height: area.height.saturating_sub(4),
         };
+        let mut lines = vec![
+            Line::from(Span::styled("No events yet.", theme.text())),
+            Line::from(Span::styled(
+                format!(
+                    "Send signed sec.event.v1 JSON to http://{}/ingest (header X-ARES-SIGNATURE).",
+                    clean(&app.session.listen)
+                ),
+                theme.dimmed(),
+            )),
+        ];
+        // Shown until the first event arrives, and only on the first run.
+        if let Some(hint) = &app.session.first_run_hint {
+            lines.push(Line::from(""));
+            lines.push(Line::from(Span::styled(
+                clean(hint),
+                Style::new().fg(theme.warn),
+            )));
+        }
         frame.render_widget(
-            Paragraph::new(vec![
-                Line::from(Span::styled("No events yet.", theme.text())),
-                Line::from(Span::styled(
-                    format!(
-                        "Send signed sec.event.v1 JSON to http://{}/ingest (header X-ARES-SIGNATURE).",
-                        clean(&app.session.listen)
-                    ),
-                    theme.dimmed(),
-                )),
-            ])
-            .wrap(ratatui::widgets::Wrap { trim: true }),
+            Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: true }),
             inner,
         );
     }

@@ -30,6 +30,23 @@ pub fn clean(s: &str) -> String {
         .collect()
 }
 
+/// What the stream shows for an event: its log line, or for events sent as
+/// JSON (which carry none) their attributes as `key=value`.
+pub fn event_text(ev: &crate::event::Event) -> String {
+    if !ev.message.is_empty() || ev.attributes.is_empty() {
+        return clean(&ev.message);
+    }
+    let parts: Vec<String> = ev
+        .attributes
+        .iter()
+        .map(|(k, v)| match v.as_str() {
+            Some(s) => format!("{k}={s}"),
+            None => format!("{k}={v}"),
+        })
+        .collect();
+    clean(&parts.join(" "))
+}
+
 /// Cuts `s` to `width` characters, marking the cut with `…`.
 pub fn fit(s: &str, width: usize) -> String {
     if s.chars().count() <= width {

@@ -1,0 +1,438 @@
+//! Drives the console: starts the engine and gateway in this process, owns
+//! the terminal, turns keys, mouse, engine traffic and the clock into
+//! [`Action`]s, renders at a capped rate, and carries out [`Effect`]s.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use crossterm::event::{self, Event as TermEvent, KeyEventKind, MouseEventKind};
+use crossterm::{execute, terminal};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+
+use super::app::{Action, App, Effect, Label, Session};
+use crate::config::Config;
+use crate::engine::{AdminRequest, EngineHandle, FeedReceiver, LiveConfig};
+
+/// Frames per second at most; a key press is answered at once regardless.
+const MAX_FPS: u64 = 30;
+/// Feed messages taken per frame, so a flood cannot starve the keyboard.
+const FEED_PER_FRAME: usize = 50_000;
+/// Alerts loaded from the store at start and after the feed lost updates.
+const ALERTS_LOADED: u32 = 100_000;
+
+/// How the console was asked to start.
+#[derive(Clone, Debug, Default)]
+pub struct ConsoleOptions {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Live(#[from] crate::live::LiveError),
+    #[error("no data directory: pass --data-dir (the platform has no data dir)")]
+    NoDataDir,
+    #[error("shared secret file {path}: {source}")]
+    Secret {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot generate a secret: {0}")]
+    Random(String),
+    #[error("terminal: {0}")]
+    Terminal(std::io::Error),
+    #[error("starting the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("the engine thread panicked")]
+    EnginePanicked,
+}
+
+/// Where the console keeps its data when not told.
+pub fn default_data_dir() -> Option<PathBuf> {
+    dirs::data_dir().map(|d| d.join("vigil"))
+}
+
+/// The shared secret: from the config/env if set, else from `dir/secret`,
+/// else a new random one written there with mode 0600. The second value is
+/// true when it was just created (the console shows it once).
+pub fn load_or_create_secret(dir: &Path) -> Result<(String, bool), ConsoleError> {
+    let path = dir.join("secret");
+    let err = |source| ConsoleError::Secret {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok((s.trim().to_string(), false)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| ConsoleError::Random(e.to_string()))?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&path).map_err(err)?;
+    f.write_all(secret.as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    Ok((secret, true))
+}
+
+fn local_user() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown-user".into())
+}
+
+/// Restores the terminal however the console ends (error or panic).
+struct TerminalGuard;
+
+impl TerminalGuard {
+    fn enter() -> Result<TerminalGuard, ConsoleError> {
+        terminal::enable_raw_mode().map_err(ConsoleError::Terminal)?;
+        let guard = TerminalGuard;
+        execute!(
+            std::io::stdout(),
+            terminal::EnterAlternateScreen,
+            event::EnableMouseCapture
+        )
+        .map_err(ConsoleError::Terminal)?;
+        Ok(guard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ = execute!(
+            std::io::stdout(),
+            event::DisableMouseCapture,
+            terminal::LeaveAlternateScreen
+        );
+        let _ = terminal::disable_raw_mode();
+    }
+}
+
+/// Runs the console until the analyst quits.
+pub fn run(opts: ConsoleOptions) -> Result<(), ConsoleError> {
+    let mut cfg = Config::load(opts.config.as_deref())?;
+    let data_dir = match opts.data_dir {
+        Some(d) => d,
+        None => default_data_dir().ok_or(ConsoleError::NoDataDir)?,
+    };
+    let mut first_run_hint = None;
+    if cfg
+        .gateway
+        .shared_secret
+        .as_deref()
+        .is_none_or(str::is_empty)
+    {
+        let (secret, created) = load_or_create_secret(&data_dir)?;
+        if created {
+            first_run_hint = Some(format!(
+                "First run: a shared secret was generated and saved (mode 0600) in {}: {secret}  \
+                 Producers sign each POST /ingest body with HMAC-SHA256 of this secret, sent as \
+                 X-ARES-SIGNATURE: sha256=<hex>. This is the only time it is shown here.",
+                data_dir.join("secret").display()
+            ));
+        }
+        cfg.gateway.shared_secret = Some(secret);
+    }
+    let listen = opts.listen.unwrap_or_else(|| cfg.gateway.listen.clone());
+    let (feed_tx, feed_rx) = crate::engine::feed(16_384);
+    let live = crate::live::start(
+        &cfg,
+        &data_dir,
+        LiveConfig {
+            feed: Some(feed_tx),
+            ..LiveConfig::default()
+        },
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(ConsoleError::Runtime)?;
+    let listener = runtime.block_on(crate::live::bind(&listen))?;
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or(listen);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(crate::live::serve_gateway(
+        listener,
+        live.gateway.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let session = Session {
+        listen: addr,
+        data_dir: data_dir.display().to_string(),
+        user: local_user(),
+        first_run_hint,
+    };
+    let engine = live.engine.clone();
+    let result = ui_loop(session, &runtime, engine, feed_rx, &live.db);
+    // Stop the gateway, let the engine drain and commit, then exit.
+    let _ = stop_tx.send(());
+    let _ = runtime.block_on(server);
+    drop(live.gateway);
+    drop(live.engine);
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    if live.engine_thread.join().is_err() {
+        return Err(ConsoleError::EnginePanicked);
+    }
+    result
+}
+
+fn ui_loop(
+    session: Session,
+    runtime: &tokio::runtime::Runtime,
+    engine: EngineHandle,
+    mut feed: FeedReceiver,
+    db: &Path,
+) -> Result<(), ConsoleError> {
+    let mut app = App::new(session, Utc::now());
+    app.scenarios = super::demo::scenarios(Path::new("demo"));
+    // Readers open their own connection; WAL lets them run beside the writer.
+    let reader = crate::store::open(db).ok();
+    if let Some(conn) = &reader {
+        load_from_store(&mut app, conn);
+    }
+    let guard = TerminalGuard::enter()?;
+    let mut terminal =
+        Terminal::new(CrosstermBackend::new(std::io::stdout())).map_err(ConsoleError::Terminal)?;
+    terminal.clear().map_err(ConsoleError::Terminal)?;
+    if let Ok(size) = terminal.size() {
+        app.update(Action::Resize {
+            width: size.width,
+            height: size.height,
+        });
+    }
+    let (done_tx, done_rx) = mpsc::sync_channel::<Action>(1024);
+    let frame = Duration::from_millis(1000 / MAX_FPS);
+    let mut last_draw = Instant::now() - frame;
+    let mut last_snapshot = Instant::now() - Duration::from_secs(1);
+    let mut dirty = true;
+    loop {
+        // Engine traffic, bounded per frame.
+        let mut n = 0;
+        while n < FEED_PER_FRAME {
+            match feed.rx.try_recv() {
+                Ok(f) => {
+                    app.update(Action::Feed(f));
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        dirty |= n > 0;
+        let dropped = (
+            feed.dropped_events
+                .load(std::sync::atomic::Ordering::Relaxed),
+            feed.dropped_alerts
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        if dropped != (app.dropped_events, app.dropped_alerts) {
+            let effects = app.update(Action::FeedDropped {
+                events: dropped.0,
+                alerts: dropped.1,
+            });
+            if run_effects(
+                effects,
+                &mut app,
+                runtime,
+                &engine,
+                reader.as_ref(),
+                &done_tx,
+            ) {
+                break;
+            }
+        }
+        while let Ok(a) = done_rx.try_recv() {
+            app.update(a);
+            dirty = true;
+        }
+        if last_snapshot.elapsed() >= Duration::from_secs(1) {
+            last_snapshot = Instant::now();
+            let engine = engine.clone();
+            let tx = done_tx.clone();
+            runtime.spawn(async move {
+                if let Ok(s) = engine.snapshot().await {
+                    let _ = tx.try_send(Action::Snapshot(s));
+                }
+            });
+            app.update(Action::Tick(Utc::now()));
+            dirty = true;
+        }
+        if dirty && last_draw.elapsed() >= frame {
+            app.update(Action::Tick(Utc::now()));
+            terminal
+                .draw(|f| super::view::render(f, &app))
+                .map_err(ConsoleError::Terminal)?;
+            last_draw = Instant::now();
+            dirty = false;
+        }
+        // Wait for input until the next frame is due.
+        let wait = frame
+            .saturating_sub(last_draw.elapsed())
+            .max(Duration::from_millis(1));
+        if event::poll(wait).map_err(ConsoleError::Terminal)? {
+            let mut quit = false;
+            // Everything already typed, before drawing again.
+            loop {
+                let ev = event::read().map_err(ConsoleError::Terminal)?;
+                if let Some(action) = term_action(&app, ev) {
+                    let effects = app.update(action);
+                    quit |= run_effects(
+                        effects,
+                        &mut app,
+                        runtime,
+                        &engine,
+                        reader.as_ref(),
+                        &done_tx,
+                    );
+                }
+                if quit || !event::poll(Duration::ZERO).map_err(ConsoleError::Terminal)? {
+                    break;
+                }
+            }
+            if quit || app.should_quit {
+                break;
+            }
+            // Answer the key now, not at the next frame.
+            app.update(Action::Tick(Utc::now()));
+            terminal
+                .draw(|f| super::view::render(f, &app))
+                .map_err(ConsoleError::Terminal)?;
+            last_draw = Instant::now();
+            dirty = false;
+        }
+    }
+    drop(terminal);
+    drop(guard);
+    Ok(())
+}
+
+fn load_from_store(app: &mut App, conn: &rusqlite::Connection) {
+    if let Ok(alerts) = crate::store::recent_alerts(conn, ALERTS_LOADED) {
+        app.update(Action::LoadAlerts(alerts));
+    }
+    if let Ok(rows) = crate::store::feedback(conn, 10_000) {
+        let labels = rows
+            .into_iter()
+            .filter(|r| {
+                matches!(
+                    r.verdict,
+                    crate::detect::AlertStatus::TruePositive
+                        | crate::detect::AlertStatus::FalsePositive
+                )
+            })
+            .map(|r| Label {
+                alert_id: r.alert_id,
+                rule_id: r.rule_id.unwrap_or_default(),
+                verdict: r.verdict,
+                note: r.note,
+                by: r.by,
+                at: r.at,
+            })
+            .collect();
+        app.update(Action::LoadLabels(labels));
+    }
+}
+
+fn term_action(app: &App, ev: TermEvent) -> Option<Action> {
+    match ev {
+        TermEvent::Key(k) if k.kind != KeyEventKind::Release => super::keymap::map_key(app, k),
+        TermEvent::Mouse(m) => match m.kind {
+            MouseEventKind::ScrollDown => Some(Action::Down),
+            MouseEventKind::ScrollUp => Some(Action::Up),
+            MouseEventKind::Down(_) => Some(Action::Click {
+                column: m.column,
+                row: m.row,
+            }),
+            _ => None,
+        },
+        TermEvent::Resize(w, h) => Some(Action::Resize {
+            width: w,
+            height: h,
+        }),
+        _ => None,
+    }
+}
+
+/// Carries out effects; true when the console should quit.
+fn run_effects(
+    effects: Vec<Effect>,
+    app: &mut App,
+    runtime: &tokio::runtime::Runtime,
+    engine: &EngineHandle,
+    reader: Option<&rusqlite::Connection>,
+    done: &mpsc::SyncSender<Action>,
+) -> bool {
+    let mut quit = false;
+    for e in effects {
+        match e {
+            Effect::Quit => quit = true,
+            Effect::ReloadAlerts => {
+                if let Some(conn) = reader
+                    && let Ok(alerts) = crate::store::recent_alerts(conn, ALERTS_LOADED)
+                {
+                    app.update(Action::LoadAlerts(alerts));
+                }
+            }
+            Effect::LoadEvidence { ids, from, to } => {
+                if let Some(conn) = reader
+                    && let Ok(events) = crate::store::events_in_range(conn, &ids, from, to)
+                {
+                    app.update(Action::EvidenceLoaded(events));
+                }
+            }
+            Effect::Admin { what, request } => {
+                let engine = engine.clone();
+                let tx = done.clone();
+                runtime.spawn(async move {
+                    let label = match &request {
+                        AdminRequest::Label {
+                            alert_id,
+                            verdict,
+                            note,
+                            ..
+                        } => Some((alert_id.clone(), *verdict, note.clone())),
+                        _ => None,
+                    };
+                    let result = match engine.admin(request).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err("the engine has stopped".to_string()),
+                    };
+                    let action = match (label, result) {
+                        (Some((alert_id, verdict, note)), Ok(())) => Action::Labelled {
+                            alert_id,
+                            verdict,
+                            note,
+                        },
+                        (_, result) => Action::AdminDone { what, result },
+                    };
+                    let _ = tx.send(action);
+                });
+            }
+        }
+    }
+    quit
+}

@@ -1,0 +1,241 @@
+//! The console end to end: `vigil console` in a real terminal (tmux), a
+//! brute-force burst over signed HTTP, the screen read back with
+//! `capture-pane`, and a release done with keys. Skipped, with the reason
+//! printed, where tmux is absent (`.ci/run` installs it).
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::json;
+use vigil::sources::gateway::sign;
+
+const SECRET: &str = "e2e-console-secret";
+
+struct Tmux {
+    socket: String,
+    target: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", &self.target])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.target];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    fn text(&self, s: &str) {
+        self.run(&["send-keys", "-t", &self.target, "-l", s]);
+    }
+
+    /// Waits until the screen satisfies `ok` (15 s at most).
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "waited for {what}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+fn post(addr: &str, id: &str, host: &str, action: &str, msg: &str) -> u16 {
+    let mut e = json!({
+        "event_type": "sec.event.v1",
+        "event_id": id,
+        "source": "auth",
+        "host": host,
+        "timestamp_utc": Utc::now().to_rfc3339(),
+        "category": "auth",
+        "action": action,
+        "severity": 6,
+        "attributes": {"cmd": msg},
+    });
+    if action == "login_failed" {
+        e["user"] = json!("root");
+        e["src_ip"] = json!("203.0.113.77");
+    }
+    let body = serde_json::to_vec(&e).unwrap();
+    let sig = sign(SECRET.as_bytes(), &body);
+    common::http_request(
+        addr,
+        "POST",
+        "/ingest",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-ARES-SIGNATURE", &sig),
+        ],
+        &body,
+    )
+    .0
+}
+
+#[test]
+fn console_shows_a_brute_force_and_releases_the_host_with_keys() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIP: tmux not found; the console end-to-end test needs it");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = Tmux {
+        socket: format!("vigil-e2e-{}", std::process::id()),
+        target: "console".into(),
+    };
+    let cmd = format!(
+        "env ARES_SHARED_SECRET={SECRET} USER=e2e-analyst TERM=xterm-256color {} console --listen 127.0.0.1:0 --data-dir {} 2>{}",
+        env!("CARGO_BIN_EXE_vigil"),
+        dir.path().display(),
+        dir.path().join("stderr.txt").display(),
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "console",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &cmd,
+    ]);
+    let screen = tmux.wait_for("the header with the listen address", |s| {
+        s.contains("vigil · 127.0.0.1:")
+    });
+    let addr = screen
+        .split("vigil · ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("listen address on screen")
+        .to_string();
+
+    // A hostile line first: it must not clear or recolour the screen.
+    assert_eq!(
+        post(
+            &addr,
+            "evt-e2e-esc",
+            "web-e2e",
+            "proc_start",
+            "pwn\u{1b}[2J\u{1b}[31mRED\u{1b}]0;title\u{7}end"
+        ),
+        200
+    );
+    // 42 more events, then 8 failures: the 51st event is both a storm and a
+    // brute force, which the policy answers with quarantine.
+    for i in 0..42 {
+        assert_eq!(
+            post(
+                &addr,
+                &format!("evt-e2e-{i:04}"),
+                "web-e2e",
+                "proc_start",
+                "cron"
+            ),
+            200
+        );
+    }
+    for i in 0..8 {
+        assert_eq!(
+            post(
+                &addr,
+                &format!("evt-e2e-f{i}"),
+                "web-e2e",
+                "login_failed",
+                "Failed password for root"
+            ),
+            200
+        );
+    }
+    tmux.wait_for("the failed logins, the quarantine and the ban", |s| {
+        s.contains("login_failed")
+            && s.contains("web-e2e")
+            && s.contains("events 51")
+            && s.contains("quarantined 1")
+            && s.contains("bans 1")
+    });
+
+    // The hostile line is on screen, inert, and the header survived it.
+    tmux.keys(&["/"]);
+    tmux.text("pwn");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the filtered hostile line", |s| s.contains("pwn"));
+    assert!(screen.contains("Overview"), "{screen}");
+    assert!(
+        screen.contains("cmd=pwn�[2J�[31mRED�]0;title�end"),
+        "{screen}"
+    );
+    tmux.keys(&["Escape"]);
+
+    tmux.keys(&["2"]);
+    tmux.wait_for("the brute-force alert", |s| {
+        s.contains("BRUTE_FORCE_V1") && s.contains("web-e2e")
+    });
+    tmux.keys(&["3"]);
+    tmux.wait_for("the quarantined host", |s| {
+        s.contains("web-e2e") && s.contains("QUARANTINED")
+    });
+
+    // r, a reason, Enter: released, persisted and audited as the local user.
+    tmux.keys(&["r"]);
+    tmux.wait_for("the release confirmation", |s| {
+        s.contains("Release host web-e2e?")
+    });
+    tmux.text("checked the box");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the release to be done", |s| {
+        s.contains("Release host web-e2e: done")
+    });
+    let (status, body) = common::http_request(&addr, "GET", "/hosts/web-e2e/state", &[], b"");
+    assert_eq!(status, 200);
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(state["quarantine"], false, "{state}");
+
+    tmux.keys(&["q"]);
+    let start = Instant::now();
+    while tmux.run(&["list-sessions"]).contains("console") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "console did not quit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let conn = vigil::store::open(&dir.path().join("vigil.db")).unwrap();
+    let audit = vigil::store::audit_log(&conn).unwrap();
+    assert!(
+        audit.iter().any(|a| a.action == "release_host"
+            && a.target == "web-e2e"
+            && a.actor == "e2e-analyst"
+            && a.reason == "checked the box"),
+        "{audit:?}"
+    );
+    assert_eq!(vigil::store::count_events(&conn).unwrap(), 51);
+}
