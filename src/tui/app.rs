@@ -270,6 +270,7 @@ pub struct App {
     /// Indices into `alerts`, filtered and sorted.
     pub alert_view: Vec<usize>,
     view_dirty: bool,
+    last_refresh: DateTime<Utc>,
     pub alert_sel: usize,
     pub selected: HashSet<String>,
     pub sort: SortKey,
@@ -320,6 +321,7 @@ impl App {
             alert_index: HashMap::new(),
             alert_view: Vec::new(),
             view_dirty: false,
+            last_refresh: now,
             alert_sel: 0,
             selected: HashSet::new(),
             sort: SortKey::Severity,
@@ -385,7 +387,7 @@ impl App {
             Action::InputBackspace => self.input(None),
             Action::CycleSort => {
                 self.sort = self.sort.next();
-                self.view_dirty = true;
+                self.refresh_view();
             }
             Action::CycleStatusFilter => {
                 self.status_filter = match self.status_filter {
@@ -395,7 +397,7 @@ impl App {
                     Some(AlertStatus::TruePositive) => Some(AlertStatus::FalsePositive),
                     Some(AlertStatus::FalsePositive) => None,
                 };
-                self.view_dirty = true;
+                self.refresh_view();
             }
             Action::CycleRuleFilter => {
                 let mut rules: Vec<&str> = self.alerts.iter().map(|a| a.rule_id.as_str()).collect();
@@ -409,7 +411,7 @@ impl App {
                         .and_then(|i| rules.get(i + 1))
                         .map(|r| r.to_string()),
                 };
-                self.view_dirty = true;
+                self.refresh_view();
             }
             Action::ToggleSelect => {
                 if let Some(id) = self.current_alert().map(|a| a.alert_id.clone())
@@ -516,7 +518,10 @@ impl App {
             Action::Tick(now) => {
                 self.advance_rate(now);
                 self.now = now;
-                if self.view_dirty {
+                // Alert updates from the feed re-sort the queue at most four
+                // times a second; the analyst's own changes re-sort at once.
+                if self.view_dirty && now - self.last_refresh >= chrono::Duration::milliseconds(250)
+                {
                     self.refresh_view();
                 }
             }
@@ -596,31 +601,26 @@ impl App {
                     && self.rule_filter.as_deref().is_none_or(|r| a.rule_id == r)
             })
             .collect();
+        // Sort small keys, not the alerts: 100k alerts are ~40 MB of
+        // structs, and comparing through indices misses the cache on every
+        // step. Ties keep arrival order.
         let alerts = &self.alerts;
-        match self.sort {
-            SortKey::Severity => view.sort_unstable_by(|&x, &y| {
-                let (a, b) = (&alerts[x], &alerts[y]);
-                b.severity
-                    .cmp(&a.severity)
-                    .then(b.last_seen_utc.cmp(&a.last_seen_utc))
-                    .then(a.alert_id.cmp(&b.alert_id))
-            }),
-            SortKey::Risk => view.sort_unstable_by(|&x, &y| {
-                let (a, b) = (&alerts[x], &alerts[y]);
-                b.risk_score
-                    .total_cmp(&a.risk_score)
-                    .then(b.last_seen_utc.cmp(&a.last_seen_utc))
-                    .then(a.alert_id.cmp(&b.alert_id))
-            }),
-            SortKey::Time => view.sort_unstable_by(|&x, &y| {
-                let (a, b) = (&alerts[x], &alerts[y]);
-                b.last_seen_utc
-                    .cmp(&a.last_seen_utc)
-                    .then(a.alert_id.cmp(&b.alert_id))
-            }),
-        }
+        let key = |i: usize| -> (i64, i64) {
+            let a = &alerts[i];
+            let last = -a.last_seen_utc.timestamp_micros();
+            match self.sort {
+                SortKey::Severity => (-(a.severity as i64), last),
+                SortKey::Risk => (-((a.risk_score.clamp(0.0, 1.0) * 1e6) as i64), last),
+                SortKey::Time => (last, 0),
+            }
+        };
+        let mut keyed: Vec<((i64, i64), u32)> = view.iter().map(|&i| (key(i), i as u32)).collect();
+        keyed.sort_unstable();
+        view.clear();
+        view.extend(keyed.into_iter().map(|(_, i)| i as usize));
         self.alert_view = view;
         self.view_dirty = false;
+        self.last_refresh = self.now;
         if let Some(id) = keep
             && let Some(pos) = self
                 .alert_view
