@@ -21,6 +21,24 @@ pub struct Config {
     pub json: crate::parse::json::JsonMapping,
     pub gateway: GatewayConfig,
     pub syslog: SyslogConfig,
+    pub console: ConsoleConfig,
+}
+
+/// Colours of the console.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThemeName {
+    #[default]
+    Dark,
+    Light,
+}
+
+/// The console (`vigil`, `vigil console`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// `dark` or `light` (switch at run time with `:theme`).
+    pub theme: ThemeName,
 }
 
 /// The HTTP gateway (`vigil serve`). The shared secret normally comes from
@@ -341,6 +359,13 @@ mod tests {
         let mut c = Config::default();
         c.gateway.producer_keys.insert("k1".into(), String::new());
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn console_theme_is_dark_or_light() {
+        let c = Config::from_toml("[console]\ntheme = \"light\"\n").unwrap();
+        assert_eq!(c.console.theme, ThemeName::Light);
+        assert!(Config::from_toml("[console]\ntheme = \"blue\"\n").is_err());
     }
 
     #[test]

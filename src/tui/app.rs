@@ -260,6 +260,7 @@ pub struct App {
     /// Events per second over the last minute, oldest first.
     pub rate: VecDeque<u64>,
     rate_second: i64,
+    /// Alerts per source address.
     pub top_sources: HashMap<IpAddr, u64>,
     pub dropped_events: u64,
     pub dropped_alerts: u64,
@@ -546,15 +547,6 @@ impl App {
                     *last += 1;
                 }
                 self.events_total += 1;
-                if let Some(ip) = ev.event.src_ip
-                    && ev.event.is_failure()
-                {
-                    *self.top_sources.entry(ip).or_default() += 1;
-                    if self.top_sources.len() > 50_000 {
-                        // Keep memory bounded under a flood of spoofed sources.
-                        self.top_sources.retain(|_, n| *n > 1);
-                    }
-                }
                 if self.events.len() == EVENT_BUFFER {
                     self.events.pop_back();
                 }
@@ -583,6 +575,9 @@ impl App {
                 self.alerts[i] = Alert { status, ..a };
             }
             None => {
+                if let Some(ip) = a.src_ip {
+                    *self.top_sources.entry(ip).or_default() += 1;
+                }
                 self.alert_index
                     .insert(a.alert_id.clone(), self.alerts.len());
                 self.alerts.push(a);
@@ -710,6 +705,7 @@ impl App {
         rows
     }
 
+    /// The sources with the most alerts.
     pub fn top_sources(&self, n: usize) -> Vec<(IpAddr, u64)> {
         let mut v: Vec<_> = self.top_sources.iter().map(|(ip, c)| (*ip, *c)).collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));

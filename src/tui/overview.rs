@@ -88,7 +88,7 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
                 theme.dimmed(),
             )));
         } else {
-            let mut spans = vec![Span::styled("top failing ", theme.dimmed())];
+            let mut spans = vec![Span::styled("top alerting ", theme.dimmed())];
             for (ip, n) in top {
                 spans.push(Span::styled(format!("{ip} "), theme.text()));
                 spans.push(Span::styled(format!("{n}  "), Style::new().fg(theme.warn)));
@@ -233,7 +233,7 @@ fn render_stream(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 fn render_sources(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(Span::styled(" Top failing sources ", theme.title()))
+        .title(Span::styled(" Top alerting sources ", theme.title()))
         .border_style(theme.dimmed());
     let n = area.height.saturating_sub(2) as usize;
     let lines: Vec<Line> = app

@@ -187,7 +187,8 @@ pub fn run(opts: ConsoleOptions) -> Result<(), ConsoleError> {
         first_run_hint,
     };
     let engine = live.engine.clone();
-    let result = ui_loop(session, &runtime, engine, feed_rx, &live.db);
+    let dark = cfg.console.theme == crate::config::ThemeName::Dark;
+    let result = ui_loop(session, dark, &runtime, engine, feed_rx, &live.db);
     // Stop the gateway, let the engine drain and commit, then exit.
     let _ = stop_tx.send(());
     let _ = runtime.block_on(server);
@@ -202,12 +203,14 @@ pub fn run(opts: ConsoleOptions) -> Result<(), ConsoleError> {
 
 fn ui_loop(
     session: Session,
+    dark: bool,
     runtime: &tokio::runtime::Runtime,
     engine: EngineHandle,
     mut feed: FeedReceiver,
     db: &Path,
 ) -> Result<(), ConsoleError> {
     let mut app = App::new(session, Utc::now());
+    app.dark = dark;
     app.scenarios = super::demo::scenarios(Path::new("demo"));
     // Readers open their own connection; WAL lets them run beside the writer.
     let reader = crate::store::open(db).ok();
