@@ -8,7 +8,7 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
 
 use super::app::App;
 use super::theme::Theme;
-use super::view::{clean, fit, window_start};
+use super::view::{clean, event_text, fit, window_start};
 use crate::detect::{Alert, AlertStatus};
 
 pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
@@ -230,10 +230,15 @@ fn render_detail(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, a: &Al
                     theme.text(),
                 ),
                 Span::styled(
-                    fit(
-                        &clean(&ev.message),
-                        (area.width as usize).saturating_sub(30),
+                    format!(
+                        "{:<15} {:<10} ",
+                        ev.src_ip.map(|i| i.to_string()).unwrap_or_default(),
+                        fit(&clean(ev.user.as_deref().unwrap_or("")), 10)
                     ),
+                    theme.dimmed(),
+                ),
+                Span::styled(
+                    fit(&event_text(ev), (area.width as usize).saturating_sub(58)),
                     theme.text(),
                 ),
             ]),
