@@ -766,3 +766,20 @@ fn first_run_secret_is_created_0600_and_reused() {
     let (s3, _) = vigil::tui::run::load_or_create_secret(other.path()).unwrap();
     assert_ne!(s1, s3, "secrets are random");
 }
+
+#[test]
+fn paste_types_into_prompts_and_never_runs_keys() {
+    let mut app = fixture();
+    // In normal mode a paste of "q" does not quit, and "3" does not switch.
+    assert!(app.update(Action::Paste("q3".into())).is_empty());
+    assert!(!app.should_quit);
+    assert_eq!(app.pane, Pane::Overview);
+    app.update(Action::OpenFilter);
+    app.update(Action::Paste("host:web\u{1b}[2J\n".into()));
+    assert_eq!(app.filter, "host:web[2J", "control characters are dropped");
+    app.update(Action::Escape);
+    app.update(Action::FocusPane(Pane::Alerts));
+    app.update(Action::MarkTruePositive);
+    app.update(Action::Paste("line one\nline two".into()));
+    assert_eq!(app.editor.lines(), ["line one", "line two"]);
+}

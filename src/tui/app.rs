@@ -177,6 +177,9 @@ pub enum Action {
     Enter,
     InputChar(char),
     InputBackspace,
+    /// Pasted text: typed into the open prompt or note, ignored otherwise
+    /// (so a paste can never run commands).
+    Paste(String),
     CycleSort,
     CycleStatusFilter,
     CycleRuleFilter,
@@ -386,6 +389,19 @@ impl App {
             Action::Enter => effects.extend(self.enter()),
             Action::InputChar(c) => self.input(Some(c)),
             Action::InputBackspace => self.input(None),
+            Action::Paste(text) => {
+                if self.editing() {
+                    let text = crate::util::truncate_at_char_boundary(
+                        &text,
+                        crate::engine::MAX_NOTE_BYTES,
+                    );
+                    self.editor.insert_str(text);
+                } else {
+                    for c in text.chars().take(MAX_INPUT) {
+                        self.input(Some(c));
+                    }
+                }
+            }
             Action::CycleSort => {
                 self.sort = self.sort.next();
                 self.refresh_view();

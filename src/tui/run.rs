@@ -99,6 +99,56 @@ fn local_user() -> String {
         .unwrap_or_else(|| "unknown-user".into())
 }
 
+/// While the console owns the terminal, anything written to stderr (an
+/// audit-write failure, a source that stopped) would scribble over the
+/// screen: it goes to `DATA_DIR/console.log` instead, and stderr is put back
+/// when the console ends.
+struct StderrToFile {
+    #[cfg(unix)]
+    saved: Option<i32>,
+}
+
+impl StderrToFile {
+    fn redirect(path: &Path) -> StderrToFile {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let Ok(file) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            else {
+                return StderrToFile { saved: None };
+            };
+            // SAFETY: dup/dup2 on valid descriptors; the file's descriptor
+            // stays open (dup2 copies it) until `file` drops.
+            let saved = unsafe { libc::dup(2) };
+            if saved < 0 || unsafe { libc::dup2(file.as_raw_fd(), 2) } < 0 {
+                return StderrToFile { saved: None };
+            }
+            StderrToFile { saved: Some(saved) }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            StderrToFile {}
+        }
+    }
+}
+
+impl Drop for StderrToFile {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(fd) = self.saved.take() {
+            // SAFETY: `fd` came from dup(2) above and is closed once.
+            unsafe {
+                libc::dup2(fd, 2);
+                libc::close(fd);
+            }
+        }
+    }
+}
+
 /// Restores the terminal however the console ends (error or panic).
 struct TerminalGuard;
 
@@ -109,7 +159,8 @@ impl TerminalGuard {
         execute!(
             std::io::stdout(),
             terminal::EnterAlternateScreen,
-            event::EnableMouseCapture
+            event::EnableMouseCapture,
+            event::EnableBracketedPaste
         )
         .map_err(ConsoleError::Terminal)?;
         Ok(guard)
@@ -120,6 +171,7 @@ impl Drop for TerminalGuard {
     fn drop(&mut self) {
         let _ = execute!(
             std::io::stdout(),
+            event::DisableBracketedPaste,
             event::DisableMouseCapture,
             terminal::LeaveAlternateScreen
         );
@@ -217,6 +269,7 @@ fn ui_loop(
     if let Some(conn) = &reader {
         load_from_store(&mut app, conn);
     }
+    let _stderr = StderrToFile::redirect(&Path::new(&app.session.data_dir).join("console.log"));
     let guard = TerminalGuard::enter()?;
     let mut terminal =
         Terminal::new(CrosstermBackend::new(std::io::stdout())).map_err(ConsoleError::Terminal)?;
@@ -371,6 +424,8 @@ fn term_action(app: &App, ev: TermEvent) -> Option<Action> {
             }),
             _ => None,
         },
+        // Pasted text is typed into what is open; it never runs as keys.
+        TermEvent::Paste(text) => Some(Action::Paste(text)),
         TermEvent::Resize(w, h) => Some(Action::Resize {
             width: w,
             height: h,
