@@ -729,3 +729,38 @@ fn producer_keys_rotate_without_downtime() {
         "secrets never reach the audit log"
     );
 }
+
+#[test]
+fn json_errors_are_classified_as_the_seed_does() {
+    let c = Client {
+        server: common::Server::start(&[("ARES_SHARED_SECRET", SECRET)]),
+        n: 0.into(),
+    };
+    let signed = |body: &str| {
+        let body = body.as_bytes().to_vec();
+        let sig = sign(SECRET.as_bytes(), &body);
+        c.post_raw(&body, Some(sig))
+    };
+    let valid =
+        serde_json::to_string(&event(&c.id(), "host-j", "login_success", None, None)).unwrap();
+    // An unknown field, then broken syntax: json.loads fails first.
+    let broken = format!("{{\"bogus\": 1, {}", &valid[1..valid.len() - 1]);
+    let (s, v) = signed(&broken);
+    assert_eq!(
+        (s, v["detail"].as_str()),
+        (400, Some("invalid_json")),
+        "{v}"
+    );
+    // Valid JSON that is not an object: a schema failure.
+    let (s, v) = signed("[1, 2]");
+    assert_eq!(
+        (s, v["detail"].as_str()),
+        (400, Some("schema_validation_failed")),
+        "{v}"
+    );
+    // A repeated key resolves as in json.loads: the last one wins.
+    let dup = format!("{{\"host\": \"ignored\", {}", &valid[1..]);
+    let (s, v) = signed(&dup);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(c.get("/hosts/host-j/state").0, 200);
+}

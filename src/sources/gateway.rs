@@ -328,9 +328,17 @@ fn check_event(
     body: &[u8],
     now: chrono::DateTime<Utc>,
 ) -> Result<crate::event::Event, Rejected> {
-    let value: Value = serde_json::from_slice(body).map_err(|_| Rejected::InvalidJson)?;
-    let wire: WireEvent =
-        serde_json::from_value(value).map_err(|e| Rejected::Schema(e.to_string()))?;
+    // Straight into the typed event; only a refusal takes the seed's two
+    // steps (parse as JSON, then check the schema), which decide between
+    // invalid_json and schema_validation_failed and let a repeated key
+    // resolve as Python's json.loads does (the last one wins).
+    let wire: WireEvent = match serde_json::from_slice(body) {
+        Ok(w) => w,
+        Err(_) => {
+            let value: Value = serde_json::from_slice(body).map_err(|_| Rejected::InvalidJson)?;
+            serde_json::from_value(value).map_err(|e| Rejected::Schema(e.to_string()))?
+        }
+    };
     let ev = wire
         .into_event(now)
         .map_err(|e| Rejected::Schema(e.to_string()))?;
