@@ -285,6 +285,7 @@ fn ui_loop(
     let mut last_draw = Instant::now() - frame;
     let mut last_snapshot = Instant::now() - Duration::from_secs(1);
     let mut dirty = true;
+    let mut answers: Vec<Duration> = Vec::new();
     loop {
         // Engine traffic, bounded per frame.
         let mut n = 0;
@@ -345,10 +346,16 @@ fn ui_loop(
             dirty = false;
         }
         // Wait for input until the next frame is due.
-        let wait = frame
-            .saturating_sub(last_draw.elapsed())
-            .max(Duration::from_millis(1));
+        // Idle, sleep until the feed is due for another look (a frame) or
+        // the clock needs a tick, not in a tight loop.
+        let wait = if dirty {
+            frame.saturating_sub(last_draw.elapsed())
+        } else {
+            frame
+        }
+        .max(Duration::from_millis(1));
         if event::poll(wait).map_err(ConsoleError::Terminal)? {
+            let input_at = Instant::now();
             let mut quit = false;
             // Everything already typed, before drawing again.
             loop {
@@ -377,12 +384,37 @@ fn ui_loop(
                 .draw(|f| super::view::render(f, &app))
                 .map_err(ConsoleError::Terminal)?;
             last_draw = Instant::now();
+            if answers.len() < 100_000 {
+                answers.push(last_draw - input_at);
+            }
             dirty = false;
         }
     }
     drop(terminal);
     drop(guard);
+    drop(_stderr);
+    if let Some(summary) = answer_summary(&mut answers) {
+        eprintln!("vigil: {summary}");
+    }
     Ok(())
+}
+
+/// How fast input was answered: from the console seeing it to the frame
+/// showing its effect written to the terminal.
+fn answer_summary(answers: &mut [Duration]) -> Option<String> {
+    if answers.is_empty() {
+        return None;
+    }
+    answers.sort_unstable();
+    let at = |q: f64| answers[((answers.len() - 1) as f64 * q).round() as usize];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    Some(format!(
+        "{} inputs answered in: median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        answers.len(),
+        ms(at(0.5)),
+        ms(at(0.99)),
+        ms(answers[answers.len() - 1])
+    ))
 }
 
 fn load_from_store(app: &mut App, conn: &rusqlite::Connection) {
