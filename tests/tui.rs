@@ -783,3 +783,60 @@ fn paste_types_into_prompts_and_never_runs_keys() {
     app.update(Action::Paste("line one\nline two".into()));
     assert_eq!(app.editor.lines(), ["line one", "line two"]);
 }
+
+#[test]
+fn stream_colours_outcome_decision_and_severity() {
+    use ratatui::style::Color;
+    let mut app = App::new(session(), t(100));
+    app.update(feed_event(
+        "ev-b",
+        90,
+        "web-1",
+        "192.0.2.9",
+        "x",
+        Decision::Block,
+    ));
+    let mut ok = Event::new("ev-ok", t(91), "web-1");
+    ok.action = vigil::event::Action::LoginSuccess;
+    ok.outcome = vigil::event::Outcome::Success;
+    ok.severity = 9;
+    app.update(Action::Feed(Feed::Event(Box::new(FeedEvent {
+        event: ok,
+        correlation: Decision::Allow,
+        final_decision: Decision::Allow,
+        reasons: vec![],
+    }))));
+    app.update(Action::Resize {
+        width: 120,
+        height: 40,
+    });
+    let mut term = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    term.draw(|f| vigil::tui::view::render(f, &app)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let row_of = |needle: &str| {
+        (0..40)
+            .find(|&y| {
+                (0..120)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+                    .contains(needle)
+            })
+            .unwrap()
+    };
+    let col_of = |y: u16, needle: &str| {
+        let line: String = (0..120).map(|x| buf[(x, y)].symbol().to_string()).collect();
+        line[..line.find(needle).unwrap()].chars().count() as u16
+    };
+    let dark = vigil::tui::theme::DARK;
+    let fail = row_of("login_failed");
+    assert_eq!(buf[(col_of(fail, "login_failed"), fail)].fg, dark.warn);
+    assert_eq!(buf[(col_of(fail, "BLOCK"), fail)].fg, dark.bad);
+    let success = row_of("login_success");
+    assert_eq!(buf[(col_of(success, "login_success"), success)].fg, dark.ok);
+    assert_eq!(buf[(col_of(success, "ALLOW"), success)].fg, dark.ok);
+    // Severity 9 is critical.
+    let header = row_of("decision");
+    assert_eq!(buf[(col_of(header, "sev"), success)].symbol(), "9");
+    assert_eq!(buf[(col_of(header, "sev"), success)].fg, dark.critical);
+    assert_ne!(dark.critical, Color::Reset);
+}

@@ -9,6 +9,7 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table};
 use super::app::{App, decision_label};
 use super::theme::Theme;
 use super::view::{clean, event_text, fit, window_start};
+use crate::event::Outcome;
 
 pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let [header, body] = Layout::vertical([Constraint::Length(6), Constraint::Min(5)]).areas(area);
@@ -149,7 +150,14 @@ fn render_stream(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             let mut cells = vec![
                 Cell::from(ev.timestamp_utc.format("%H:%M:%S").to_string()),
                 Cell::from(fit(&clean(&ev.host), 12)),
-                Cell::from(fit(ev.action.as_str(), 14)),
+                Cell::from(Span::styled(
+                    fit(ev.action.as_str(), 14),
+                    match ev.outcome {
+                        Outcome::Failure => Style::new().fg(theme.warn),
+                        Outcome::Success => Style::new().fg(theme.ok),
+                        Outcome::Unknown => theme.text(),
+                    },
+                )),
                 Cell::from(Span::styled(
                     decision_label(e.final_decision),
                     theme.decision(e.final_decision),
