@@ -15,6 +15,8 @@ use crate::engine::{AdminRequest, Feed, FeedEvent, PolicySnapshot};
 pub const EVENT_BUFFER: usize = 10_000;
 /// Seconds of history in the events/s sparkline.
 pub const RATE_SECONDS: usize = 60;
+/// Sources kept ranked for the overview.
+pub const TOP_SOURCES: usize = 64;
 /// Longest text typed into a prompt (filter, palette, reason).
 pub const MAX_INPUT: usize = 512;
 
@@ -264,7 +266,10 @@ pub struct App {
     pub rate: VecDeque<u64>,
     rate_second: i64,
     /// Alerts per source address.
-    pub top_sources: HashMap<IpAddr, u64>,
+    alerts_by_source: HashMap<IpAddr, u64>,
+    /// The sources with the most alerts, most first (recomputed with the
+    /// alert queue, not per frame).
+    top_cache: Vec<(IpAddr, u64)>,
     pub dropped_events: u64,
     pub dropped_alerts: u64,
 
@@ -318,7 +323,8 @@ impl App {
             event_sel: 0,
             rate: VecDeque::from(vec![0; RATE_SECONDS]),
             rate_second: now.timestamp(),
-            top_sources: HashMap::new(),
+            alerts_by_source: HashMap::new(),
+            top_cache: Vec::new(),
             dropped_events: 0,
             dropped_alerts: 0,
             alerts: Vec::new(),
@@ -592,7 +598,7 @@ impl App {
             }
             None => {
                 if let Some(ip) = a.src_ip {
-                    *self.top_sources.entry(ip).or_default() += 1;
+                    *self.alerts_by_source.entry(ip).or_default() += 1;
                 }
                 self.alert_index
                     .insert(a.alert_id.clone(), self.alerts.len());
@@ -631,6 +637,7 @@ impl App {
         view.extend(keyed.into_iter().map(|(_, i)| i as usize));
         self.alert_view = view;
         self.view_dirty = false;
+        self.refresh_top_sources();
         self.last_refresh = self.now;
         if let Some(id) = keep
             && let Some(pos) = self
@@ -721,12 +728,24 @@ impl App {
         rows
     }
 
-    /// The sources with the most alerts.
-    pub fn top_sources(&self, n: usize) -> Vec<(IpAddr, u64)> {
-        let mut v: Vec<_> = self.top_sources.iter().map(|(ip, c)| (*ip, *c)).collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        v.truncate(n);
-        v
+    /// The `n` sources with the most alerts (at most [`TOP_SOURCES`]).
+    pub fn top_sources(&self, n: usize) -> &[(IpAddr, u64)] {
+        &self.top_cache[..n.min(self.top_cache.len())]
+    }
+
+    fn refresh_top_sources(&mut self) {
+        let mut v: Vec<(IpAddr, u64)> = self
+            .alerts_by_source
+            .iter()
+            .map(|(ip, c)| (*ip, *c))
+            .collect();
+        let order = |a: &(IpAddr, u64), b: &(IpAddr, u64)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
+        if v.len() > TOP_SOURCES {
+            v.select_nth_unstable_by(TOP_SOURCES, order);
+            v.truncate(TOP_SOURCES);
+        }
+        v.sort_by(order);
+        self.top_cache = v;
     }
 
     /// Labels per rule: (rule, true positives, false positives).

@@ -90,7 +90,7 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             )));
         } else {
             let mut spans = vec![Span::styled("top alerting ", theme.dimmed())];
-            for (ip, n) in top {
+            for &(ip, n) in top {
                 spans.push(Span::styled(format!("{ip} "), theme.text()));
                 spans.push(Span::styled(format!("{n}  "), Style::new().fg(theme.warn)));
             }
@@ -246,8 +246,8 @@ fn render_sources(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let n = area.height.saturating_sub(2) as usize;
     let lines: Vec<Line> = app
         .top_sources(n)
-        .into_iter()
-        .map(|(ip, c)| {
+        .iter()
+        .map(|&(ip, c)| {
             let banned = app.policy.bans.iter().any(|b| b.ip == ip);
             Line::from(vec![
                 Span::styled(format!("{:<16}", ip.to_string()), theme.text()),
