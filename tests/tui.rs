@@ -840,3 +840,35 @@ fn stream_colours_outcome_decision_and_severity() {
     assert_eq!(buf[(col_of(header, "sev"), success)].fg, dark.critical);
     assert_ne!(dark.critical, Color::Reset);
 }
+
+#[test]
+fn alerts_in_memory_are_bounded_and_open_ones_kept() {
+    use vigil::tui::app::MAX_ALERTS;
+    let mut app = App::new(session(), t(0));
+    let mut batch = Vec::new();
+    for i in 0..MAX_ALERTS as i64 + 10 {
+        let mut a = alert(
+            &format!("al-{i}"),
+            "BRUTE_FORCE_V1",
+            "h",
+            5,
+            0.5,
+            i,
+            "192.0.2.1",
+        );
+        // The oldest ten are still open: they must survive the trim.
+        if i >= 10 {
+            a.status = AlertStatus::Acknowledged;
+        }
+        batch.push(a);
+    }
+    app.update(Action::LoadAlerts(batch));
+    assert!(app.alerts.len() <= MAX_ALERTS, "{}", app.alerts.len());
+    for i in 0..10 {
+        assert!(app.alert(&format!("al-{i}")).is_some(), "open al-{i} kept");
+    }
+    let newest = format!("al-{}", MAX_ALERTS + 9);
+    assert!(app.alert(&newest).is_some(), "the newest are kept");
+    assert!(app.alert("al-10").is_none(), "the oldest settled ones go");
+    assert_eq!(app.alert_view.len(), app.alerts.len());
+}

@@ -13,6 +13,9 @@ use crate::engine::{AdminRequest, Feed, FeedEvent, PolicySnapshot};
 
 /// Events kept for the live stream.
 pub const EVENT_BUFFER: usize = 10_000;
+/// Alerts held in memory; past this the oldest (by last activity) that are
+/// no longer open are let go (they stay in the store).
+pub const MAX_ALERTS: usize = 200_000;
 /// Seconds of history in the events/s sparkline.
 pub const RATE_SECONDS: usize = 60;
 /// Sources kept ranked for the overview.
@@ -607,9 +610,43 @@ impl App {
         }
     }
 
+    /// Keeps memory bounded: beyond [`MAX_ALERTS`], drops the oldest tenth
+    /// of the alerts that are not open (open ones are never dropped).
+    fn trim_alerts(&mut self) {
+        if self.alerts.len() <= MAX_ALERTS {
+            return;
+        }
+        let mut settled: Vec<(DateTime<Utc>, usize)> = self
+            .alerts
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.status != AlertStatus::Open)
+            .map(|(i, a)| (a.last_seen_utc, i))
+            .collect();
+        let drop_n = (self.alerts.len() - MAX_ALERTS + MAX_ALERTS / 10).min(settled.len());
+        if drop_n == 0 {
+            return;
+        }
+        settled.select_nth_unstable(drop_n - 1);
+        let gone: HashSet<usize> = settled[..drop_n].iter().map(|&(_, i)| i).collect();
+        let mut i = 0;
+        self.alerts.retain(|_| {
+            let keep = !gone.contains(&i);
+            i += 1;
+            keep
+        });
+        self.alert_index = self
+            .alerts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.alert_id.clone(), i))
+            .collect();
+    }
+
     /// Re-filters and re-sorts the alert queue, keeping the selection on
     /// the same alert.
     pub fn refresh_view(&mut self) {
+        self.trim_alerts();
         let keep = self.current_alert().map(|a| a.alert_id.clone());
         let mut view: Vec<usize> = (0..self.alerts.len())
             .filter(|&i| {
