@@ -158,6 +158,8 @@ pub enum ConfigError {
     ProducerKey { id: String },
     #[error("syslog.max_message_bytes must be 480..=1048576, got {0}")]
     SyslogMessageSize(usize),
+    #[error("policy.analyst_ban_secs must be at least 1")]
+    AnalystBan,
 }
 
 /// Environment variables read, and where each lands.
@@ -286,6 +288,9 @@ impl Config {
                 self.syslog.max_message_bytes,
             ));
         }
+        if self.policy.analyst_ban_secs == 0 {
+            return Err(ConfigError::AnalystBan);
+        }
         for (id, secret) in &self.gateway.producer_keys {
             let id_ok = (1..=64).contains(&id.len())
                 && id != "default"
@@ -359,6 +364,14 @@ mod tests {
         let mut c = Config::default();
         c.gateway.producer_keys.insert("k1".into(), String::new());
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn analyst_ban_duration_is_configurable_and_not_zero() {
+        let c = Config::from_toml("[policy]\nanalyst_ban_secs = 600\n").unwrap();
+        assert_eq!(c.policy.analyst_ban_secs, 600);
+        let zero = Config::from_toml("[policy]\nanalyst_ban_secs = 0\n").unwrap();
+        assert!(matches!(zero.validate(), Err(ConfigError::AnalystBan)));
     }
 
     #[test]

@@ -173,8 +173,6 @@ pub struct LiveConfig {
     pub recent_alerts: usize,
     /// Where a watching console gets accepted events and alert updates.
     pub feed: Option<FeedSender>,
-    /// Duration of an analyst's ban (`AdminRequest::Ban`).
-    pub analyst_ban_secs: u32,
 }
 
 impl Default for LiveConfig {
@@ -183,7 +181,6 @@ impl Default for LiveConfig {
             rate_limit_per_min: 300,
             recent_alerts: 200,
             feed: None,
-            analyst_ban_secs: 24 * 3600,
         }
     }
 }
@@ -634,8 +631,8 @@ impl Live {
             .watermark()
             .unwrap_or_else(Utc::now)
             .max(Utc::now());
+        let ban_secs = self.pipeline.policy().config().analyst_ban_secs;
         let policy = self.pipeline.policy_mut();
-        let ban_secs = self.cfg.analyst_ban_secs;
         let result = match req {
             AdminRequest::Release { host, reason, by } => policy.release(&host, &reason, &by, at),
             AdminRequest::Unban { ip, reason, by } => policy.unban(ip, &reason, &by, at),

@@ -872,3 +872,26 @@ fn alerts_in_memory_are_bounded_and_open_ones_kept() {
     assert!(app.alert("al-10").is_none(), "the oldest settled ones go");
     assert_eq!(app.alert_view.len(), app.alerts.len());
 }
+
+#[test]
+fn clicking_a_ban_row_selects_it_for_unban() {
+    let mut app = fixture();
+    app.update(Action::FocusPane(Pane::Hosts));
+    let screen = draw(&mut app, 120, 40);
+    let row = screen
+        .lines()
+        .position(|l| l.contains("203.0.113.9      05-28"))
+        .expect("ban row on screen") as u16;
+    app.update(Action::Click { column: 5, row });
+    assert_eq!(app.selected_ban(), "203.0.113.9".parse().ok());
+    let host_row = screen
+        .lines()
+        .position(|l| l.contains("db-1             cooldown"))
+        .expect("cooldown row") as u16;
+    app.update(Action::Click {
+        column: 5,
+        row: host_row,
+    });
+    assert_eq!(app.host_sel, 1);
+    assert_eq!(app.selected_host(), None, "db-1 is only cooling down");
+}

@@ -35,6 +35,8 @@ pub struct PolicyConfig {
     pub quarantine_on: Vec<String>,
     /// How long a `BLOCK_IP` recommendation bans the source address.
     pub ban_secs: u32,
+    /// How long an analyst's ban from the console lasts.
+    pub analyst_ban_secs: u32,
 }
 
 impl Default for PolicyConfig {
@@ -44,6 +46,7 @@ impl Default for PolicyConfig {
             cooldown_secs: 120,
             quarantine_on: vec!["brute_force_suspected".into()],
             ban_secs: 3600,
+            analyst_ban_secs: 86_400,
         }
     }
 }

@@ -1099,6 +1099,7 @@ impl App {
         if let Some(i) = crate::tui::view::row_to_index(self, row) {
             match self.pane {
                 Pane::Alerts => self.alert_sel = i,
+                Pane::Hosts => self.host_sel = i,
                 Pane::Feedback => self.label_sel = i,
                 _ => {}
             }

@@ -21,11 +21,39 @@ pub fn countdown(now: DateTime<Utc>, until: DateTime<Utc>) -> String {
     }
 }
 
+/// The hosts table above, the bans table below (shared with mouse clicks).
+pub fn split(area: Rect) -> [Rect; 2] {
+    Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area)
+}
+
+/// The row index (hosts first, then bans) under terminal row `row`.
+pub fn row_at(app: &App, area: Rect, row: u16) -> Option<usize> {
+    let hosts = app.host_rows().len();
+    let bans = app.policy.bans.len();
+    let [top, bottom] = split(area);
+    for (rect, len, sel, base) in [
+        (
+            top,
+            hosts,
+            (app.host_sel < hosts).then_some(app.host_sel),
+            0,
+        ),
+        (bottom, bans, app.host_sel.checked_sub(hosts), hosts),
+    ] {
+        let first = rect.y + 2;
+        let rows_fit = rect.height.saturating_sub(3) as usize;
+        if row >= first && ((row - first) as usize) < rows_fit {
+            let i = window_start(sel.unwrap_or(0), len, rows_fit) + (row - first) as usize;
+            return (i < len).then_some(base + i);
+        }
+    }
+    None
+}
+
 pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let hosts = app.host_rows();
     let bans = &app.policy.bans;
-    let [top, bottom] =
-        Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+    let [top, bottom] = split(area);
 
     let rows_fit = top.height.saturating_sub(3) as usize;
     let host_sel = (app.host_sel < hosts.len()).then_some(app.host_sel);

@@ -314,6 +314,15 @@ pub fn row_to_index(app: &App, row: u16) -> Option<usize> {
     if w < MIN_WIDTH || h < MIN_HEIGHT {
         return None;
     }
+    if app.pane == Pane::Hosts {
+        let body = Rect {
+            x: 0,
+            y: 1,
+            width: w,
+            height: h.saturating_sub(2),
+        };
+        return super::hosts::row_at(app, body, row);
+    }
     // Tab bar (1), the list block's border (1) and its header row (1).
     let first = 3u16;
     let rows = h.saturating_sub(first + 2) as usize;
