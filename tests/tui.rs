@@ -252,6 +252,10 @@ snap!(paused_and_filtered_stream, |app: &mut App| {
         app.update(Action::InputChar(c));
     }
 });
+snap!(event_detail, |app: &mut App| {
+    app.update(Action::Down);
+    app.update(Action::Enter);
+});
 snap!(light_theme_palette, |app: &mut App| {
     app.update(Action::ToggleTheme);
     app.update(Action::OpenPalette);
@@ -894,4 +898,27 @@ fn clicking_a_ban_row_selects_it_for_unban() {
     });
     assert_eq!(app.host_sel, 1);
     assert_eq!(app.selected_host(), None, "db-1 is only cooling down");
+}
+
+#[test]
+fn enter_on_the_stream_opens_the_event_and_esc_closes_it() {
+    let mut app = fixture();
+    press(&mut app, key('j'));
+    press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(app.event_detail.as_ref().unwrap().event.event_id, "ev-28");
+    // New events do not change what is open.
+    app.update(feed_event(
+        "ev-new",
+        99,
+        "h",
+        "192.0.2.1",
+        "x",
+        Decision::Allow,
+    ));
+    assert_eq!(app.event_detail.as_ref().unwrap().event.event_id, "ev-28");
+    press(&mut app, KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    assert!(app.event_detail.is_none());
+    press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    press(&mut app, key('2'));
+    assert!(app.event_detail.is_none(), "switching panes closes it");
 }

@@ -265,6 +265,8 @@ pub struct App {
     pub paused_at: Option<u64>,
     pub filter: String,
     pub event_sel: usize,
+    /// The stream event opened with Enter (a copy: the stream moves on).
+    pub event_detail: Option<Box<FeedEvent>>,
     /// Events per second over the last minute, oldest first.
     pub rate: VecDeque<u64>,
     rate_second: i64,
@@ -324,6 +326,7 @@ impl App {
             paused_at: None,
             filter: String::new(),
             event_sel: 0,
+            event_detail: None,
             rate: VecDeque::from(vec![0; RATE_SECONDS]),
             rate_second: now.timestamp(),
             alerts_by_source: HashMap::new(),
@@ -369,6 +372,7 @@ impl App {
             Action::FocusPane(p) => {
                 self.pane = p;
                 self.detail = None;
+                self.event_detail = None;
             }
             Action::NextPane => {
                 self.pane = Pane::ALL[(self.pane.index() + 1) % Pane::ALL.len()];
@@ -941,7 +945,9 @@ impl App {
     fn escape(&mut self) {
         match self.mode {
             Mode::Normal => {
-                if self.detail.is_some() {
+                if self.event_detail.is_some() {
+                    self.event_detail = None;
+                } else if self.detail.is_some() {
                     self.detail = None;
                 } else if !self.selected.is_empty() {
                     self.selected.clear();
@@ -977,6 +983,14 @@ impl App {
     fn enter(&mut self) -> Vec<Effect> {
         match std::mem::replace(&mut self.mode, Mode::Normal) {
             Mode::Normal => {
+                if self.pane == Pane::Overview {
+                    let picked = self
+                        .visible_events()
+                        .nth(self.event_sel)
+                        .map(|e| Box::new(e.clone()));
+                    self.event_detail = picked;
+                    return Vec::new();
+                }
                 if self.pane != Pane::Alerts {
                     return Vec::new();
                 }

@@ -34,6 +34,7 @@ pub const GLOBAL: &[Command] = &[
 ];
 
 pub const OVERVIEW: &[Command] = &[
+    cmd("Enter", "the selected event in full", false),
     cmd("space", "pause / resume the stream", true),
     cmd("/", "filter: text, host:, ip:, user:, action:", true),
 ];
@@ -128,6 +129,7 @@ fn normal(app: &App, key: KeyEvent) -> Option<Action> {
     }
     match (app.pane, key.code) {
         (Pane::Overview, KeyCode::Char(' ')) => Some(Action::TogglePause),
+        (Pane::Overview, KeyCode::Enter) => Some(Action::Enter),
         (Pane::Overview, KeyCode::Char('/')) => Some(Action::OpenFilter),
         (Pane::Alerts, KeyCode::Enter) => Some(Action::Enter),
         (Pane::Alerts, KeyCode::Char('a')) => Some(Action::Acknowledge),

@@ -89,6 +89,9 @@ pub fn render(frame: &mut Frame, app: &App) {
         Pane::Demo => super::demo::render(frame, app, &theme, body),
     }
     render_footer(frame, app, &theme, footer);
+    if let (Pane::Overview, Some(e)) = (app.pane, &app.event_detail) {
+        render_event(frame, &theme, area, e);
+    }
     match &app.mode {
         Mode::Help => render_help(frame, app, &theme, area),
         Mode::Confirm { action, reason } => {
@@ -147,6 +150,89 @@ pub fn render(frame: &mut Frame, app: &App) {
         ),
         Mode::Normal | Mode::Palette(_) | Mode::Filter(_) => {}
     }
+}
+
+/// One stream event with every field, its full text and its verdict.
+fn render_event(frame: &mut Frame, theme: &Theme, area: Rect, e: &crate::engine::FeedEvent) {
+    let ev = &e.event;
+    let field = |k: &str, v: String| {
+        Line::from(vec![
+            Span::styled(format!("{k:<12}"), theme.dimmed()),
+            Span::styled(clean(&v), theme.text()),
+        ])
+    };
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "–".into());
+    let mut lines = vec![
+        field("event id", ev.event_id.clone()),
+        field(
+            "time",
+            format!(
+                "{} (received {})",
+                ev.timestamp_utc.to_rfc3339(),
+                opt(ev.received_time_utc.map(|t| t.to_rfc3339()))
+            ),
+        ),
+        field("host", format!("{}   source {}", ev.host, ev.source)),
+        field(
+            "what",
+            format!(
+                "{} / {} / {}   severity {}",
+                ev.category.as_str(),
+                ev.action.as_str(),
+                ev.outcome.as_str(),
+                ev.severity
+            ),
+        ),
+        field(
+            "who",
+            format!(
+                "user {}   from {}{}",
+                opt(ev.user.clone()),
+                opt(ev.src_ip.map(|i| i.to_string())),
+                ev.src_port.map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+        ),
+        field(
+            "decision",
+            format!(
+                "{} (correlation {}){}",
+                super::app::decision_label(e.final_decision),
+                super::app::decision_label(e.correlation),
+                if e.reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", e.reasons.join(", "))
+                }
+            ),
+        ),
+    ];
+    if let Some(h) = &ev.http {
+        lines.push(field(
+            "http",
+            format!(
+                "{} {} → {}",
+                h.method.as_deref().unwrap_or("?"),
+                h.path.as_deref().unwrap_or("?"),
+                h.status.map(|s| s.to_string()).unwrap_or_default()
+            ),
+        ));
+    }
+    for (k, v) in ev.attributes.iter() {
+        let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        lines.push(field(&format!("· {}", fit(k, 10)), v));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled("line", theme.dimmed())));
+    lines.push(Line::from(Span::styled(
+        if ev.message.is_empty() {
+            "(sent as JSON: no log line)".to_string()
+        } else {
+            clean(&ev.message)
+        },
+        theme.text(),
+    )));
+    let h = lines.len() as u16 + 2;
+    dialog(frame, theme, area, "Event · Esc closes", lines, 100, h);
 }
 
 /// Tab labels and where each starts, for drawing and for mouse clicks.
