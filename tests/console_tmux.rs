@@ -8,7 +8,6 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use serde_json::json;
 use vigil::sources::gateway::sign;
 
@@ -70,21 +69,15 @@ impl Drop for Tmux {
 }
 
 fn post(addr: &str, id: &str, host: &str, action: &str, msg: &str) -> u16 {
-    let mut e = json!({
-        "event_type": "sec.event.v1",
-        "event_id": id,
-        "source": "auth",
-        "host": host,
-        "timestamp_utc": Utc::now().to_rfc3339(),
-        "category": "auth",
-        "action": action,
-        "severity": 6,
-        "attributes": {"cmd": msg},
-    });
-    if action == "login_failed" {
-        e["user"] = json!("root");
-        e["src_ip"] = json!("203.0.113.77");
-    }
+    let failed = action == "login_failed";
+    let mut e = common::wire_event(
+        id,
+        host,
+        action,
+        failed.then_some("root"),
+        failed.then_some("203.0.113.77"),
+    );
+    e["attributes"] = json!({ "cmd": msg });
     let body = serde_json::to_vec(&e).unwrap();
     let sig = sign(SECRET.as_bytes(), &body);
     common::http_request(

@@ -9,26 +9,19 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::Value;
 use vigil::sources::gateway::sign;
 
 const SECRET: &str = "durability-secret";
 
 fn event(id: &str, host: &str, action: &str, src_ip: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "event_type": "sec.event.v1",
-        "event_id": id,
-        "source": "auth",
-        "host": host,
-        "timestamp_utc": Utc::now().to_rfc3339(),
-        "category": "auth",
-        "action": action,
-        "severity": 6,
-        "user": "root",
-        "src_ip": src_ip,
-        "attributes": {},
-    }))
+    serde_json::to_vec(&common::wire_event(
+        id,
+        host,
+        action,
+        Some("root"),
+        Some(src_ip),
+    ))
     .unwrap()
 }
 

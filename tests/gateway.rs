@@ -11,24 +11,7 @@ use vigil::sources::gateway::sign;
 const SECRET: &str = "dev-secret-change-me";
 
 fn event(id: &str, host: &str, action: &str, user: Option<&str>, src_ip: Option<&str>) -> Value {
-    let mut e = json!({
-        "event_type": "sec.event.v1",
-        "event_id": id,
-        "source": "auth",
-        "host": host,
-        "timestamp_utc": Utc::now().to_rfc3339(),
-        "category": "auth",
-        "action": action,
-        "severity": 6,
-        "attributes": {"test": true},
-    });
-    if let Some(u) = user {
-        e["user"] = json!(u);
-    }
-    if let Some(ip) = src_ip {
-        e["src_ip"] = json!(ip);
-    }
-    e
+    common::wire_event(id, host, action, user, src_ip)
 }
 
 struct Client {

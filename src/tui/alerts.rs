@@ -4,11 +4,11 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use super::app::App;
 use super::theme::Theme;
-use super::view::{clean, event_text, fit, window_start};
+use super::view::{clean, empty_hint, event_text, fit, panel, window_start};
 use crate::detect::{Alert, AlertStatus};
 
 pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
@@ -43,10 +43,7 @@ fn render_queue(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     if !app.selected.is_empty() {
         title.push_str(&format!("· {} selected ", app.selected.len()));
     }
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(Span::styled(title, theme.title()))
-        .border_style(theme.dimmed());
+    let block = panel(title, theme);
     let rows_fit = area.height.saturating_sub(3) as usize;
     let start = window_start(app.alert_sel, app.alert_view.len(), rows_fit);
     let wide = area.width >= 110;
@@ -121,15 +118,7 @@ fn render_queue(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         } else {
             "No alert matches the filters (S status, r rule; Esc clears the selection)."
         };
-        frame.render_widget(
-            Paragraph::new(Span::styled(msg, theme.dimmed())),
-            Rect {
-                x: area.x + 2,
-                y: area.y + 3,
-                width: area.width.saturating_sub(4),
-                height: 1,
-            },
-        );
+        empty_hint(frame, theme, area, msg);
     }
 }
 
@@ -255,15 +244,12 @@ fn render_detail(frame: &mut Frame, app: &App, theme: &Theme, area: Rect, a: &Al
         theme.dimmed(),
     )));
     frame.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(Span::styled(
-                    format!(" Alert {} ", fit(&clean(&a.alert_id), 40)),
-                    theme.title(),
-                ))
-                .border_style(theme.dimmed()),
-        ),
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(panel(
+                format!(" Alert {} ", fit(&clean(&a.alert_id), 40)),
+                theme,
+            )),
         area,
     );
 }

@@ -5,11 +5,11 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+use ratatui::widgets::{Paragraph, Wrap};
 
 use super::app::App;
 use super::theme::Theme;
-use super::view::clean;
+use super::view::{clean, panel};
 
 /// Scenario files (`*.toml`) in `dir`, sorted; none when it is absent.
 pub fn scenarios(dir: &std::path::Path) -> Vec<String> {
@@ -59,12 +59,9 @@ pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         theme.dimmed(),
     )));
     frame.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: true }).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(Span::styled(" Demo ", theme.title()))
-                .border_style(theme.dimmed()),
-        ),
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(panel(" Demo ", theme)),
         area,
     );
 }

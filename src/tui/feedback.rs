@@ -4,11 +4,11 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, Wrap};
 
 use super::app::App;
 use super::theme::Theme;
-use super::view::{clean, fit, window_start};
+use super::view::{clean, empty_hint, fit, panel, window_start};
 use crate::detect::AlertStatus;
 
 pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
@@ -55,30 +55,18 @@ pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             ],
         )
         .header(Row::new(["when", "verdict", "rule", "by", "note"]).style(theme.dimmed()))
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(Span::styled(
-                    format!(" Labelled alerts ({}) ", app.labels.len()),
-                    theme.title(),
-                ))
-                .border_style(theme.dimmed()),
-        ),
+        .block(panel(
+            format!(" Labelled alerts ({}) ", app.labels.len()),
+            theme,
+        )),
         list,
     );
     if app.labels.is_empty() {
-        frame.render_widget(
-            Paragraph::new(Span::styled(
-                "No verdicts yet: in Alerts, t marks a true positive, f a false positive.",
-                theme.dimmed(),
-            ))
-            .wrap(Wrap { trim: true }),
-            Rect {
-                x: list.x + 2,
-                y: list.y + 3,
-                width: list.width.saturating_sub(4),
-                height: 2,
-            },
+        empty_hint(
+            frame,
+            theme,
+            list,
+            "No verdicts yet: in Alerts, t marks a true positive, f a false positive.",
         );
     }
 
@@ -100,12 +88,9 @@ pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         Style::new().fg(theme.warn),
     )));
     frame.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: true }).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(Span::styled(" Per rule ", theme.title()))
-                .border_style(theme.dimmed()),
-        ),
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(panel(" Per rule ", theme)),
         side,
     );
 }

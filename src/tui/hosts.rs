@@ -5,11 +5,11 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::Span;
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
+use ratatui::widgets::{Cell, Row, Table};
 
 use super::app::App;
 use super::theme::Theme;
-use super::view::{clean, fit, window_start};
+use super::view::{clean, empty_hint, fit, panel, window_start};
 
 /// `1h02m`, `4m05s`, `12s`: time left until `until`.
 pub fn countdown(now: DateTime<Utc>, until: DateTime<Utc>) -> String {
@@ -113,22 +113,17 @@ pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         .header(
             Row::new(["host", "state", "since", "time left", "alert", "why"]).style(theme.dimmed()),
         )
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(Span::styled(
-                    format!(
-                        " Hosts: {quarantined} quarantined, {} in cooldown · r release ",
-                        hosts.len() - quarantined
-                    ),
-                    theme.title(),
-                ))
-                .border_style(theme.dimmed()),
-        ),
+        .block(panel(
+            format!(
+                " Hosts: {quarantined} quarantined, {} in cooldown · r release ",
+                hosts.len() - quarantined
+            ),
+            theme,
+        )),
         top,
     );
     if hosts.is_empty() {
-        empty(frame, theme, top, "No host is quarantined or cooling down.");
+        empty_hint(frame, theme, top, "No host is quarantined or cooling down.");
     }
 
     let rows_fit = bottom.height.saturating_sub(3) as usize;
@@ -171,30 +166,13 @@ pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             Row::new(["address", "since", "until", "left", "alert", "reason"])
                 .style(theme.dimmed()),
         )
-        .block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(Span::styled(
-                    format!(" IP bans: {} in force · u unban ", bans.len()),
-                    theme.title(),
-                ))
-                .border_style(theme.dimmed()),
-        ),
+        .block(panel(
+            format!(" IP bans: {} in force · u unban ", bans.len()),
+            theme,
+        )),
         bottom,
     );
     if bans.is_empty() {
-        empty(frame, theme, bottom, "No ban in force.");
+        empty_hint(frame, theme, bottom, "No ban in force.");
     }
-}
-
-fn empty(frame: &mut Frame, theme: &Theme, area: Rect, msg: &str) {
-    frame.render_widget(
-        Paragraph::new(Span::styled(msg.to_string(), theme.dimmed())),
-        Rect {
-            x: area.x + 2,
-            y: area.y + 3,
-            width: area.width.saturating_sub(4),
-            height: 1,
-        },
-    );
 }

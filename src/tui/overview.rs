@@ -4,11 +4,11 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table};
+use ratatui::widgets::{Cell, Paragraph, Row, Sparkline, Table};
 
 use super::app::{App, decision_label};
 use super::theme::Theme;
-use super::view::{clean, event_text, fit, window_start};
+use super::view::{clean, event_text, fit, panel, window_start};
 use crate::event::Outcome;
 
 pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
@@ -26,10 +26,7 @@ pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 }
 
 fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(Span::styled(" Vigil ", theme.title()))
-        .border_style(theme.dimmed());
+    let block = panel(" Vigil ", theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let [figures, spark] =
@@ -123,10 +120,7 @@ fn render_stream(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     if !app.filter.is_empty() {
         title.push_str(&format!("· filter: {} ", fit(&clean(&app.filter), 30)));
     }
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(Span::styled(title, theme.title()))
-        .border_style(theme.dimmed());
+    let block = panel(title, theme);
     let rows_fit = area.height.saturating_sub(3) as usize;
     // Only the rows on screen are formatted, however long the buffer.
     let visible: Vec<_> = app
@@ -239,10 +233,7 @@ fn render_stream(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 }
 
 fn render_sources(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(Span::styled(" Top alerting sources ", theme.title()))
-        .border_style(theme.dimmed());
+    let block = panel(" Top alerting sources ", theme);
     let n = area.height.saturating_sub(2) as usize;
     let lines: Vec<Line> = app
         .top_sources(n)

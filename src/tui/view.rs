@@ -47,6 +47,27 @@ pub fn event_text(ev: &crate::event::Event) -> String {
     clean(&parts.join(" "))
 }
 
+/// A pane's bordered box with its title.
+pub fn panel<'a>(title: impl Into<String>, theme: &Theme) -> Block<'a> {
+    Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(title.into(), theme.title()))
+        .border_style(theme.dimmed())
+}
+
+/// A one-line hint inside an empty list's box.
+pub fn empty_hint(frame: &mut Frame, theme: &Theme, area: Rect, msg: &str) {
+    frame.render_widget(
+        Paragraph::new(Span::styled(msg.to_string(), theme.dimmed())).wrap(Wrap { trim: true }),
+        Rect {
+            x: area.x + 2,
+            y: area.y + 3,
+            width: area.width.saturating_sub(4),
+            height: area.height.saturating_sub(4).min(2),
+        },
+    );
+}
+
 /// Cuts `s` to `width` characters, marking the cut with `…`.
 pub fn fit(s: &str, width: usize) -> String {
     if s.chars().count() <= width {

@@ -252,3 +252,32 @@ pub fn http_request(
         .unwrap_or_default();
     (status, body)
 }
+
+/// A `sec.event.v1` event timestamped now, as producers send it.
+#[allow(dead_code)]
+pub fn wire_event(
+    id: &str,
+    host: &str,
+    action: &str,
+    user: Option<&str>,
+    src_ip: Option<&str>,
+) -> serde_json::Value {
+    let mut e = serde_json::json!({
+        "event_type": "sec.event.v1",
+        "event_id": id,
+        "source": "auth",
+        "host": host,
+        "timestamp_utc": chrono::Utc::now().to_rfc3339(),
+        "category": "auth",
+        "action": action,
+        "severity": 6,
+        "attributes": {"test": true},
+    });
+    if let Some(u) = user {
+        e["user"] = serde_json::json!(u);
+    }
+    if let Some(ip) = src_ip {
+        e["src_ip"] = serde_json::json!(ip);
+    }
+    e
+}
