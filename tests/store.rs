@@ -290,3 +290,41 @@ fn expired_idempotency_keys_are_dropped_and_live_ones_kept() {
         "expired keys are deleted from the log, not only skipped"
     );
 }
+
+#[test]
+fn evidence_lookup_reads_only_the_asked_ids_in_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let writer = StoreWriter::spawn(&db, Retention::default()).unwrap();
+    let t0 = Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap();
+    for i in 0..1000i64 {
+        let ev = vigil::event::Event::login_failed(
+            format!("ev-{i:04}"),
+            t0 + chrono::Duration::seconds(i),
+            "h",
+            "root",
+            None,
+        );
+        writer.send(WriteOp::Event(Box::new(ev))).unwrap();
+    }
+    writer.close().unwrap();
+    let conn = store::open(&db).unwrap();
+    let ids: Vec<String> = ["ev-0500", "ev-0100", "ev-0900", "ev-0999", "missing"]
+        .map(String::from)
+        .to_vec();
+    let got = store::events_in_range(
+        &conn,
+        &ids,
+        t0 + chrono::Duration::seconds(100),
+        t0 + chrono::Duration::seconds(900),
+    )
+    .unwrap();
+    let got: Vec<&str> = got.iter().map(|e| e.event_id.as_str()).collect();
+    // In time order; ev-0999 is outside the window, "missing" is not stored.
+    assert_eq!(got, ["ev-0100", "ev-0500", "ev-0900"]);
+    assert!(
+        store::events_in_range(&conn, &[], t0, t0)
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -875,6 +875,11 @@ fn alerts_in_memory_are_bounded_and_open_ones_kept() {
     assert!(app.alert(&newest).is_some(), "the newest are kept");
     assert!(app.alert("al-10").is_none(), "the oldest settled ones go");
     assert_eq!(app.alert_view.len(), app.alerts.len());
+    // Source counts follow what is held.
+    assert_eq!(
+        app.top_sources(1),
+        [("192.0.2.1".parse().unwrap(), app.alerts.len() as u64)]
+    );
 }
 
 #[test]

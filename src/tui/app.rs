@@ -633,6 +633,16 @@ impl App {
         }
         settled.select_nth_unstable(drop_n - 1);
         let gone: HashSet<usize> = settled[..drop_n].iter().map(|&(_, i)| i).collect();
+        for &i in &gone {
+            if let Some(ip) = self.alerts[i].src_ip
+                && let Some(n) = self.alerts_by_source.get_mut(&ip)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    self.alerts_by_source.remove(&ip);
+                }
+            }
+        }
         let mut i = 0;
         self.alerts.retain(|_| {
             let keep = !gone.contains(&i);
