@@ -12,8 +12,9 @@ use super::view::{clean, empty_hint, fit, panel, window_start};
 use crate::detect::AlertStatus;
 
 pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let side_width = if area.width >= 110 { 44 } else { 34 };
     let [list, side] =
-        Layout::horizontal([Constraint::Min(50), Constraint::Length(40)]).areas(area);
+        Layout::horizontal([Constraint::Min(40), Constraint::Length(side_width)]).areas(area);
     let rows_fit = list.height.saturating_sub(3) as usize;
     let start = window_start(app.label_sel, app.labels.len(), rows_fit);
     let rows = app
@@ -70,14 +71,19 @@ pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         );
     }
 
+    // rule | TP | FP | FP rate, the rule taking what the box leaves.
+    let rule_w = (side_width as usize).saturating_sub(2 + 4 + 4 + 6).max(8);
     let mut lines = vec![Line::from(Span::styled(
-        format!("{:<20}{:>4}{:>4}{:>8}", "rule", "TP", "FP", "FP rate"),
+        format!("{:<rule_w$}{:>4}{:>4}{:>6}", "rule", "TP", "FP", "FP%"),
         theme.dimmed(),
     ))];
     for (rule, tp, fp) in app.label_counts() {
         let rate = fp as f64 / (tp + fp) as f64 * 100.0;
         lines.push(Line::from(Span::styled(
-            format!("{:<20}{tp:>4}{fp:>4}{rate:>7.0}%", fit(&clean(&rule), 19)),
+            format!(
+                "{:<rule_w$}{tp:>4}{fp:>4}{rate:>5.0}%",
+                fit(&clean(&rule), rule_w - 1)
+            ),
             theme.text(),
         )));
     }
