@@ -232,3 +232,77 @@ fn console_shows_a_brute_force_and_releases_the_host_with_keys() {
     );
     assert_eq!(vigil::store::count_events(&conn).unwrap(), 51);
 }
+
+#[test]
+fn sigterm_ends_the_console_cleanly() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIP: tmux not found; the console end-to-end test needs it");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = Tmux {
+        socket: format!("vigil-e2e-term-{}", std::process::id()),
+        target: "console".into(),
+    };
+    let status = dir.path().join("status.txt");
+    let cmd = format!(
+        "env ARES_SHARED_SECRET={SECRET} {} console --listen 127.0.0.1:0 --data-dir {} 2>{}; echo \"exit=$?\" > {}; sleep 5",
+        env!("CARGO_BIN_EXE_vigil"),
+        dir.path().display(),
+        dir.path().join("stderr.txt").display(),
+        status.display(),
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "console",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &cmd,
+    ]);
+    let screen = tmux.wait_for("the console", |s| s.contains("vigil · 127.0.0.1:"));
+    let addr = screen
+        .split("vigil · ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert_eq!(post(&addr, "evt-term-1", "web-t", "proc_start", "x"), 200);
+    // The console process: named vigil, with this test's data dir.
+    let needle = dir.path().display().to_string();
+    let mut signalled = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if comm.trim() == "vigil" && String::from_utf8_lossy(&cmdline).contains(&needle) {
+            Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+            signalled += 1;
+        }
+    }
+    assert_eq!(signalled, 1, "one console process");
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&status) {
+            assert_eq!(s.trim(), "exit=0", "{s}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "console did not end"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The screen is given back: the shell's own line is visible again.
+    tmux.wait_for("the terminal restored", |s| {
+        !s.contains("vigil · 127.0.0.1:")
+    });
+    let conn = vigil::store::open(&dir.path().join("vigil.db")).unwrap();
+    assert_eq!(vigil::store::count_events(&conn).unwrap(), 1);
+}

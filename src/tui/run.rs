@@ -4,7 +4,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -240,7 +241,19 @@ pub fn run(opts: ConsoleOptions) -> Result<(), ConsoleError> {
     };
     let engine = live.engine.clone();
     let dark = cfg.console.theme == crate::config::ThemeName::Dark;
-    let result = ui_loop(session, dark, &runtime, engine, feed_rx, &live.db);
+    // SIGTERM or SIGHUP (the terminal went away) end the console like `q`:
+    // the screen is restored and the engine drains and commits.
+    let stop_requested = Arc::new(AtomicBool::new(false));
+    runtime.spawn(watch_signals(stop_requested.clone()));
+    let result = ui_loop(
+        session,
+        dark,
+        &runtime,
+        engine,
+        feed_rx,
+        &live.db,
+        &stop_requested,
+    );
     // Stop the gateway, let the engine drain and commit, then exit.
     let _ = stop_tx.send(());
     let _ = runtime.block_on(server);
@@ -260,6 +273,7 @@ fn ui_loop(
     engine: EngineHandle,
     mut feed: FeedReceiver,
     db: &Path,
+    stop_requested: &AtomicBool,
 ) -> Result<(), ConsoleError> {
     let mut app = App::new(session, Utc::now());
     app.dark = dark;
@@ -287,6 +301,9 @@ fn ui_loop(
     let mut dirty = true;
     let mut answers: Vec<Duration> = Vec::new();
     loop {
+        if stop_requested.load(Ordering::Relaxed) {
+            break;
+        }
         // Engine traffic, bounded per frame.
         let mut n = 0;
         while n < FEED_PER_FRAME {
@@ -415,6 +432,26 @@ fn answer_summary(answers: &mut [Duration]) -> Option<String> {
         ms(at(0.99)),
         ms(answers[answers.len() - 1])
     ))
+}
+
+async fn watch_signals(flag: Arc<AtomicBool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = hup.recv() => {},
+        }
+        flag.store(true, Ordering::Relaxed);
+    }
+    #[cfg(not(unix))]
+    let _ = flag;
 }
 
 fn load_from_store(app: &mut App, conn: &rusqlite::Connection) {
