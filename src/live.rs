@@ -19,19 +19,19 @@ pub enum LiveError {
          The gateway never runs without authentication."
     )]
     NoSecret,
-    #[error("creating {path}: {source}")]
+    #[error("creating {path}")]
     DataDir {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("opening store {path}: {source}")]
+    #[error("opening store {path}")]
     Store { path: PathBuf, source: StoreError },
-    #[error("opening audit log {path}: {source}")]
+    #[error("opening audit log {path}")]
     Audit {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("binding {addr}: {source}")]
+    #[error("binding {addr} (is another Vigil or service on it? choose another with --listen)")]
     Bind {
         addr: String,
         source: std::io::Error,

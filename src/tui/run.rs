@@ -41,7 +41,7 @@ pub enum ConsoleError {
     Live(#[from] crate::live::LiveError),
     #[error("no data directory: pass --data-dir (the platform has no data dir)")]
     NoDataDir,
-    #[error("shared secret file {path}: {source}")]
+    #[error("shared secret file {path}")]
     Secret {
         path: PathBuf,
         source: std::io::Error,
