@@ -187,7 +187,7 @@ impl GatewayState {
 }
 
 /// One audit record for an accept or reject (`prev` is added on write).
-fn audit_record(
+pub fn audit_record(
     kind: &str,
     client: &SocketAddr,
     body_sha: &str,
@@ -303,7 +303,8 @@ fn refusal(r: Refusal) -> (StatusCode, &'static str) {
 pub const MAX_BATCH_LINES: usize = 10_000;
 
 /// Why a signed body was refused before it reached the engine.
-enum Rejected {
+#[derive(Debug)]
+pub enum Rejected {
     InvalidJson,
     Schema(String),
     /// Valid, but `timestamp_utc` is outside the replay window.
@@ -311,7 +312,8 @@ enum Rejected {
 }
 
 impl Rejected {
-    fn reason(&self) -> &'static str {
+    /// The seed's reason string.
+    pub fn reason(&self) -> &'static str {
         match self {
             Rejected::InvalidJson => "invalid_json",
             Rejected::Schema(_) => "schema_validation_failed",
@@ -328,6 +330,16 @@ fn check_event(
     body: &[u8],
     now: chrono::DateTime<Utc>,
 ) -> Result<crate::event::Event, Rejected> {
+    validate_event(body, now, st.replay_window_secs)
+}
+
+/// JSON, then the `sec.event.v1` schema, then the replay window (seconds
+/// either side of `now`), on one signed body or batch line.
+pub fn validate_event(
+    body: &[u8],
+    now: chrono::DateTime<Utc>,
+    replay_window_secs: i64,
+) -> Result<crate::event::Event, Rejected> {
     // Straight into the typed event; only a refusal takes the seed's two
     // steps (parse as JSON, then check the schema), which decide between
     // invalid_json and schema_validation_failed and let a repeated key
@@ -342,7 +354,7 @@ fn check_event(
     let ev = wire
         .into_event(now)
         .map_err(|e| Rejected::Schema(e.to_string()))?;
-    if (now - ev.timestamp_utc).num_seconds().abs() > st.replay_window_secs {
+    if (now - ev.timestamp_utc).num_seconds().abs() > replay_window_secs {
         return Err(Rejected::Replay(Box::new(ev)));
     }
     Ok(ev)
