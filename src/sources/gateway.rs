@@ -167,12 +167,12 @@ impl GatewayState {
         client: &SocketAddr,
         body_sha: &str,
         reason: &str,
-        extra: &[(&str, Value)],
+        extra: &[(&'static str, Value)],
     ) {
         self.write_audit(vec![audit_record(kind, client, body_sha, reason, extra)]);
     }
 
-    fn write_audit(&self, records: Vec<Map<String, Value>>) {
+    fn write_audit(&self, records: Vec<AuditRecord<'_>>) {
         // An audit write failure must not take the gateway down; it is
         // reported on stderr instead.
         match self.audit.lock() {
@@ -187,33 +187,62 @@ impl GatewayState {
 }
 
 /// One audit record for an accept or reject (`prev` is added on write).
-pub fn audit_record(
-    kind: &str,
-    client: &SocketAddr,
-    body_sha: &str,
-    reason: &str,
-    extra: &[(&str, Value)],
-) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("type".into(), kind.into());
-    m.insert("ts".into(), Utc::now().to_rfc3339().into());
-    m.insert("path".into(), "/ingest".into());
-    m.insert("client_ip".into(), client.ip().to_string().into());
-    m.insert(
-        "verification_status".into(),
-        if kind == "gateway_accept" {
+/// Written straight to JSON, in this key order; an `extra` entry with the
+/// name of a fixed key (`path`) replaces its value.
+pub struct AuditRecord<'a> {
+    kind: &'a str,
+    at: chrono::DateTime<Utc>,
+    client: std::net::IpAddr,
+    reason: &'a str,
+    body_sha: String,
+    extra: Vec<(&'static str, Value)>,
+}
+
+impl serde::Serialize for AuditRecord<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let fixed = |key: &str| self.extra.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("type", self.kind)?;
+        m.serialize_entry(
+            "ts",
+            &format_args!("{}", self.at.format("%Y-%m-%dT%H:%M:%S%.f+00:00")),
+        )?;
+        match fixed("path") {
+            Some(v) => m.serialize_entry("path", v)?,
+            None => m.serialize_entry("path", "/ingest")?,
+        }
+        m.serialize_entry("client_ip", &format_args!("{}", self.client))?;
+        let status = if self.kind == "gateway_accept" {
             "pass"
         } else {
             "fail"
+        };
+        m.serialize_entry("verification_status", status)?;
+        m.serialize_entry("verification_reason", self.reason)?;
+        m.serialize_entry("body_sha256", &self.body_sha)?;
+        for (k, v) in self.extra.iter().filter(|(k, _)| *k != "path") {
+            m.serialize_entry(k, v)?;
         }
-        .into(),
-    );
-    m.insert("verification_reason".into(), reason.into());
-    m.insert("body_sha256".into(), body_sha.into());
-    for (k, v) in extra {
-        m.insert((*k).into(), v.clone());
+        m.end()
     }
-    m
+}
+
+pub fn audit_record<'a>(
+    kind: &'a str,
+    client: &SocketAddr,
+    body_sha: &str,
+    reason: &'a str,
+    extra: &[(&'static str, Value)],
+) -> AuditRecord<'a> {
+    AuditRecord {
+        kind,
+        at: Utc::now(),
+        client: client.ip(),
+        reason,
+        body_sha: body_sha.to_string(),
+        extra: extra.to_vec(),
+    }
 }
 
 async fn ingest(

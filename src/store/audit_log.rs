@@ -7,7 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Hash of "no previous record".
@@ -49,22 +49,37 @@ impl AuditLog {
         Ok(AuditLog { file, prev })
     }
 
-    /// Appends one record (a JSON object); `prev` is added.
-    pub fn append(&mut self, record: Map<String, Value>) -> std::io::Result<()> {
+    /// Appends one record (anything that serialises to a JSON object);
+    /// `prev` is added as its last key.
+    pub fn append(&mut self, record: impl serde::Serialize) -> std::io::Result<()> {
         self.append_all(std::iter::once(record))
     }
 
     /// Appends records in order with one write (a batch of ingest lines
     /// would otherwise cost a system call each).
-    pub fn append_all(
+    pub fn append_all<R: serde::Serialize>(
         &mut self,
-        records: impl IntoIterator<Item = Map<String, Value>>,
+        records: impl IntoIterator<Item = R>,
     ) -> std::io::Result<()> {
         let mut buf = Vec::new();
-        for mut record in records {
-            record.insert("prev".into(), Value::String(self.prev.clone()));
+        for record in records {
             let start = buf.len();
             serde_json::to_writer(&mut buf, &record).map_err(std::io::Error::other)?;
+            // An object ends in `}`: `prev` goes in front of it.
+            if buf.len() < start + 2 || buf[start] != b'{' || buf[buf.len() - 1] != b'}' {
+                buf.truncate(start);
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "an audit record must be a JSON object",
+                ));
+            }
+            buf.pop();
+            if buf.len() > start + 1 {
+                buf.push(b',');
+            }
+            buf.extend_from_slice(b"\"prev\":\"");
+            buf.extend_from_slice(self.prev.as_bytes());
+            buf.extend_from_slice(b"\"}");
             self.prev = sha256_hex(&buf[start..]);
             buf.push(b'\n');
         }
@@ -129,7 +144,7 @@ mod tests {
         let p = dir.path().join("audit.jsonl");
         for i in 0..3 {
             let mut log = AuditLog::open(&p).unwrap();
-            let mut m = Map::new();
+            let mut m = serde_json::Map::new();
             m.insert("n".into(), i.into());
             log.append(m).unwrap();
         }
@@ -142,5 +157,24 @@ mod tests {
             verify(&p).unwrap(),
             Verdict::Broken { line: 3, .. }
         ));
+    }
+
+    #[test]
+    fn prev_is_the_last_key_and_only_objects_are_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&p).unwrap();
+        log.append(serde_json::json!({})).unwrap();
+        log.append(serde_json::json!({"b": 1, "a": "x}"})).unwrap();
+        assert!(log.append(serde_json::json!([1, 2])).is_err());
+        assert!(log.append("text").is_err());
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "a refused record writes nothing");
+        assert_eq!(lines[0], format!("{{\"prev\":\"{GENESIS}\"}}"));
+        let second: Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(second["a"], "x}");
+        assert_eq!(second["prev"], sha256_hex(lines[0].as_bytes()));
+        assert_eq!(verify(&p).unwrap(), Verdict::Intact { records: 2 });
     }
 }
