@@ -271,22 +271,8 @@ fn sigterm_ends_the_console_cleanly() {
         .unwrap()
         .to_string();
     assert_eq!(post(&addr, "evt-term-1", "web-t", "proc_start", "x"), 200);
-    // The console process: named vigil, with this test's data dir.
-    let needle = dir.path().display().to_string();
-    let mut signalled = 0;
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let pid = entry.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if comm.trim() == "vigil" && String::from_utf8_lossy(&cmdline).contains(&needle) {
-            Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-            signalled += 1;
-        }
-    }
-    assert_eq!(signalled, 1, "one console process");
+    let pid = console_pid(dir.path());
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     let start = Instant::now();
     loop {
         if let Ok(s) = std::fs::read_to_string(&status) {
@@ -305,4 +291,68 @@ fn sigterm_ends_the_console_cleanly() {
     });
     let conn = vigil::store::open(&dir.path().join("vigil.db")).unwrap();
     assert_eq!(vigil::store::count_events(&conn).unwrap(), 1);
+}
+
+/// The console process started by a test: named vigil, with its data dir.
+fn console_pid(data_dir: &std::path::Path) -> String {
+    let needle = data_dir.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if comm.trim() == "vigil" && String::from_utf8_lossy(&cmdline).contains(&needle) {
+            found.push(pid);
+        }
+    }
+    assert_eq!(found.len(), 1, "one console process: {found:?}");
+    found.remove(0)
+}
+
+#[test]
+fn console_exits_when_its_terminal_goes_away() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIP: tmux not found; the console end-to-end test needs it");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = Tmux {
+        socket: format!("vigil-e2e-hup-{}", std::process::id()),
+        target: "console".into(),
+    };
+    let cmd = format!(
+        "env ARES_SHARED_SECRET={SECRET} {} console --listen 127.0.0.1:0 --data-dir {} 2>/dev/null",
+        env!("CARGO_BIN_EXE_vigil"),
+        dir.path().display(),
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "console",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &cmd,
+    ]);
+    tmux.wait_for("the console", |s| s.contains("vigil · 127.0.0.1:"));
+    let pid = console_pid(dir.path());
+    // The terminal disappears under it (as when a window or ssh session closes).
+    tmux.run(&["kill-server"]);
+    let start = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if state.split_whitespace().nth(2) == Some("Z") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the console outlived its terminal (it would spin: crossterm#793)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

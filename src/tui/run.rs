@@ -295,6 +295,7 @@ fn ui_loop(
         });
     }
     let (done_tx, done_rx) = mpsc::sync_channel::<Action>(1024);
+    let input = spawn_input_reader()?;
     let frame = Duration::from_millis(1000 / MAX_FPS);
     let mut last_draw = Instant::now() - frame;
     let mut last_snapshot = Instant::now() - Duration::from_secs(1);
@@ -371,12 +372,17 @@ fn ui_loop(
             frame
         }
         .max(Duration::from_millis(1));
-        if event::poll(wait).map_err(ConsoleError::Terminal)? {
+        let first = match input.recv_timeout(wait) {
+            Ok(ev) => Some(ev),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            // The reader stopped: the terminal is gone.
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(first) = first {
             let input_at = Instant::now();
             let mut quit = false;
             // Everything already typed, before drawing again.
-            loop {
-                let ev = event::read().map_err(ConsoleError::Terminal)?;
+            for ev in std::iter::once(first).chain(input.try_iter()) {
                 if let Some(action) = term_action(&app, ev) {
                     let effects = app.update(action);
                     quit |= run_effects(
@@ -388,7 +394,7 @@ fn ui_loop(
                         &done_tx,
                     );
                 }
-                if quit || !event::poll(Duration::ZERO).map_err(ConsoleError::Terminal)? {
+                if quit {
                     break;
                 }
             }
@@ -432,6 +438,26 @@ fn answer_summary(answers: &mut [Duration]) -> Option<String> {
         ms(at(0.99)),
         ms(answers[answers.len() - 1])
     ))
+}
+
+/// Reads terminal input on its own thread. crossterm 0.29 spins inside
+/// `poll`/`read` once the terminal has gone away (crossterm-rs/crossterm#793),
+/// so the UI thread never calls them: it waits on this channel with a
+/// timeout, keeps its clock, and notices a dead terminal when a draw fails
+/// or this reader stops.
+fn spawn_input_reader() -> Result<mpsc::Receiver<TermEvent>, ConsoleError> {
+    let (tx, rx) = mpsc::sync_channel::<TermEvent>(256);
+    std::thread::Builder::new()
+        .name("vigil-input".into())
+        .spawn(move || {
+            while let Ok(ev) = event::read() {
+                if tx.send(ev).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(ConsoleError::Terminal)?;
+    Ok(rx)
 }
 
 async fn watch_signals(flag: Arc<AtomicBool>) {
