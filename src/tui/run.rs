@@ -378,11 +378,11 @@ fn ui_loop(
             // The reader stopped: the terminal is gone.
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        if let Some(first) = first {
-            let input_at = Instant::now();
+        if let Some((input_at, first)) = first {
             let mut quit = false;
             // Everything already typed, before drawing again.
-            for ev in std::iter::once(first).chain(input.try_iter()) {
+            let typed = std::iter::once(first).chain(input.try_iter().map(|(_, ev)| ev));
+            for ev in typed {
                 if let Some(action) = term_action(&app, ev) {
                     let effects = app.update(action);
                     quit |= run_effects(
@@ -422,8 +422,8 @@ fn ui_loop(
     Ok(())
 }
 
-/// How fast input was answered: from the console seeing it to the frame
-/// showing its effect written to the terminal.
+/// How fast input was answered: from the console reading it off the
+/// terminal to the frame showing its effect written back.
 fn answer_summary(answers: &mut [Duration]) -> Option<String> {
     if answers.is_empty() {
         return None;
@@ -445,13 +445,15 @@ fn answer_summary(answers: &mut [Duration]) -> Option<String> {
 /// so the UI thread never calls them: it waits on this channel with a
 /// timeout, keeps its clock, and notices a dead terminal when a draw fails
 /// or this reader stops.
-fn spawn_input_reader() -> Result<mpsc::Receiver<TermEvent>, ConsoleError> {
-    let (tx, rx) = mpsc::sync_channel::<TermEvent>(256);
+fn spawn_input_reader() -> Result<mpsc::Receiver<(Instant, TermEvent)>, ConsoleError> {
+    let (tx, rx) = mpsc::sync_channel::<(Instant, TermEvent)>(256);
     std::thread::Builder::new()
         .name("vigil-input".into())
         .spawn(move || {
             while let Ok(ev) = event::read() {
-                if tx.send(ev).is_err() {
+                // Stamped when read, so the console's own latency figure
+                // includes the wait for the UI thread.
+                if tx.send((Instant::now(), ev)).is_err() {
                     break;
                 }
             }
