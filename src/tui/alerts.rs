@@ -46,7 +46,13 @@ fn render_queue(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let block = panel(title, theme);
     let rows_fit = area.height.saturating_sub(3) as usize;
     let start = window_start(app.alert_sel, app.alert_view.len(), rows_fit);
+    // Narrow terminals drop risk and user and keep the time of day only.
     let wide = area.width >= 110;
+    let (rule_w, host_w, seen_w, seen_fmt) = if wide {
+        (26, 14, 14, "%m-%d %H:%M:%S")
+    } else {
+        (20, 10, 8, "%H:%M:%S")
+    };
     let rows = app
         .alert_view
         .iter()
@@ -66,18 +72,20 @@ fn render_queue(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
                     format!("{:>2}", a.severity),
                     theme.severity(a.severity),
                 )),
-                Cell::from(format!("{:.2}", a.risk_score)),
-                Cell::from(fit(&clean(&a.rule_id), 26)),
-                Cell::from(fit(&clean(&a.host), 14)),
-                Cell::from(a.src_ip.map(|i| i.to_string()).unwrap_or_default()),
             ];
+            if wide {
+                cells.push(Cell::from(format!("{:.2}", a.risk_score)));
+            }
+            cells.extend([
+                Cell::from(fit(&clean(&a.rule_id), rule_w)),
+                Cell::from(fit(&clean(&a.host), host_w)),
+                Cell::from(a.src_ip.map(|i| i.to_string()).unwrap_or_default()),
+            ]);
             if wide {
                 cells.push(Cell::from(fit(&clean(a.user.as_deref().unwrap_or("")), 12)));
             }
             cells.push(Cell::from(format!("{:>5}", a.count)));
-            cells.push(Cell::from(
-                a.last_seen_utc.format("%m-%d %H:%M:%S").to_string(),
-            ));
+            cells.push(Cell::from(a.last_seen_utc.format(seen_fmt).to_string()));
             cells.push(Cell::from(Span::styled(
                 a.status.as_str().replace('_', " "),
                 status_style(theme, a.status),
@@ -89,24 +97,27 @@ fn render_queue(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             };
             Row::new(cells).style(style)
         });
-    let mut header = vec!["", "sev", "risk", "rule", "host", "source"];
-    let mut widths = vec![
-        Constraint::Length(1),
-        Constraint::Length(3),
-        Constraint::Length(4),
-        Constraint::Length(26),
-        Constraint::Length(14),
+    let mut header = vec!["", "sev"];
+    let mut widths = vec![Constraint::Length(1), Constraint::Length(3)];
+    if wide {
+        header.push("risk");
+        widths.push(Constraint::Length(4));
+    }
+    header.extend(["rule", "host", "source"]);
+    widths.extend([
+        Constraint::Length(rule_w as u16),
+        Constraint::Length(host_w as u16),
         Constraint::Length(15),
-    ];
+    ]);
     if wide {
         header.push("user");
         widths.push(Constraint::Length(12));
     }
-    header.extend(["count", "last seen", "status"]);
+    header.extend(["count", if wide { "last seen" } else { "seen" }, "status"]);
     widths.extend([
         Constraint::Length(5),
-        Constraint::Length(14),
-        Constraint::Min(8),
+        Constraint::Length(seen_w),
+        Constraint::Min(6),
     ]);
     let table = Table::new(rows, widths)
         .header(Row::new(header).style(theme.dimmed()))
