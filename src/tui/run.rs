@@ -318,10 +318,8 @@ fn ui_loop(
         }
         dirty |= n > 0;
         let dropped = (
-            feed.dropped_events
-                .load(std::sync::atomic::Ordering::Relaxed),
-            feed.dropped_alerts
-                .load(std::sync::atomic::Ordering::Relaxed),
+            feed.dropped_events.load(Ordering::Relaxed),
+            feed.dropped_alerts.load(Ordering::Relaxed),
         );
         if dropped != (app.dropped_events, app.dropped_alerts) {
             let effects = app.update(Action::FeedDropped {
@@ -363,9 +361,8 @@ fn ui_loop(
             last_draw = Instant::now();
             dirty = false;
         }
-        // Wait for input until the next frame is due.
-        // Idle, sleep until the feed is due for another look (a frame) or
-        // the clock needs a tick, not in a tight loop.
+        // Wait for input until the next frame is due; idle, a frame at most
+        // (the feed and the clock want a look), never a tight loop.
         let wait = if dirty {
             frame.saturating_sub(last_draw.elapsed())
         } else {
