@@ -590,6 +590,22 @@ fn command_palette_runs_release_unban_filter_theme_and_quit() {
     ));
     app.update(Action::Escape);
     press(&mut app, key(':'));
+    type_text(&mut app, "ban 198.51.100.23");
+    press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(matches!(
+        &app.mode,
+        Mode::Confirm { action: Pending::Ban { ip, alert_id: None }, .. } if ip.to_string() == "198.51.100.23"
+    ));
+    app.update(Action::Escape);
+    press(&mut app, key(':'));
+    type_text(&mut app, "quarantine db-9");
+    press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(matches!(
+        &app.mode,
+        Mode::Confirm { action: Pending::Quarantine { host, alert_id: None }, .. } if host == "db-9"
+    ));
+    app.update(Action::Escape);
+    press(&mut app, key(':'));
     type_text(&mut app, "unban nonsense");
     press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
     assert!(app.status.as_ref().unwrap().1.contains("not an IP address"));

@@ -1062,7 +1062,8 @@ impl App {
         Effect::Admin { what, request }
     }
 
-    /// `:release HOST`, `:unban IP`, `:filter TEXT`, `:quit`, `:theme`.
+    /// `:release HOST`, `:unban IP`, `:ban IP`, `:quarantine HOST`,
+    /// `:filter TEXT`, `:theme`, `:quit`.
     fn run_command(&mut self, cmd: &str) -> Vec<Effect> {
         let mut words = cmd.split_whitespace();
         let verb = words.next().unwrap_or("");
@@ -1084,10 +1085,27 @@ impl App {
                     Vec::new()
                 }
                 Err(_) => {
-                    self.say(false, &format!("not an IP address: {ip}"));
+                    self.say(false, &format!("not an IP address: {}", clean_arg(ip)));
                     Vec::new()
                 }
             },
+            ("ban", [ip]) => match ip.parse() {
+                Ok(ip) => {
+                    self.confirm(Pending::Ban { ip, alert_id: None });
+                    Vec::new()
+                }
+                Err(_) => {
+                    self.say(false, &format!("not an IP address: {}", clean_arg(ip)));
+                    Vec::new()
+                }
+            },
+            ("quarantine", [host]) => {
+                self.confirm(Pending::Quarantine {
+                    host: host.to_string(),
+                    alert_id: None,
+                });
+                Vec::new()
+            }
             ("filter", words) => {
                 self.filter = words.join(" ");
                 self.pane = Pane::Overview;
@@ -1102,7 +1120,7 @@ impl App {
                 self.say(
                     false,
                     &format!(
-                        "unknown command: {} (try :release HOST, :unban IP, :filter TEXT, :theme, :quit)",
+                        "unknown command: {} (try :release HOST, :unban IP, :ban IP, :quarantine HOST, :filter TEXT, :theme, :quit)",
                         crate::util::sanitize_for_terminal(cmd)
                     ),
                 );
@@ -1189,4 +1207,10 @@ pub fn decision_label(d: Decision) -> &'static str {
         Decision::Throttle => "THROTTLE",
         Decision::Block => "BLOCK",
     }
+}
+
+/// A palette argument as it may be shown back (typed text is bounded and
+/// free of control characters already; this keeps messages short).
+fn clean_arg(s: &str) -> String {
+    crate::tui::view::fit(&crate::util::sanitize_for_terminal(s), 64)
 }

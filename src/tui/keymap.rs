@@ -26,7 +26,7 @@ pub const GLOBAL: &[Command] = &[
     cmd("?", "help", true),
     cmd(
         ":",
-        "command (:release HOST, :unban IP, :filter …, :theme, :quit)",
+        "command (:release :unban :ban :quarantine :filter :theme :quit)",
         true,
     ),
     cmd("Esc", "close / clear", false),

@@ -369,7 +369,7 @@ fn render_help(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         theme.dimmed(),
     )));
     let h = lines.len() as u16 + 2;
-    dialog(frame, theme, area, "Help", lines, 76, h);
+    dialog(frame, theme, area, "Help", lines, 80, h);
 }
 
 fn dialog(
