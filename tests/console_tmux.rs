@@ -93,32 +93,41 @@ fn post(addr: &str, id: &str, host: &str, action: &str, msg: &str) -> u16 {
     .0
 }
 
-#[test]
-fn console_shows_a_brute_force_and_releases_the_host_with_keys() {
+/// Starts `vigil console` in a private tmux server (`cols`×`rows`) with a
+/// fresh data dir; `after` runs in the pane's shell once vigil exits.
+/// Returns `None` (after printing why) where tmux is absent; otherwise the
+/// session, the data dir and the gateway address read off the screen.
+fn start_console(
+    name: &str,
+    cols: u16,
+    rows: u16,
+    after: &str,
+) -> Option<(Tmux, tempfile::TempDir, String)> {
     if Command::new("tmux").arg("-V").output().is_err() {
         eprintln!("SKIP: tmux not found; the console end-to-end test needs it");
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let tmux = Tmux {
-        socket: format!("vigil-e2e-{}", std::process::id()),
+        socket: format!("vigil-e2e-{name}-{}", std::process::id()),
         target: "console".into(),
     };
     let cmd = format!(
-        "env ARES_SHARED_SECRET={SECRET} USER=e2e-analyst TERM=xterm-256color {} console --listen 127.0.0.1:0 --data-dir {} 2>{}",
+        "env ARES_SHARED_SECRET={SECRET} USER=e2e-analyst TERM=xterm-256color {} console --listen 127.0.0.1:0 --data-dir {} 2>{}; {after}",
         env!("CARGO_BIN_EXE_vigil"),
         dir.path().display(),
         dir.path().join("stderr.txt").display(),
     );
+    let (cols, rows) = (cols.to_string(), rows.to_string());
     tmux.run(&[
         "new-session",
         "-d",
         "-s",
         "console",
         "-x",
-        "120",
+        &cols,
         "-y",
-        "40",
+        &rows,
         &cmd,
     ]);
     let screen = tmux.wait_for("the header with the listen address", |s| {
@@ -130,6 +139,14 @@ fn console_shows_a_brute_force_and_releases_the_host_with_keys() {
         .and_then(|r| r.split_whitespace().next())
         .expect("listen address on screen")
         .to_string();
+    Some((tmux, dir, addr))
+}
+
+#[test]
+fn console_shows_a_brute_force_and_releases_the_host_with_keys() {
+    let Some((tmux, dir, addr)) = start_console("keys", 120, 40, "true") else {
+        return;
+    };
 
     // A hostile line first: it must not clear or recolour the screen.
     assert_eq!(
@@ -235,41 +252,12 @@ fn console_shows_a_brute_force_and_releases_the_host_with_keys() {
 
 #[test]
 fn sigterm_ends_the_console_cleanly() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIP: tmux not found; the console end-to-end test needs it");
+    let status = std::env::temp_dir().join(format!("vigil-e2e-term-{}.txt", std::process::id()));
+    let _ = std::fs::remove_file(&status);
+    let after = format!("echo \"exit=$?\" > {}; sleep 5", status.display());
+    let Some((tmux, dir, addr)) = start_console("term", 100, 30, &after) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let tmux = Tmux {
-        socket: format!("vigil-e2e-term-{}", std::process::id()),
-        target: "console".into(),
     };
-    let status = dir.path().join("status.txt");
-    let cmd = format!(
-        "env ARES_SHARED_SECRET={SECRET} {} console --listen 127.0.0.1:0 --data-dir {} 2>{}; echo \"exit=$?\" > {}; sleep 5",
-        env!("CARGO_BIN_EXE_vigil"),
-        dir.path().display(),
-        dir.path().join("stderr.txt").display(),
-        status.display(),
-    );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "console",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &cmd,
-    ]);
-    let screen = tmux.wait_for("the console", |s| s.contains("vigil · 127.0.0.1:"));
-    let addr = screen
-        .split("vigil · ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_string();
     assert_eq!(post(&addr, "evt-term-1", "web-t", "proc_start", "x"), 200);
     let pid = console_pid(dir.path());
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -291,6 +279,7 @@ fn sigterm_ends_the_console_cleanly() {
     });
     let conn = vigil::store::open(&dir.path().join("vigil.db")).unwrap();
     assert_eq!(vigil::store::count_events(&conn).unwrap(), 1);
+    let _ = std::fs::remove_file(&status);
 }
 
 /// The console process started by a test: named vigil, with its data dir.
@@ -314,32 +303,9 @@ fn console_pid(data_dir: &std::path::Path) -> String {
 
 #[test]
 fn console_exits_when_its_terminal_goes_away() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIP: tmux not found; the console end-to-end test needs it");
+    let Some((tmux, dir, _addr)) = start_console("hup", 100, 30, "true") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let tmux = Tmux {
-        socket: format!("vigil-e2e-hup-{}", std::process::id()),
-        target: "console".into(),
     };
-    let cmd = format!(
-        "env ARES_SHARED_SECRET={SECRET} {} console --listen 127.0.0.1:0 --data-dir {} 2>/dev/null",
-        env!("CARGO_BIN_EXE_vigil"),
-        dir.path().display(),
-    );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "console",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &cmd,
-    ]);
-    tmux.wait_for("the console", |s| s.contains("vigil · 127.0.0.1:"));
     let pid = console_pid(dir.path());
     // The terminal disappears under it (as when a window or ssh session closes).
     tmux.run(&["kill-server"]);

@@ -16,10 +16,12 @@ fn failure(i: usize) -> Event {
     )
 }
 
-#[test]
-fn feed_carries_events_and_alert_updates() {
+/// A live engine on a fresh store with a feed of `capacity`; ingests
+/// `n` failed logins from one source, stops the engine and returns the
+/// feed's receiving end and the data dir.
+fn run_failures(capacity: usize, n: usize) -> (vigil::engine::FeedReceiver, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let (tx, mut rx) = feed(1024);
+    let (tx, rx) = feed(capacity);
     let (engine, thread) = spawn_live(
         &Config::default(),
         LiveConfig {
@@ -34,12 +36,18 @@ fn feed_carries_events_and_alert_updates() {
         .build()
         .unwrap();
     rt.block_on(async {
-        for i in 0..10 {
+        for i in 0..n {
             assert!(matches!(engine.ingest(failure(i)).await, Ok(Ok(_))));
         }
     });
     drop(engine);
     thread.join().unwrap();
+    (rx, dir)
+}
+
+#[test]
+fn feed_carries_events_and_alert_updates() {
+    let (mut rx, _dir) = run_failures(1024, 10);
     let mut events = 0;
     let mut counts = Vec::new();
     while let Ok(f) = rx.rx.try_recv() {
@@ -67,28 +75,7 @@ fn feed_carries_events_and_alert_updates() {
 
 #[test]
 fn a_full_feed_drops_and_counts_without_slowing_ingest() {
-    let dir = tempfile::tempdir().unwrap();
-    let (tx, rx) = feed(2);
-    let (engine, thread) = spawn_live(
-        &Config::default(),
-        LiveConfig {
-            feed: Some(tx),
-            ..LiveConfig::default()
-        },
-        &dir.path().join("vigil.db"),
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        for i in 0..20 {
-            assert!(matches!(engine.ingest(failure(i)).await, Ok(Ok(_))));
-        }
-    });
-    drop(engine);
-    thread.join().unwrap();
+    let (rx, dir) = run_failures(2, 20);
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let (ev, al) = (load(&rx.dropped_events), load(&rx.dropped_alerts));
     // Nobody read: two messages fit, the rest were counted.

@@ -161,6 +161,32 @@ impl GatewayState {
         }
     }
 
+    /// The signature check both ingest routes start with: the body's hash
+    /// and the id of the key that signed it, or the (audited) reason for a
+    /// 401.
+    fn authenticate(
+        &self,
+        client: &SocketAddr,
+        headers: &HeaderMap,
+        body: &[u8],
+        path: &'static str,
+    ) -> Result<(String, Value), &'static str> {
+        let body_sha = sha256_hex(body);
+        match self.check_signature(headers, body) {
+            Ok(k) => Ok((body_sha, Value::from(k.unwrap_or_else(|| "default".into())))),
+            Err(reason) => {
+                self.audit(
+                    "gateway_reject",
+                    client,
+                    &body_sha,
+                    reason,
+                    &[("path", path.into())],
+                );
+                Err(reason)
+            }
+        }
+    }
+
     fn audit(
         &self,
         kind: &str,
@@ -251,13 +277,9 @@ async fn ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body_sha = sha256_hex(&body);
-    let key_id = match st.check_signature(&headers, &body) {
-        Ok(k) => Value::from(k.unwrap_or_else(|| "default".into())),
-        Err(reason) => {
-            st.audit("gateway_reject", &client, &body_sha, reason, &[]);
-            return reject(StatusCode::UNAUTHORIZED, reason);
-        }
+    let (body_sha, key_id) = match st.authenticate(&client, &headers, &body, "/ingest") {
+        Ok(signed) => signed,
+        Err(reason) => return reject(StatusCode::UNAUTHORIZED, reason),
     };
     let now = Utc::now();
     let ev = match check_event(&st, &body, now) {
@@ -408,19 +430,9 @@ async fn ingest_batch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body_sha = sha256_hex(&body);
-    let key_id = match st.check_signature(&headers, &body) {
-        Ok(k) => Value::from(k.unwrap_or_else(|| "default".into())),
-        Err(reason) => {
-            st.audit(
-                "gateway_reject",
-                &client,
-                &body_sha,
-                reason,
-                &[("path", "/ingest/batch".into())],
-            );
-            return reject(StatusCode::UNAUTHORIZED, reason);
-        }
+    let (body_sha, key_id) = match st.authenticate(&client, &headers, &body, "/ingest/batch") {
+        Ok(signed) => signed,
+        Err(reason) => return reject(StatusCode::UNAUTHORIZED, reason),
     };
     let lines: Vec<&[u8]> = body
         .split(|b| *b == b'\n')
