@@ -15,9 +15,12 @@
 //! 1 000 hosts per connection so per-host state looks like a fleet, not one
 //! box. Exit status 1 if any request was not answered 200.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 use vigil::sources::gateway::sign;
 
@@ -25,6 +28,7 @@ struct Args {
     addr: String,
     secret: String,
     concurrency: usize,
+    threads: usize,
     seconds: u64,
     batch: usize,
 }
@@ -34,6 +38,7 @@ fn parse_args() -> Result<Args, String> {
         addr: "127.0.0.1:8000".into(),
         secret: std::env::var("ARES_SHARED_SECRET").unwrap_or_default(),
         concurrency: 16,
+        threads: 1,
         seconds: 10,
         batch: 0,
     };
@@ -44,6 +49,7 @@ fn parse_args() -> Result<Args, String> {
             "--addr" => a.addr = value()?,
             "--secret" => a.secret = value()?,
             "--concurrency" => a.concurrency = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--threads" => a.threads = value()?.parse().map_err(|e| format!("{e}"))?,
             "--seconds" => a.seconds = value()?.parse().map_err(|e| format!("{e}"))?,
             "--batch" => a.batch = value()?.parse().map_err(|e| format!("{e}"))?,
             other => return Err(format!("unknown argument {other}")),
@@ -52,8 +58,13 @@ fn parse_args() -> Result<Args, String> {
     if a.secret.is_empty() {
         return Err("--secret (or ARES_SHARED_SECRET) is required".into());
     }
-    if a.concurrency == 0 || a.concurrency > 1024 || a.batch > 10_000 {
-        return Err("--concurrency 1..=1024, --batch 0..=10000".into());
+    if a.concurrency == 0
+        || a.concurrency > 1024
+        || a.batch > 10_000
+        || a.threads == 0
+        || a.threads > 64
+    {
+        return Err("--concurrency 1..=1024, --threads 1..=64, --batch 0..=10000".into());
     }
     Ok(a)
 }
@@ -77,22 +88,25 @@ fn event(out: &mut Vec<u8>, worker: usize, n: u64) {
 }
 
 /// One request on a kept-alive connection; returns the status code.
-fn exchange(
+async fn exchange(
     conn: &mut BufReader<TcpStream>,
+    request: &mut Vec<u8>,
     path: &str,
     body: &[u8],
     secret: &[u8],
 ) -> std::io::Result<u16> {
     let sig = sign(secret, body);
-    let head = format!(
+    // Head and body in one write, as wrk does: one segment per request.
+    request.clear();
+    write!(
+        request,
         "POST {path} HTTP/1.1\r\nHost: vigil\r\nContent-Type: application/json\r\nX-ARES-SIGNATURE: {sig}\r\nContent-Length: {}\r\n\r\n",
         body.len()
-    );
-    let s = conn.get_mut();
-    s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
+    )?;
+    request.extend_from_slice(body);
+    conn.get_mut().write_all(request).await?;
     let mut line = String::new();
-    conn.read_line(&mut line)?;
+    conn.read_line(&mut line).await?;
     let status = line
         .split_whitespace()
         .nth(1)
@@ -101,7 +115,7 @@ fn exchange(
     let mut len = 0usize;
     loop {
         line.clear();
-        if conn.read_line(&mut line)? == 0 {
+        if conn.read_line(&mut line).await? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         let l = line.trim_end();
@@ -115,7 +129,7 @@ fn exchange(
         }
     }
     let mut body = vec![0; len];
-    conn.read_exact(&mut body)?;
+    conn.read_exact(&mut body).await?;
     Ok(status)
 }
 
@@ -126,8 +140,8 @@ struct Tally {
     latencies_us: Vec<u32>,
 }
 
-fn worker(a: &Args, w: usize, until: Instant) -> std::io::Result<Tally> {
-    let stream = TcpStream::connect(&a.addr)?;
+async fn worker(a: Arc<Args>, w: usize, until: Instant) -> std::io::Result<Tally> {
+    let stream = TcpStream::connect(&a.addr).await?;
     stream.set_nodelay(true)?;
     let mut conn = BufReader::new(stream);
     let mut t = Tally {
@@ -137,6 +151,7 @@ fn worker(a: &Args, w: usize, until: Instant) -> std::io::Result<Tally> {
         latencies_us: Vec::new(),
     };
     let mut body = Vec::new();
+    let mut request = Vec::new();
     let mut n = 0u64;
     while Instant::now() < until {
         body.clear();
@@ -152,7 +167,7 @@ fn worker(a: &Args, w: usize, until: Instant) -> std::io::Result<Tally> {
             "/ingest/batch"
         };
         let started = Instant::now();
-        let status = exchange(&mut conn, path, &body, a.secret.as_bytes())?;
+        let status = exchange(&mut conn, &mut request, path, &body, a.secret.as_bytes()).await?;
         t.latencies_us
             .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
         if status == 200 {
@@ -173,22 +188,35 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // Connections are tasks on a small runtime (as wrk and oha do), not a
+    // thread each: sixteen client threads would crowd the server's threads
+    // off a two-core machine and the figure would measure the scheduler.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(a.threads)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("load_gateway: cannot start the runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let a = Arc::new(a);
     let started = Instant::now();
     let until = started + Duration::from_secs(a.seconds);
-    let results: Vec<std::io::Result<Tally>> = std::thread::scope(|s| {
+    let results: Vec<std::io::Result<Tally>> = runtime.block_on(async {
         let handles: Vec<_> = (0..a.concurrency)
-            .map(|w| {
-                let a = &a;
-                s.spawn(move || worker(a, w, until))
-            })
+            .map(|w| tokio::spawn(worker(a.clone(), w, until)))
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("worker panicked")))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(
+                h.await
+                    .unwrap_or_else(|_| Err(std::io::Error::other("worker panicked"))),
+            );
+        }
+        out
     });
     let elapsed = started.elapsed().as_secs_f64();
     let (mut ok, mut other, mut events, mut lat) = (0, 0, 0, Vec::new());
