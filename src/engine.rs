@@ -412,7 +412,8 @@ impl EngineHandle {
             let done = crate::store::AfterCommit(Box::new(move || {
                 let _ = tx.send(answer);
             }));
-            let _ = live.writer.send(WriteOp::AfterCommit(done));
+            live.queue(WriteOp::AfterCommit(done));
+            live.send_queued();
         })?;
         Ok(rx.await.unwrap_or_else(|_| Err("store unavailable".into())))
     }
@@ -467,6 +468,8 @@ struct Live {
     last_purge: Instant,
     /// Alerts matched in this batch, announced once each at its end.
     touched: Vec<crate::detect::AlertRef>,
+    /// Writes of the current call, sent to the writer in one message.
+    queued: Vec<WriteOp>,
 }
 
 /// Longest analyst note kept with a verdict.
@@ -508,6 +511,7 @@ pub fn spawn_live(
         recent: VecDeque::new(),
         last_purge: Instant::now(),
         touched: Vec::new(),
+        queued: Vec::new(),
     };
     let shared = std::sync::Arc::new(std::sync::Mutex::new(Some(state)));
     let (alive, gone) = std::sync::mpsc::channel::<()>();
@@ -565,7 +569,23 @@ impl Live {
                 let _ = reply.send(answer);
             }
         }));
-        let _ = self.writer.send(WriteOp::AfterCommit(done));
+        self.queue(WriteOp::AfterCommit(done));
+        self.send_queued();
+    }
+
+    fn queue(&mut self, op: WriteOp) {
+        self.queued.push(op);
+    }
+
+    /// Hands the writer everything this call queued as one message, so the
+    /// writer wakes once and commits the writes with the replies waiting on
+    /// them. If the writer has stopped, the replies in it are dropped and
+    /// their callers hear that the engine is gone (503).
+    fn send_queued(&mut self) {
+        if !self.queued.is_empty() {
+            let ops = std::mem::take(&mut self.queued);
+            let _ = self.writer.send(WriteOp::Batch(ops));
+        }
     }
 
     /// Tells the console the current form of every alert this batch
@@ -628,9 +648,7 @@ impl Live {
             } => return self.label(alert_id, verdict, note, by),
         };
         for change in self.pipeline.policy_mut().take_changes() {
-            self.writer
-                .send(WriteOp::State(change))
-                .map_err(|e| e.to_string())?;
+            self.queue(WriteOp::State(change));
         }
         result.map_err(|e| e.to_string())
     }
@@ -661,21 +679,16 @@ impl Live {
             target: alert_id.clone(),
             reason: note.clone(),
         };
-        self.writer
-            .send(WriteOp::Feedback {
-                alert_id,
-                verdict,
-                note,
-                by,
-                at,
-            })
-            .and_then(|()| {
-                self.writer
-                    .send(WriteOp::State(crate::respond::policy::StateChange::Admin(
-                        action.clone(),
-                    )))
-            })
-            .map_err(|e| e.to_string())?;
+        self.queue(WriteOp::Feedback {
+            alert_id,
+            verdict,
+            note,
+            by,
+            at,
+        });
+        self.queue(WriteOp::State(crate::respond::policy::StateChange::Admin(
+            action.clone(),
+        )));
         Ok(action)
     }
 
@@ -704,11 +717,10 @@ impl Live {
         slot.1 += 1;
         let expires = wall + chrono::Duration::seconds(IDEMPOTENCY_TTL_SECS);
         self.idempotency.insert(ev.event_id.clone(), expires);
-        let send = |op| self.writer.send(op).map_err(|_| Refusal::StoreFailed);
-        send(WriteOp::Idempotency {
+        self.queue(WriteOp::Idempotency {
             event_id: ev.event_id.clone(),
             expires_at: expires,
-        })?;
+        });
         let (verdict, policy) = match self.pipeline.process(&ev, wall) {
             Ok((v, p)) => (v.clone(), p),
             Err(_) => return Err(Refusal::StoreFailed),
@@ -723,13 +735,13 @@ impl Live {
             self.touched.extend(verdict.alerts.iter().cloned());
         }
         // Same transaction as the state it caused: the commit holds both.
-        send(WriteOp::Event(ev))?;
+        self.queue(WriteOp::Event(ev));
         for change in self.pipeline.policy_mut().take_changes() {
-            send(WriteOp::State(change))?;
+            self.queue(WriteOp::State(change));
         }
         for r in verdict.alerts.iter().filter(|r| r.new) {
             if let Some(a) = self.pipeline.detector().open_alert(r).cloned() {
-                send(WriteOp::Alert(Box::new(a.clone())))?;
+                self.queued.push(WriteOp::Alert(Box::new(a.clone())));
                 if self.recent.len() == self.cfg.recent_alerts {
                     self.recent.pop_front();
                 }
@@ -742,7 +754,7 @@ impl Live {
                 if let Some(feed) = &self.cfg.feed {
                     feed.send(Feed::Alert(Box::new(a.clone())));
                 }
-                send(WriteOp::Alert(Box::new(a)))?;
+                self.queue(WriteOp::Alert(Box::new(a)));
             }
         }
         Ok(Accepted { verdict, policy })

@@ -24,7 +24,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -230,10 +230,7 @@ impl serde::Serialize for AuditRecord<'_> {
         let fixed = |key: &str| self.extra.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("type", self.kind)?;
-        m.serialize_entry(
-            "ts",
-            &format_args!("{}", self.at.format("%Y-%m-%dT%H:%M:%S%.f+00:00")),
-        )?;
+        m.serialize_entry("ts", &audit_ts(self.at))?;
         match fixed("path") {
             Some(v) => m.serialize_entry("path", v)?,
             None => m.serialize_entry("path", "/ingest")?,
@@ -252,6 +249,14 @@ impl serde::Serialize for AuditRecord<'_> {
         }
         m.end()
     }
+}
+
+/// An audit timestamp: RFC 3339 with as many sub-second digits (0, 3, 6
+/// or 9) as it needs and `+00:00` (what the seed's `isoformat()` gives).
+/// Same text as `format("%Y-%m-%dT%H:%M:%S%.f+00:00")` without parsing a
+/// format string per record.
+fn audit_ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
 }
 
 pub fn audit_record<'a>(
@@ -750,6 +755,29 @@ async fn decisions(State(st): State<Arc<GatewayState>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_timestamps_keep_the_seed_form() {
+        use chrono::{TimeZone, Timelike};
+        for (nanos, text) in [
+            (0, "2026-11-21T09:57:32+00:00"),
+            (684_000_000, "2026-11-21T09:57:32.684+00:00"),
+            (684_634_000, "2026-11-21T09:57:32.684634+00:00"),
+            (684_634_086, "2026-11-21T09:57:32.684634086+00:00"),
+            (1, "2026-11-21T09:57:32.000000001+00:00"),
+        ] {
+            let at = Utc
+                .with_ymd_and_hms(2026, 11, 21, 9, 57, 32)
+                .unwrap()
+                .with_nanosecond(nanos)
+                .unwrap();
+            assert_eq!(audit_ts(at), text);
+            assert_eq!(
+                audit_ts(at),
+                at.format("%Y-%m-%dT%H:%M:%S%.f+00:00").to_string()
+            );
+        }
+    }
 
     #[test]
     fn signatures() {

@@ -95,6 +95,9 @@ pub enum WriteOp {
     },
     /// Acknowledged once everything queued before it is committed.
     Flush(mpsc::SyncSender<()>),
+    /// Several writes in order, sent as one message (one wake-up of the
+    /// writer); committed in the same transaction.
+    Batch(Vec<WriteOp>),
     /// Called after the transaction holding everything queued before it
     /// has committed (never called if the commit fails: the callback is
     /// dropped, and with it any reply it would have sent). Lets the engine
@@ -215,11 +218,7 @@ fn writer_loop(
         let before = stats.events;
         let tx = conn.transaction()?;
         for op in batch.drain(..) {
-            match op {
-                WriteOp::Flush(ack) => acks.push(ack),
-                WriteOp::AfterCommit(f) => after.push(f),
-                op => apply(&tx, op, &mut stats)?,
-            }
+            route(&tx, op, &mut acks, &mut after, &mut stats)?;
         }
         tx.commit()?;
         stats.transactions += 1;
@@ -239,6 +238,27 @@ fn writer_loop(
     }
     enforce_retention(&conn, retention, &mut stored)?;
     Ok(stats)
+}
+
+/// Applies a write, or keeps what waits for the commit.
+fn route(
+    tx: &rusqlite::Transaction<'_>,
+    op: WriteOp,
+    acks: &mut Vec<mpsc::SyncSender<()>>,
+    after: &mut Vec<AfterCommit>,
+    stats: &mut WriterStats,
+) -> Result<(), StoreError> {
+    match op {
+        WriteOp::Flush(ack) => acks.push(ack),
+        WriteOp::AfterCommit(f) => after.push(f),
+        WriteOp::Batch(ops) => {
+            for op in ops {
+                route(tx, op, acks, after, stats)?;
+            }
+        }
+        op => apply(tx, op, stats)?,
+    }
+    Ok(())
 }
 
 fn ts(t: DateTime<Utc>) -> i64 {
@@ -358,7 +378,8 @@ fn apply(
             tx.prepare_cached("UPDATE alerts SET status = ?2 WHERE alert_id = ?1")?
                 .execute(params![alert_id, verdict.as_str()])?;
         }
-        WriteOp::Flush(_) | WriteOp::AfterCommit(_) => {}
+        // `route` keeps these for after the commit and unpacks batches.
+        WriteOp::Flush(_) | WriteOp::AfterCommit(_) | WriteOp::Batch(_) => {}
     }
     Ok(())
 }
