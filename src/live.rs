@@ -1,5 +1,6 @@
-//! The live stack both `vigil serve` and the console run: the engine thread
-//! on a store, and the signed HTTP gateway in front of it.
+//! The live stack both `vigil serve` and the console run: the engine (its
+//! state behind a lock, driven by the gateway and sources) with the store
+//! writer behind it, and the signed HTTP gateway in front.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
