@@ -130,16 +130,23 @@ pub struct WriterStats {
 
 const MAX_BATCH: usize = 8192;
 
+/// Messages the live engine may have waiting for the writer. Each is one
+/// engine call (at most 64 events with their writes), so a stalled disk
+/// holds back at most ~64k events in memory before the engine waits, and
+/// with it the gateway.
+const LIVE_QUEUE: usize = 1024;
+
 impl StoreWriter {
     /// Starts the writer on a fresh connection to `path`.
     pub fn spawn(path: &Path, retention: Retention) -> Result<StoreWriter, StoreError> {
         Self::spawn_with(path, retention, false)
     }
 
-    /// Like [`StoreWriter::spawn`]; with `fsync_each_commit` every group
-    /// commit is fsynced (`synchronous=FULL`), so what the gateway
-    /// acknowledged survives power loss, not only a process crash. Offline
-    /// scans skip it: they can be re-run.
+    /// Like [`StoreWriter::spawn`]; with `fsync_each_commit` (the live
+    /// engine) every group commit is fsynced (`synchronous=FULL`), so what
+    /// the gateway acknowledged survives power loss, not only a process
+    /// crash, and the queue is [`LIVE_QUEUE`] messages deep. Offline scans
+    /// skip the fsync: they can be re-run.
     pub fn spawn_with(
         path: &Path,
         retention: Retention,
@@ -149,7 +156,12 @@ impl StoreWriter {
         if fsync_each_commit {
             conn.pragma_update(None, "synchronous", "FULL")?;
         }
-        let (tx, rx) = mpsc::sync_channel::<WriteOp>(MAX_BATCH * 2);
+        let capacity = if fsync_each_commit {
+            LIVE_QUEUE
+        } else {
+            MAX_BATCH * 2
+        };
+        let (tx, rx) = mpsc::sync_channel::<WriteOp>(capacity);
         let handle = thread::Builder::new()
             .name("vigil-store-writer".into())
             .spawn(move || writer_loop(conn, rx, retention))
