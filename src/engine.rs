@@ -323,10 +323,9 @@ type IngestReply = tokio::sync::oneshot::Sender<Result<Accepted, Refusal>>;
 /// The engine's state sits behind a mutex and the task that brings an
 /// event runs detection and response itself, then queues the writes and
 /// its reply for the store writer, which answers after the commit. So an
-/// event crosses one thread boundary on its way in (to the writer) and one
-/// on its way out, not two: on these two-core machines each wake-up of a
-/// sleeping thread costs ~60 µs, as much as the engine's work on a whole
-/// group of events. The lock is held per event or per chunk of a batch,
+/// event crosses one thread boundary on its way in (to the writer) instead
+/// of two: on these two-core machines each wake-up of a sleeping thread
+/// costs ~60 µs, as much as the engine's work on a whole group of events. The lock is held per event or per chunk of a batch,
 /// never while waiting for the disk.
 #[derive(Clone)]
 pub struct EngineHandle {
@@ -741,7 +740,7 @@ impl Live {
         }
         for r in verdict.alerts.iter().filter(|r| r.new) {
             if let Some(a) = self.pipeline.detector().open_alert(r).cloned() {
-                self.queued.push(WriteOp::Alert(Box::new(a.clone())));
+                self.queue(WriteOp::Alert(Box::new(a.clone())));
                 if self.recent.len() == self.cfg.recent_alerts {
                     self.recent.pop_front();
                 }
