@@ -13,7 +13,11 @@
 //! one goes through the whole path (signature, schema, replay window,
 //! idempotency, rate limit, correlation, policy, commit). Events spread over
 //! 1 000 hosts per connection so per-host state looks like a fleet, not one
-//! box. Exit status 1 if any request was not answered 200.
+//! box. Ids carry a per-run tag, so running twice against one server does
+//! not turn the second run into cheap duplicate refusals. Only events the
+//! server accepted are counted: a batch answered 200 with refused lines
+//! counts its `accepted` figure, not its line count. Exit status 1 if any
+//! request was not answered 200 or any line was refused.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -25,6 +29,8 @@ use tokio::net::TcpStream;
 use vigil::sources::gateway::sign;
 
 struct Args {
+    /// Distinguishes this run's event ids from every earlier run's.
+    run: u64,
     addr: String,
     secret: String,
     concurrency: usize,
@@ -35,6 +41,9 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
+        run: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
         addr: "127.0.0.1:8000".into(),
         secret: std::env::var("ARES_SHARED_SECRET").unwrap_or_default(),
         concurrency: 16,
@@ -69,7 +78,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn event(out: &mut Vec<u8>, worker: usize, n: u64) {
+fn event(out: &mut Vec<u8>, run: u64, worker: usize, n: u64) {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let action = if n % 7 == 0 {
         "login_failed"
@@ -78,7 +87,7 @@ fn event(out: &mut Vec<u8>, worker: usize, n: u64) {
     };
     let _ = write!(
         out,
-        r#"{{"event_type":"sec.event.v1","event_id":"load-{worker:04}-{n:012}","source":"auth","host":"node-{worker}-{host}","timestamp_utc":"{now}","category":"auth","action":"{action}","severity":5,"user":"svc{u}","src_ip":"10.{a}.{b}.{c}","attributes":{{"bench":true}}}}"#,
+        r#"{{"event_type":"sec.event.v1","event_id":"load-{run:x}-{worker:04}-{n:012}","source":"auth","host":"node-{worker}-{host}","timestamp_utc":"{now}","category":"auth","action":"{action}","severity":5,"user":"svc{u}","src_ip":"10.{a}.{b}.{c}","attributes":{{"bench":true}}}}"#,
         host = n % 1000,
         u = n % 50,
         a = worker % 256,
@@ -87,14 +96,15 @@ fn event(out: &mut Vec<u8>, worker: usize, n: u64) {
     );
 }
 
-/// One request on a kept-alive connection; returns the status code.
+/// One request on a kept-alive connection; returns the status code and
+/// the answer's body.
 async fn exchange(
     conn: &mut BufReader<TcpStream>,
     request: &mut Vec<u8>,
     path: &str,
     body: &[u8],
     secret: &[u8],
-) -> std::io::Result<u16> {
+) -> std::io::Result<(u16, Vec<u8>)> {
     let sig = sign(secret, body);
     // Head and body in one write, as wrk does: one segment per request.
     request.clear();
@@ -130,13 +140,28 @@ async fn exchange(
     }
     let mut body = vec![0; len];
     conn.read_exact(&mut body).await?;
-    Ok(status)
+    Ok((status, body))
+}
+
+/// The `accepted` count at the head of a `/ingest/batch` answer
+/// (`{"accepted":N,"rejected":M,"results":[...]}`).
+fn accepted_lines(answer: &[u8]) -> Option<u64> {
+    let key = b"\"accepted\":";
+    let at = answer.windows(key.len()).position(|w| w == key)? + key.len();
+    let digits: Vec<u8> = answer[at..]
+        .iter()
+        .copied()
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
 }
 
 struct Tally {
     ok: u64,
     other: u64,
     events: u64,
+    /// Lines of 200-answered batches that the server refused.
+    refused: u64,
     latencies_us: Vec<u32>,
 }
 
@@ -148,6 +173,7 @@ async fn worker(a: Arc<Args>, w: usize, until: Instant) -> std::io::Result<Tally
         ok: 0,
         other: 0,
         events: 0,
+        refused: 0,
         latencies_us: Vec::new(),
     };
     let mut body = Vec::new();
@@ -158,7 +184,7 @@ async fn worker(a: Arc<Args>, w: usize, until: Instant) -> std::io::Result<Tally
         let lines = a.batch.max(1);
         for _ in 0..lines {
             n += 1;
-            event(&mut body, w, n);
+            event(&mut body, a.run, w, n);
             body.push(b'\n');
         }
         let path = if a.batch == 0 {
@@ -167,12 +193,19 @@ async fn worker(a: Arc<Args>, w: usize, until: Instant) -> std::io::Result<Tally
             "/ingest/batch"
         };
         let started = Instant::now();
-        let status = exchange(&mut conn, &mut request, path, &body, a.secret.as_bytes()).await?;
+        let (status, answer) =
+            exchange(&mut conn, &mut request, path, &body, a.secret.as_bytes()).await?;
         t.latencies_us
             .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
         if status == 200 {
             t.ok += 1;
-            t.events += lines as u64;
+            let accepted = if a.batch == 0 {
+                1
+            } else {
+                accepted_lines(&answer).unwrap_or(0)
+            };
+            t.events += accepted;
+            t.refused += lines as u64 - accepted.min(lines as u64);
         } else {
             t.other += 1;
         }
@@ -219,13 +252,14 @@ fn main() {
         out
     });
     let elapsed = started.elapsed().as_secs_f64();
-    let (mut ok, mut other, mut events, mut lat) = (0, 0, 0, Vec::new());
+    let (mut ok, mut other, mut events, mut refused, mut lat) = (0, 0, 0, 0, Vec::new());
     for r in results {
         match r {
             Ok(t) => {
                 ok += t.ok;
                 other += t.other;
                 events += t.events;
+                refused += t.refused;
                 lat.extend(t.latencies_us);
             }
             Err(e) => {
@@ -240,7 +274,7 @@ fn main() {
             .map_or(0.0, |us| *us as f64 / 1000.0)
     };
     println!(
-        "{} {} requests ({} x 200, {} other) = {} events in {:.2} s: {:.0} events/s, {:.0} requests/s; latency ms p50 {:.2} p99 {:.2} max {:.2}",
+        "{} {} requests ({} x 200, {} other) = {} events accepted ({} refused) in {:.2} s: {:.0} events/s, {:.0} requests/s; latency ms p50 {:.2} p99 {:.2} max {:.2}",
         if a.batch == 0 {
             "/ingest".to_string()
         } else {
@@ -250,6 +284,7 @@ fn main() {
         ok,
         other,
         events,
+        refused,
         elapsed,
         events as f64 / elapsed,
         (ok + other) as f64 / elapsed,
@@ -257,7 +292,7 @@ fn main() {
         pct(0.99),
         pct(1.0),
     );
-    if other > 0 {
+    if other > 0 || refused > 0 {
         std::process::exit(1);
     }
 }
