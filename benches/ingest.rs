@@ -104,8 +104,8 @@ fn bench_ingest(c: &mut Criterion) {
             rt.block_on(async {
                 let answers = engine.submit_many(events).await.unwrap();
                 let mut ok = 0;
-                for a in answers {
-                    if matches!(a.await, Ok(Ok(_))) {
+                for a in answers.answers().await {
+                    if matches!(a, Some(Ok(_))) {
                         ok += 1;
                     }
                 }

@@ -316,7 +316,36 @@ pub struct Decisions {
     pub quarantined_hosts: Vec<(String, crate::respond::policy::Quarantine)>,
 }
 
-type IngestReply = tokio::sync::oneshot::Sender<Result<Accepted, Refusal>>;
+/// Where the answers of one engine call go once they are committed: one
+/// channel per call, not per event (a batch of 1 000 lines would otherwise
+/// allocate and wake 1 000 channels).
+enum Reply {
+    One(tokio::sync::oneshot::Sender<Result<Accepted, Refusal>>),
+    Many(tokio::sync::oneshot::Sender<Vec<Result<Accepted, Refusal>>>),
+}
+
+type ChunkAnswers = tokio::sync::oneshot::Receiver<Vec<Result<Accepted, Refusal>>>;
+
+/// The answers of a [`EngineHandle::submit_many`], in the order of its
+/// events, arriving chunk by chunk as the writer commits them.
+pub struct BatchReceipt {
+    chunks: Vec<(usize, ChunkAnswers)>,
+}
+
+impl BatchReceipt {
+    /// Waits for every chunk; `None` for the events of a chunk whose commit
+    /// failed or whose engine stopped (their callers answer 503).
+    pub async fn answers(self) -> Vec<Option<Result<Accepted, Refusal>>> {
+        let mut out = Vec::with_capacity(self.chunks.iter().map(|(n, _)| n).sum());
+        for (n, rx) in self.chunks {
+            match rx.await {
+                Ok(answers) if answers.len() == n => out.extend(answers.into_iter().map(Some)),
+                _ => out.extend((0..n).map(|_| None)),
+            }
+        }
+        out
+    }
+}
 
 /// A cheap, cloneable handle to the live engine.
 ///
@@ -364,34 +393,25 @@ impl EngineHandle {
         ev: Event,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<Accepted, Refusal>>, EngineGone> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.with_live(|live| live.run(vec![(Box::new(ev), tx)]))?;
+        self.with_live(|live| live.run(vec![ev], Reply::One(tx)))?;
         Ok(rx)
     }
 
     /// Correlates many events in order; the answers arrive in the same
     /// order. Other callers may interleave between chunks of [`CHUNK`].
-    pub async fn submit_many(
-        &self,
-        events: Vec<Event>,
-    ) -> Result<Vec<tokio::sync::oneshot::Receiver<Result<Accepted, Refusal>>>, EngineGone> {
-        let mut answers = Vec::with_capacity(events.len());
+    pub async fn submit_many(&self, events: Vec<Event>) -> Result<BatchReceipt, EngineGone> {
+        let mut chunks = Vec::with_capacity(events.len().div_ceil(CHUNK));
         let mut events = events.into_iter().peekable();
         while events.peek().is_some() {
-            let chunk: Vec<_> = events
-                .by_ref()
-                .take(CHUNK)
-                .map(|ev| {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    answers.push(rx);
-                    (Box::new(ev), tx)
-                })
-                .collect();
-            self.with_live(|live| live.run(chunk))?;
+            let chunk: Vec<_> = events.by_ref().take(CHUNK).collect();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            chunks.push((chunk.len(), rx));
+            self.with_live(|live| live.run(chunk, Reply::Many(tx)))?;
             if events.peek().is_some() {
                 tokio::task::yield_now().await;
             }
         }
-        Ok(answers)
+        Ok(BatchReceipt { chunks })
     }
 
     pub async fn host_state(&self, host: String) -> Result<HostState, EngineGone> {
@@ -544,28 +564,29 @@ pub fn spawn_live(
 impl Live {
     /// Correlates events in order, then queues their replies to be sent
     /// once the writer has committed them.
-    fn run(&mut self, events: Vec<(Box<Event>, IngestReply)>) {
+    fn run(&mut self, events: Vec<Event>, reply: Reply) {
         let wall = Utc::now();
         if self.last_purge.elapsed() >= PURGE_EVERY {
             self.purge(wall);
         }
-        let mut replies = Vec::with_capacity(events.len());
-        for (ev, reply) in events {
-            let answer = self.ingest(ev, wall);
-            replies.push((reply, answer));
+        let mut answers = Vec::with_capacity(events.len());
+        for ev in events {
+            answers.push(self.ingest(ev, wall));
         }
         self.announce_touched_alerts();
-        if replies.is_empty() {
-            return;
-        }
         // Group commit: nothing is acknowledged before it is durable. The
         // writer sends the replies after its commit, so the lock is not held
         // across the disk and the next events are correlated meanwhile. If
         // the commit fails the replies are dropped and the gateway answers
         // 503.
-        let done = crate::store::AfterCommit(Box::new(move || {
-            for (reply, answer) in replies {
-                let _ = reply.send(answer);
+        let done = crate::store::AfterCommit(Box::new(move || match reply {
+            Reply::One(tx) => {
+                if let Some(answer) = answers.pop() {
+                    let _ = tx.send(answer);
+                }
+            }
+            Reply::Many(tx) => {
+                let _ = tx.send(answers);
             }
         }));
         self.queue(WriteOp::AfterCommit(done));
@@ -691,7 +712,7 @@ impl Live {
         Ok(action)
     }
 
-    fn ingest(&mut self, ev: Box<Event>, wall: DateTime<Utc>) -> Result<Accepted, Refusal> {
+    fn ingest(&mut self, ev: Event, wall: DateTime<Utc>) -> Result<Accepted, Refusal> {
         if self
             .idempotency
             .get(&ev.event_id)
@@ -726,7 +747,7 @@ impl Live {
         };
         if let Some(feed) = &self.cfg.feed {
             feed.send(Feed::Event(Box::new(FeedEvent {
-                event: (*ev).clone(),
+                event: ev.clone(),
                 correlation: verdict.decision,
                 final_decision: policy.decision,
                 reasons: verdict.reasons.clone(),
@@ -734,7 +755,7 @@ impl Live {
             self.touched.extend(verdict.alerts.iter().cloned());
         }
         // Same transaction as the state it caused: the commit holds both.
-        self.queue(WriteOp::Event(ev));
+        self.queue(WriteOp::Event(Box::new(ev)));
         for change in self.pipeline.policy_mut().take_changes() {
             self.queue(WriteOp::State(change));
         }

@@ -75,8 +75,8 @@ fn concurrent_producers_get_committed_answers_and_no_event_twice() {
                     .collect();
                 let answers = engine.submit_many(events).await.unwrap();
                 let mut ok = 0;
-                for a in answers {
-                    let acc = a.await.unwrap().unwrap();
+                for a in answers.answers().await {
+                    let acc = a.unwrap().unwrap();
                     // Answers come back in the order sent: the 8th failure
                     // from this source is the first to carry the alert.
                     ok += 1;

@@ -199,6 +199,33 @@ fn stored_events_read_back_unchanged() {
 }
 
 #[test]
+fn new_stores_use_16k_pages_and_existing_ones_keep_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let page_size = |c: &rusqlite::Connection| -> i64 {
+        c.pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap()
+    };
+    let fresh = dir.path().join("fresh.db");
+    assert_eq!(page_size(&store::open(&fresh).unwrap()), store::PAGE_SIZE);
+    // A store made by an earlier build (4 KiB pages) opens unchanged.
+    let old = dir.path().join("old.db");
+    rusqlite::Connection::open(&old)
+        .unwrap()
+        .execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (x);")
+        .unwrap();
+    let conn = store::open(&old).unwrap();
+    assert_eq!(page_size(&conn), 4096);
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'events'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1, "migrated as usual");
+}
+
+#[test]
 fn migrations_are_idempotent_and_refuse_newer_schemas() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("v.db");

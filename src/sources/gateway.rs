@@ -482,16 +482,13 @@ async fn ingest_batch(
         }
     }
     let mut ok = 0u64;
-    let mut queued = match st.engine.submit_many(events).await {
-        Ok(answers) => answers.into_iter().map(Some).collect(),
+    let mut answers = match st.engine.submit_many(events).await {
+        Ok(receipt) => receipt.answers().await,
         Err(_) => Vec::new(),
     }
     .into_iter();
     for (i, id) in pending {
-        let answer = match queued.next().flatten() {
-            Some(rx) => rx.await.ok(),
-            None => None,
-        };
+        let answer = answers.next().flatten();
         let ids = [
             ("path", Value::from("/ingest/batch")),
             ("event_id", id.clone().into()),

