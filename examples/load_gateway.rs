@@ -9,6 +9,11 @@
 //! cargo run --release --example load_gateway -- --secret bench --concurrency 4 --batch 1000
 //! ```
 //!
+//! By default every 7th event is a failed login, so every host is under
+//! brute force and about one event in 15 opens an alert and bans an IP
+//! (the heaviest path); `--fail-every 0` sends no failed logins (each host
+//! still sends hundreds of events a minute, so storm alerts still open).
+//!
 //! Every request carries a fresh timestamp and a unique event id, so each
 //! one goes through the whole path (signature, schema, replay window,
 //! idempotency, rate limit, correlation, policy, commit). Events spread over
@@ -37,6 +42,10 @@ struct Args {
     threads: usize,
     seconds: u64,
     batch: usize,
+    /// Every Nth event is a failed login (0: none). The default, 7, keeps
+    /// every host under brute force, so a new alert and an IP ban come
+    /// with about one event in 15: the engine's heaviest path.
+    fail_every: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
         threads: 1,
         seconds: 10,
         batch: 0,
+        fail_every: 7,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
             "--threads" => a.threads = value()?.parse().map_err(|e| format!("{e}"))?,
             "--seconds" => a.seconds = value()?.parse().map_err(|e| format!("{e}"))?,
             "--batch" => a.batch = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--fail-every" => a.fail_every = value()?.parse().map_err(|e| format!("{e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -78,9 +89,9 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn event(out: &mut Vec<u8>, run: u64, worker: usize, n: u64) {
+fn event(out: &mut Vec<u8>, run: u64, fail_every: u64, worker: usize, n: u64) {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let action = if n % 7 == 0 {
+    let action = if fail_every > 0 && n % fail_every == 0 {
         "login_failed"
     } else {
         "session_opened"
@@ -184,7 +195,7 @@ async fn worker(a: Arc<Args>, w: usize, until: Instant) -> std::io::Result<Tally
         let lines = a.batch.max(1);
         for _ in 0..lines {
             n += 1;
-            event(&mut body, a.run, w, n);
+            event(&mut body, a.run, a.fail_every, w, n);
             body.push(b'\n');
         }
         let path = if a.batch == 0 {

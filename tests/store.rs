@@ -199,7 +199,7 @@ fn stored_events_read_back_unchanged() {
 }
 
 #[test]
-fn new_stores_use_16k_pages_and_existing_ones_keep_theirs() {
+fn new_stores_use_8k_pages_and_existing_ones_keep_theirs() {
     let dir = tempfile::tempdir().unwrap();
     let page_size = |c: &rusqlite::Connection| -> i64 {
         c.pragma_query_value(None, "page_size", |r| r.get(0))
