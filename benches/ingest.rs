@@ -68,9 +68,9 @@ fn bench_ingest(c: &mut Criterion) {
                 audit_record(
                     "gateway_accept",
                     &client,
-                    &sha256_hex(l),
+                    sha256_hex(l),
                     "ok",
-                    &[("path", "/ingest/batch".into()), ("line", (i + 1).into())],
+                    vec![("path", "/ingest/batch".into()), ("line", (i + 1).into())],
                 )
             });
             audit.append_all(records.collect::<Vec<_>>()).unwrap()

@@ -3,6 +3,7 @@
 //! engine will feed it from its sources.
 
 use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, Utc};
 
@@ -713,13 +714,12 @@ impl Live {
     }
 
     fn ingest(&mut self, ev: Event, wall: DateTime<Utc>) -> Result<Accepted, Refusal> {
-        if self
-            .idempotency
-            .get(&ev.event_id)
-            .is_some_and(|exp| *exp > wall)
-        {
-            return Err(Refusal::DuplicateEventId);
-        }
+        // One probe of the (large, cache-cold) key map for both the check
+        // and the insert.
+        let key = match self.idempotency.entry(ev.event_id.clone()) {
+            Entry::Occupied(o) if *o.get() > wall => return Err(Refusal::DuplicateEventId),
+            key => key,
+        };
         // Fixed one-minute window per host, as the seed does.
         let now = Instant::now();
         if !self.rate.contains_key(ev.host.as_str()) {
@@ -736,7 +736,7 @@ impl Live {
         }
         slot.1 += 1;
         let expires = wall + chrono::Duration::seconds(IDEMPOTENCY_TTL_SECS);
-        self.idempotency.insert(ev.event_id.clone(), expires);
+        key.insert_entry(expires);
         self.queue(WriteOp::Idempotency {
             event_id: ev.event_id.clone(),
             expires_at: expires,

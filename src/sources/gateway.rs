@@ -195,7 +195,13 @@ impl GatewayState {
         reason: &str,
         extra: &[(&'static str, Value)],
     ) {
-        self.write_audit(vec![audit_record(kind, client, body_sha, reason, extra)]);
+        self.write_audit(vec![audit_record(
+            kind,
+            client,
+            body_sha.to_string(),
+            reason,
+            extra.to_vec(),
+        )]);
     }
 
     fn write_audit(&self, records: Vec<AuditRecord<'_>>) {
@@ -262,17 +268,17 @@ fn audit_ts(at: DateTime<Utc>) -> String {
 pub fn audit_record<'a>(
     kind: &'a str,
     client: &SocketAddr,
-    body_sha: &str,
+    body_sha: String,
     reason: &'a str,
-    extra: &[(&'static str, Value)],
+    extra: Vec<(&'static str, Value)>,
 ) -> AuditRecord<'a> {
     AuditRecord {
         kind,
         at: Utc::now(),
         client: client.ip(),
         reason,
-        body_sha: body_sha.to_string(),
-        extra: extra.to_vec(),
+        body_sha,
+        extra,
     }
 }
 
@@ -470,9 +476,9 @@ async fn ingest_batch(
                 records.push(audit_record(
                     "gateway_reject",
                     &client,
-                    &sha256_hex(line),
+                    sha256_hex(line),
                     reason,
-                    &[("path", "/ingest/batch".into()), ("line", (i + 1).into())],
+                    vec![("path", "/ingest/batch".into()), ("line", (i + 1).into())],
                 ));
                 results.push(LineResult {
                     detail: Some(reason),
@@ -524,9 +530,9 @@ async fn ingest_batch(
         records.push(audit_record(
             kind,
             &client,
-            &sha256_hex(lines[i]),
+            sha256_hex(lines[i]),
             reason,
-            &ids,
+            ids.into(),
         ));
         results[i] = LineResult {
             event_id: Some(id),
