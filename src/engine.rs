@@ -360,6 +360,10 @@ impl BatchReceipt {
 #[derive(Clone)]
 pub struct EngineHandle {
     shared: std::sync::Arc<std::sync::Mutex<Option<Live>>>,
+    /// Free places in the writer's queue (see [`StoreWriter::slots`]):
+    /// taken before the lock, so a stalled disk makes callers wait here,
+    /// asynchronously, not inside the lock on a runtime thread.
+    slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     /// When the last handle is dropped, the engine closes its store.
     _alive: std::sync::mpsc::Sender<()>,
 }
@@ -380,6 +384,34 @@ impl EngineHandle {
         Ok(f(live))
     }
 
+    /// Like [`with_live`](Self::with_live) for a call that sends the writer
+    /// (at most) one message: waits for a place in the writer's queue first,
+    /// so the send inside the lock never blocks.
+    async fn with_live_sending<R>(&self, f: impl FnOnce(&mut Live) -> R) -> Result<R, EngineGone> {
+        if let Some(slots) = &self.slots {
+            slots.acquire().await.map_err(|_| EngineGone)?.forget();
+        }
+        let give_back = || {
+            if let Some(slots) = &self.slots {
+                slots.add_permits(1);
+            }
+        };
+        let Ok(mut guard) = self.shared.lock() else {
+            give_back();
+            return Err(EngineGone);
+        };
+        let Some(live) = guard.as_mut() else {
+            give_back();
+            return Err(EngineGone);
+        };
+        let sent = live.sent;
+        let r = f(live);
+        if live.sent == sent {
+            give_back();
+        }
+        Ok(r)
+    }
+
     /// Correlates and commits one event; answers after the commit.
     pub async fn ingest(&self, ev: Event) -> Result<Result<Accepted, Refusal>, EngineGone> {
         let rx = self.submit(ev).await?;
@@ -394,7 +426,8 @@ impl EngineHandle {
         ev: Event,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<Accepted, Refusal>>, EngineGone> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.with_live(|live| live.run(vec![ev], Reply::One(tx)))?;
+        self.with_live_sending(|live| live.run(vec![ev], Reply::One(tx)))
+            .await?;
         Ok(rx)
     }
 
@@ -407,7 +440,8 @@ impl EngineHandle {
             let chunk: Vec<_> = events.by_ref().take(CHUNK).collect();
             let (tx, rx) = tokio::sync::oneshot::channel();
             chunks.push((chunk.len(), rx));
-            self.with_live(|live| live.run(chunk, Reply::Many(tx)))?;
+            self.with_live_sending(|live| live.run(chunk, Reply::Many(tx)))
+                .await?;
             if events.peek().is_some() {
                 tokio::task::yield_now().await;
             }
@@ -425,7 +459,7 @@ impl EngineHandle {
         req: AdminRequest,
     ) -> Result<Result<crate::respond::policy::AdminAction, String>, EngineGone> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.with_live(|live| {
+        self.with_live_sending(|live| {
             let answer = live.admin(req);
             // Committed before the analyst hears back; if the commit fails
             // the reply is dropped and the answer below says so.
@@ -434,7 +468,8 @@ impl EngineHandle {
             }));
             live.queue(WriteOp::AfterCommit(done));
             live.send_queued();
-        })?;
+        })
+        .await?;
         Ok(rx.await.unwrap_or_else(|_| Err("store unavailable".into())))
     }
 
@@ -490,6 +525,8 @@ struct Live {
     touched: Vec<crate::detect::AlertRef>,
     /// Writes of the current call, sent to the writer in one message.
     queued: Vec<WriteOp>,
+    /// Messages sent to the writer so far (each call sends at most one).
+    sent: u64,
 }
 
 /// Longest analyst note kept with a verdict.
@@ -520,6 +557,7 @@ pub fn spawn_live(
         },
         true,
     )?);
+    let slots = writer.slots();
     let mut pipeline = Pipeline::new(cfg, None).keep_changes();
     pipeline.policy_mut().restore(hosts, bans);
     let state = Live {
@@ -532,6 +570,7 @@ pub fn spawn_live(
         last_purge: Instant::now(),
         touched: Vec::new(),
         queued: Vec::new(),
+        sent: 0,
     };
     let shared = std::sync::Arc::new(std::sync::Mutex::new(Some(state)));
     let (alive, gone) = std::sync::mpsc::channel::<()>();
@@ -556,6 +595,7 @@ pub fn spawn_live(
     Ok((
         EngineHandle {
             shared,
+            slots,
             _alive: alive,
         },
         handle,
@@ -605,6 +645,7 @@ impl Live {
     fn send_queued(&mut self) {
         if !self.queued.is_empty() {
             let ops = std::mem::take(&mut self.queued);
+            self.sent += 1;
             let _ = self.writer.send(WriteOp::Batch(ops));
         }
     }

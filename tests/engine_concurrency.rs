@@ -111,3 +111,110 @@ fn concurrent_producers_get_committed_answers_and_no_event_twice() {
         .unwrap();
     assert_eq!((stored, distinct), (1440, 1440));
 }
+
+/// A disk that stalls (here: another connection holding SQLite's write
+/// lock for 1.5 s) fills the writer's queue. Producers must then wait
+/// without holding the runtime's thread, so everything else on the runtime
+/// (the gateway's `/health`, here a ticker) keeps running; once the disk
+/// is back, every event is answered and stored.
+#[test]
+fn a_stalled_store_makes_producers_wait_without_freezing_the_runtime() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vigil.db");
+    let (engine, thread) = spawn_live(
+        &Config::default(),
+        LiveConfig {
+            rate_limit_per_min: u32::MAX,
+            ..LiveConfig::default()
+        },
+        &db,
+    )
+    .unwrap();
+    // Hold the write lock well inside the writer's 5 s busy timeout.
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let blocker = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            conn.execute_batch("COMMIT").unwrap();
+        })
+    };
+    locked_rx.recv().unwrap();
+    // One runtime thread: if a producer blocks it, nothing else runs.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ticks = Arc::new(AtomicU64::new(0));
+    // Watches the ticker from outside the runtime, in real time.
+    let watcher = {
+        let ticks = ticks.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            let before = ticks.load(Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(700));
+            ticks.load(Ordering::Relaxed) - before
+        })
+    };
+    let accepted = rt.block_on(async {
+        let ticker = {
+            let ticks = ticks.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        // 12 x 100 single-event calls: more messages than the writer's
+        // queue holds (1 024) while its commit waits for the lock.
+        let mut tasks = Vec::new();
+        for t in 0..12 {
+            let engine = engine.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for i in 0..100 {
+                    let ev = failure(format!("stall-{t}-{i}"), &format!("h{t}"), "198.51.100.9");
+                    answers.push(engine.submit(ev).await.unwrap());
+                }
+                let mut ok = 0u32;
+                for a in answers {
+                    if matches!(a.await, Ok(Ok(_))) {
+                        ok += 1;
+                    }
+                }
+                ok
+            }));
+        }
+        let mut accepted = 0;
+        for t in tasks {
+            accepted += t.await.unwrap();
+        }
+        ticker.abort();
+        accepted
+    });
+    let ticks_while_stalled = watcher.join().unwrap();
+    blocker.join().unwrap();
+    drop(engine);
+    thread.join().unwrap();
+    // 700 ms at one tick per 10 ms: ~70 when the runtime is free, 0 when
+    // its thread is stuck behind the full queue.
+    assert!(
+        ticks_while_stalled >= 20,
+        "the runtime froze while the store stalled: {ticks_while_stalled} ticks in 700 ms"
+    );
+    assert_eq!(accepted, 1200);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 1200);
+}

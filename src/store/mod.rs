@@ -129,6 +129,28 @@ impl std::fmt::Debug for AfterCommit {
 pub struct StoreWriter {
     tx: Option<mpsc::SyncSender<WriteOp>>,
     handle: Option<thread::JoinHandle<Result<WriterStats, StoreError>>>,
+    slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+}
+
+/// Free places in the live writer's queue, for async callers to wait on
+/// before they send (see [`StoreWriter::slots`]). Closed when the writer
+/// stops, so nobody waits for a place that will never come.
+struct SlotReturn(Option<std::sync::Arc<tokio::sync::Semaphore>>);
+
+impl SlotReturn {
+    fn give_back(&self, n: usize) {
+        if let Some(s) = &self.0 {
+            s.add_permits(n);
+        }
+    }
+}
+
+impl Drop for SlotReturn {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            s.close();
+        }
+    }
 }
 
 /// What the writer did, reported when it stops.
@@ -173,14 +195,29 @@ impl StoreWriter {
             MAX_BATCH * 2
         };
         let (tx, rx) = mpsc::sync_channel::<WriteOp>(capacity);
+        let slots =
+            fsync_each_commit.then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(capacity)));
+        let returns = SlotReturn(slots.clone());
         let handle = thread::Builder::new()
             .name("vigil-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, retention))
+            .spawn(move || writer_loop(conn, rx, retention, returns))
             .map_err(StoreError::Thread)?;
         Ok(StoreWriter {
             tx: Some(tx),
             handle: Some(handle),
+            slots,
         })
+    }
+
+    /// For the live writer: one permit per free place in its queue. A
+    /// caller that takes (and forgets) a permit before each [`send`] never
+    /// blocks in it: when the disk stalls it waits on the semaphore, which
+    /// an async task does without holding a runtime thread. The writer
+    /// gives the places back as it takes messages off the queue.
+    ///
+    /// [`send`]: StoreWriter::send
+    pub fn slots(&self) -> Option<std::sync::Arc<tokio::sync::Semaphore>> {
+        self.slots.clone()
     }
 
     pub fn send(&self, op: WriteOp) -> Result<(), StoreError> {
@@ -222,6 +259,7 @@ fn writer_loop(
     mut conn: Connection,
     rx: mpsc::Receiver<WriteOp>,
     retention: Retention,
+    slots: SlotReturn,
 ) -> Result<WriterStats, StoreError> {
     let mut stats = WriterStats::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -236,6 +274,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        slots.give_back(batch.len());
         let mut acks = Vec::new();
         let mut after = Vec::new();
         let before = stats.events;
