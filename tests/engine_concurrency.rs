@@ -5,26 +5,31 @@
 
 use chrono::Utc;
 use vigil::config::Config;
-use vigil::engine::{LiveConfig, Refusal, spawn_live};
+use vigil::engine::{EngineHandle, LiveConfig, Refusal, spawn_live};
 use vigil::event::Event;
 
 fn failure(id: String, host: &str, ip: &str) -> Event {
     Event::login_failed(id, Utc::now(), host, "root", ip.parse().ok())
 }
 
-#[test]
-fn concurrent_producers_get_committed_answers_and_no_event_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("vigil.db");
-    let (engine, thread) = spawn_live(
+/// The live engine on `db` with no rate limit.
+fn unlimited_engine(db: &std::path::Path) -> (EngineHandle, std::thread::JoinHandle<()>) {
+    spawn_live(
         &Config::default(),
         LiveConfig {
             rate_limit_per_min: u32::MAX,
             ..LiveConfig::default()
         },
-        &db,
+        db,
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn concurrent_producers_get_committed_answers_and_no_event_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vigil.db");
+    let (engine, thread) = unlimited_engine(&db);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -125,15 +130,7 @@ fn a_stalled_store_makes_producers_wait_without_freezing_the_runtime() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("vigil.db");
-    let (engine, thread) = spawn_live(
-        &Config::default(),
-        LiveConfig {
-            rate_limit_per_min: u32::MAX,
-            ..LiveConfig::default()
-        },
-        &db,
-    )
-    .unwrap();
+    let (engine, thread) = unlimited_engine(&db);
     // Hold the write lock well inside the writer's 5 s busy timeout.
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
     let blocker = {
