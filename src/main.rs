@@ -172,9 +172,39 @@ enum AuditCommand {
     },
 }
 
+/// Logs (what `vigil serve` is doing, and problems the library meets on
+/// the way) go to stderr through `tracing`; the console sends its stderr
+/// to `console.log`. `VIGIL_LOG` sets the level: error, warn, info (the
+/// default), debug (adds one line per gateway refusal and per batch), trace
+/// or off. Command output (`scan`, `parse`) is not logging and is unaffected.
+fn init_logging() -> Result<()> {
+    use tracing_subscriber::filter::LevelFilter;
+    let level = match std::env::var("VIGIL_LOG") {
+        Err(_) => LevelFilter::INFO,
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" | "info" => LevelFilter::INFO,
+            "error" => LevelFilter::ERROR,
+            "warn" => LevelFilter::WARN,
+            "debug" => LevelFilter::DEBUG,
+            "trace" => LevelFilter::TRACE,
+            "off" => LevelFilter::OFF,
+            other => bail!(
+                "VIGIL_LOG={}: expected error, warn, info, debug, trace or off",
+                vigil::util::sanitize_for_terminal(other)
+            ),
+        },
+    };
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("starting the log: {e}"))
+}
+
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = init_logging().and_then(|()| match cli.command {
         None => console(vigil::tui::ConsoleOptions::default()),
         Some(Command::Console {
             listen,
@@ -210,7 +240,7 @@ fn main() {
         Some(Command::Audit {
             command: AuditCommand::Verify { file },
         }) => audit_verify(&file),
-    };
+    });
     if let Err(e) = result {
         // A closed stdout (e.g. `| head`) is a normal way to stop.
         let broken_pipe = e.chain().any(|c| {
@@ -640,8 +670,8 @@ fn serve(
             vigil::sources::tail::spawn(t, tail_stop.clone())
                 .context("starting a file follower")?,
         );
-        eprintln!(
-            "vigil serve: following {}{}",
+        tracing::info!(
+            "following {}{}",
             vigil::util::sanitize_for_terminal(&path.display().to_string()),
             if from_start { " from its start" } else { "" }
         );
@@ -654,7 +684,7 @@ fn serve(
             runtime.handle().clone(),
             journal_stats.clone(),
         )?;
-        eprintln!("vigil serve: following the systemd journal");
+        tracing::info!("following the systemd journal");
         Some(j)
     } else {
         None
@@ -668,7 +698,7 @@ fn serve(
             let socket = tokio::net::UdpSocket::bind(addr)
                 .await
                 .with_context(|| format!("binding syslog udp {addr}"))?;
-            eprintln!("vigil serve: syslog udp on {}", socket.local_addr()?);
+            tracing::info!("syslog udp on {}", socket.local_addr()?);
             tokio::spawn(vigil::sources::syslog::run_udp(
                 socket,
                 source_engine.clone(),
@@ -680,7 +710,7 @@ fn serve(
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding syslog tcp {addr}"))?;
-            eprintln!("vigil serve: syslog tcp on {}", l.local_addr()?);
+            tracing::info!("syslog tcp on {}", l.local_addr()?);
             tokio::spawn(vigil::sources::syslog::run_tcp(
                 l,
                 source_engine.clone(),
@@ -689,28 +719,28 @@ fn serve(
             ));
         }
         drop(source_engine);
-        // Printed last: tests and scripts wait for this line.
-        eprintln!(
-            "vigil serve: listening on {addr} (store {}, audit {})",
-            db.display(),
-            audit_path.display()
+        // Logged last: tests and scripts wait for this line.
+        tracing::info!(
+            "listening on {addr} (store {}, audit {})",
+            vigil::util::sanitize_for_terminal(&db.display().to_string()),
+            vigil::util::sanitize_for_terminal(&audit_path.display().to_string())
         );
         vigil::live::serve_gateway(listener, state, shutdown_signal()).await?;
         if cfg.syslog.udp.is_some() || cfg.syslog.tcp.is_some() {
-            eprintln!("vigil serve: {}", syslog_stats.summary());
+            tracing::info!("{}", syslog_stats.summary());
         }
         anyhow::Ok(())
     })?;
     if let Some(j) = journal {
         j.stop();
-        eprintln!("vigil serve: {}", journal_stats.summary());
+        tracing::info!("{}", journal_stats.summary());
     }
     tail_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for t in tail_threads {
         let _ = t.join();
     }
     if !tail.is_empty() {
-        eprintln!("vigil serve: {}", tail_stats.summary());
+        tracing::info!("{}", tail_stats.summary());
     }
     // Stop the syslog tasks: they hold engine handles, and the engine stops
     // only when every handle is gone. Events already queued are committed.
@@ -720,7 +750,7 @@ fn serve(
     if engine_thread.join().is_err() {
         bail!("the engine thread panicked");
     }
-    eprintln!("vigil serve: stopped cleanly");
+    tracing::info!("stopped cleanly");
     Ok(())
 }
 

@@ -714,6 +714,59 @@ fn producer_keys_rotate_without_downtime() {
 }
 
 #[test]
+fn debug_log_names_each_refusal_and_never_a_secret() {
+    let server = common::Server::start(&[
+        ("ARES_SHARED_SECRET", SECRET),
+        ("VIGIL_PRODUCER_KEYS", "k2026:fresh-secret-2026"),
+        ("VIGIL_LOG", "debug"),
+    ]);
+    let body = br#"{"event_type":"sec.event.v1"}"#;
+    let (status, _) = server.request(
+        "POST",
+        "/ingest",
+        &[("X-ARES-SIGNATURE", "sha256=00")],
+        body,
+    );
+    assert_eq!(status, 401);
+    let (status, _) = server.request("POST", "/ingest", &[], body);
+    assert_eq!(status, 401);
+    let (ok, log) = server.stop_and_log();
+    assert!(ok, "graceful shutdown exits 0: {log}");
+    assert!(log.contains(" INFO listening on 127.0.0.1:"), "{log}");
+    assert!(
+        log.contains("DEBUG gateway_reject from 127.0.0.1: signature_mismatch"),
+        "{log}"
+    );
+    assert!(
+        log.contains("DEBUG gateway_reject from 127.0.0.1: missing_signature"),
+        "{log}"
+    );
+    assert!(log.contains(" INFO stopped cleanly"), "{log}");
+    assert!(
+        !log.contains(SECRET) && !log.contains("fresh-secret-2026"),
+        "{log}"
+    );
+}
+
+#[test]
+fn an_unknown_log_level_is_refused_with_the_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::vigil()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("ARES_SHARED_SECRET", SECRET)
+        .env("VIGIL_LOG", "loud")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("VIGIL_LOG=loud: expected error, warn, info, debug, trace or off"),
+        "{err}"
+    );
+}
+
+#[test]
 fn json_errors_are_classified_as_the_seed_does() {
     let c = Client {
         server: common::Server::start(&[("ARES_SHARED_SECRET", SECRET)]),

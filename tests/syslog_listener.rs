@@ -7,11 +7,11 @@ mod common;
 use std::io::Write;
 
 fn listener(server: &common::Server, proto: &str) -> String {
-    let prefix = format!("vigil serve: syslog {proto} on ");
+    let marker = format!(" syslog {proto} on ");
     server
         .banner
         .iter()
-        .find_map(|l| l.strip_prefix(&prefix))
+        .find_map(|l| l.split_once(&marker).map(|(_, addr)| addr))
         .unwrap_or_else(|| panic!("no {proto} listener in {:?}", server.banner))
         .to_string()
 }

@@ -195,6 +195,12 @@ impl GatewayState {
         reason: &str,
         extra: &[(&'static str, Value)],
     ) {
+        // Reason strings are the gateway's own, never producer text.
+        if kind == "gateway_accept" {
+            tracing::trace!("{kind} from {}: {reason}", client.ip());
+        } else {
+            tracing::debug!("{kind} from {}: {reason}", client.ip());
+        }
         self.write_audit(vec![audit_record(
             kind,
             client,
@@ -206,14 +212,14 @@ impl GatewayState {
 
     fn write_audit(&self, records: Vec<AuditRecord<'_>>) {
         // An audit write failure must not take the gateway down; it is
-        // reported on stderr instead.
+        // logged instead.
         match self.audit.lock() {
             Ok(mut log) => {
                 if let Err(e) = log.append_all(records) {
-                    eprintln!("vigil: audit log write failed: {e}");
+                    tracing::error!("audit log write failed: {e}");
                 }
             }
-            Err(_) => eprintln!("vigil: audit log lock poisoned"),
+            Err(_) => tracing::error!("audit log lock poisoned"),
         }
     }
 }
@@ -541,6 +547,7 @@ async fn ingest_batch(
     }
     st.write_audit(records);
     let bad = results.len() as u64 - ok;
+    tracing::debug!("batch from {}: {ok} accepted, {bad} refused", client.ip());
     axum::Json(BatchAnswer {
         accepted: ok,
         rejected: bad,
@@ -660,7 +667,7 @@ impl GatewayState {
         m.insert("outcome".into(), outcome.into());
         if let Ok(mut log) = self.audit.lock() {
             if let Err(e) = log.append(m) {
-                eprintln!("vigil: audit log write failed: {e}");
+                tracing::error!("audit log write failed: {e}");
             }
         }
     }

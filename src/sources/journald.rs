@@ -149,7 +149,7 @@ impl Journal {
                 read_entries(stdout, engine, runtime, stats);
                 if !s2.load(Ordering::Relaxed) {
                     // Say so: a silent source looks like a quiet network.
-                    eprintln!("vigil serve: journalctl ended; the journal is no longer followed");
+                    tracing::warn!("journalctl ended; the journal is no longer followed");
                 }
             })
             .map_err(JournalError::Thread)?;

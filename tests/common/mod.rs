@@ -114,8 +114,11 @@ pub struct Server {
     pub child: std::process::Child,
     pub addr: String,
     pub dir: tempfile::TempDir,
-    /// Lines `vigil serve` printed before it was ready (listener addresses).
+    /// Lines `vigil serve` logged up to being ready (listener addresses),
+    /// the `listening on` line included.
     pub banner: Vec<String>,
+    /// Everything it logged after that, as it arrives.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -149,18 +152,30 @@ impl Server {
                 .next()
                 .expect("vigil serve printed nothing")
                 .expect("stderr");
-            if let Some(rest) = line.strip_prefix("vigil serve: listening on ") {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
+            let ready = line
+                .split_once(" listening on ")
+                .map(|(_, rest)| rest.split_whitespace().next().unwrap().to_string());
             banner.push(line);
+            if let Some(addr) = ready {
+                break addr;
+            }
         };
         // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Ok(mut l) = sink.lock() {
+                    l.push(line);
+                }
+            }
+        });
         Server {
             child,
             addr,
             dir,
             banner,
+            log,
         }
     }
 
@@ -206,6 +221,37 @@ impl Server {
             .arg(self.child.id().to_string())
             .status();
         self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// Stops the server (SIGTERM) and returns whether it exited 0 and all
+    /// it logged, the startup lines included.
+    pub fn stop_and_log(mut self) -> (bool, String) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let ok = self.child.wait().map(|s| s.success()).unwrap_or(false);
+        // The drain thread sees end of file once the process is gone.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let done = self
+                .log
+                .lock()
+                .map(|l| l.iter().any(|x| x.contains("stopped cleanly")))
+                .unwrap_or(true);
+            if done || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let mut all = self.banner.join("\n");
+        if let Ok(l) = self.log.lock() {
+            for line in l.iter() {
+                all.push('\n');
+                all.push_str(line);
+            }
+        }
+        (ok, all)
     }
 }
 
