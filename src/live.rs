@@ -95,6 +95,7 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
         replay_window_secs: cfg.gateway.replay_window_secs as i64,
         engine: engine.clone(),
         audit: Mutex::new(audit),
+        stats: Arc::default(),
     });
     Ok(Live {
         engine,

@@ -647,6 +647,7 @@ fn serve(
         db,
         audit_path,
     } = vigil::live::start(&cfg, data_dir, vigil::engine::LiveConfig::default())?;
+    let gateway_stats = state.stats.clone();
     // Handed to syslog, tail and journald sources; dropped once they hold theirs.
     let source_engine = engine;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -726,6 +727,7 @@ fn serve(
             vigil::util::sanitize_for_terminal(&audit_path.display().to_string())
         );
         vigil::live::serve_gateway(listener, state, shutdown_signal()).await?;
+        tracing::info!("{}", gateway_stats.summary());
         if cfg.syslog.udp.is_some() || cfg.syslog.tcp.is_some() {
             tracing::info!("{}", syslog_stats.summary());
         }

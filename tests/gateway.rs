@@ -658,6 +658,16 @@ fn batch_answers_per_line_and_keeps_order() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The stop summary counts the same decisions, line by line.
+    let (ok, log) = c.server.stop_and_log();
+    assert!(ok, "{log}");
+    assert!(
+        log.contains(
+            "gateway: 7 accepted, 15 refused (duplicate_event_id 9, invalid_json 2, \
+             replay_window_exceeded 2, missing_signature 1, signature_mismatch 1)"
+        ),
+        "{log}"
+    );
 }
 
 #[test]
@@ -714,7 +724,7 @@ fn producer_keys_rotate_without_downtime() {
 }
 
 #[test]
-fn debug_log_names_each_refusal_and_never_a_secret() {
+fn log_names_each_refusal_counts_them_at_stop_and_never_a_secret() {
     let server = common::Server::start(&[
         ("ARES_SHARED_SECRET", SECRET),
         ("VIGIL_PRODUCER_KEYS", "k2026:fresh-secret-2026"),
@@ -739,6 +749,12 @@ fn debug_log_names_each_refusal_and_never_a_secret() {
     );
     assert!(
         log.contains("DEBUG gateway_reject from 127.0.0.1: missing_signature"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            " INFO gateway: 0 accepted, 2 refused (missing_signature 1, signature_mismatch 1)"
+        ),
         "{log}"
     );
     assert!(log.contains(" INFO stopped cleanly"), "{log}");

@@ -51,6 +51,67 @@ pub struct GatewayState {
     pub replay_window_secs: i64,
     pub engine: EngineHandle,
     pub audit: Mutex<AuditLog>,
+    /// What the gateway decided, for the summary `vigil serve` logs at stop.
+    pub stats: Arc<GatewayStats>,
+}
+
+/// Accepts and refusals (by reason) since start; counted from the audit
+/// records, so the summary and `audit.jsonl` always agree.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    accepted: std::sync::atomic::AtomicU64,
+    refused: Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl GatewayStats {
+    fn count(&self, records: &[AuditRecord<'_>]) {
+        let accepted = records
+            .iter()
+            .filter(|r| r.kind == "gateway_accept")
+            .count() as u64;
+        self.accepted
+            .fetch_add(accepted, std::sync::atomic::Ordering::Relaxed);
+        if accepted as usize == records.len() {
+            return;
+        }
+        if let Ok(mut refused) = self.refused.lock() {
+            for r in records.iter().filter(|r| r.kind != "gateway_accept") {
+                match refused.get_mut(r.reason) {
+                    Some(n) => *n += 1,
+                    None => {
+                        refused.insert(r.reason.to_string(), 1);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Refusals by reason, most frequent first.
+    pub fn refused(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<_> = self
+            .refused
+            .lock()
+            .map(|m| m.iter().map(|(k, n)| (k.clone(), *n)).collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
+    }
+
+    /// `gateway: 1200 accepted, 7 refused (signature_mismatch 5, ...)`.
+    pub fn summary(&self) -> String {
+        let refused = self.refused();
+        let total: u64 = refused.iter().map(|(_, n)| n).sum();
+        let mut s = format!("gateway: {} accepted, {total} refused", self.accepted());
+        if !refused.is_empty() {
+            let parts: Vec<String> = refused.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            s.push_str(&format!(" ({})", parts.join(", ")));
+        }
+        s
+    }
 }
 
 pub fn router(state: Arc<GatewayState>) -> Router {
@@ -211,6 +272,7 @@ impl GatewayState {
     }
 
     fn write_audit(&self, records: Vec<AuditRecord<'_>>) {
+        self.stats.count(&records);
         // An audit write failure must not take the gateway down; it is
         // logged instead.
         match self.audit.lock() {
