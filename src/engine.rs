@@ -331,19 +331,24 @@ type ChunkAnswers = tokio::sync::oneshot::Receiver<Vec<Result<Accepted, Refusal>
 /// events, arriving chunk by chunk as the writer commits them.
 pub struct BatchReceipt {
     chunks: Vec<(usize, ChunkAnswers)>,
+    /// Events at the end that never reached the engine (it stopped).
+    unsent: usize,
 }
 
 impl BatchReceipt {
     /// Waits for every chunk; `None` for the events of a chunk whose commit
-    /// failed or whose engine stopped (their callers answer 503).
+    /// failed, or that never reached the engine because it stopped (their
+    /// callers answer 503). Chunks committed before that keep their answers.
     pub async fn answers(self) -> Vec<Option<Result<Accepted, Refusal>>> {
-        let mut out = Vec::with_capacity(self.chunks.iter().map(|(n, _)| n).sum());
+        let total = self.chunks.iter().map(|(n, _)| n).sum::<usize>() + self.unsent;
+        let mut out = Vec::with_capacity(total);
         for (n, rx) in self.chunks {
             match rx.await {
                 Ok(answers) if answers.len() == n => out.extend(answers.into_iter().map(Some)),
                 _ => out.extend((0..n).map(|_| None)),
             }
         }
+        out.extend((0..self.unsent).map(|_| None));
         out
     }
 }
@@ -433,20 +438,35 @@ impl EngineHandle {
 
     /// Correlates many events in order; the answers arrive in the same
     /// order. Other callers may interleave between chunks of [`CHUNK`].
+    ///
+    /// If the engine stops part-way, the chunks it took keep their answers
+    /// and the rest answer `None`; `Err` only when it took none.
     pub async fn submit_many(&self, events: Vec<Event>) -> Result<BatchReceipt, EngineGone> {
-        let mut chunks = Vec::with_capacity(events.len().div_ceil(CHUNK));
+        let mut receipt = BatchReceipt {
+            chunks: Vec::with_capacity(events.len().div_ceil(CHUNK)),
+            unsent: 0,
+        };
         let mut events = events.into_iter().peekable();
         while events.peek().is_some() {
             let chunk: Vec<_> = events.by_ref().take(CHUNK).collect();
+            let n = chunk.len();
             let (tx, rx) = tokio::sync::oneshot::channel();
-            chunks.push((chunk.len(), rx));
-            self.with_live_sending(|live| live.run(chunk, Reply::Many(tx)))
-                .await?;
+            match self
+                .with_live_sending(|live| live.run(chunk, Reply::Many(tx)))
+                .await
+            {
+                Ok(()) => receipt.chunks.push((n, rx)),
+                Err(gone) if receipt.chunks.is_empty() => return Err(gone),
+                Err(_) => {
+                    receipt.unsent = n + events.count();
+                    break;
+                }
+            }
             if events.peek().is_some() {
                 tokio::task::yield_now().await;
             }
         }
-        Ok(BatchReceipt { chunks })
+        Ok(receipt)
     }
 
     pub async fn host_state(&self, host: String) -> Result<HostState, EngineGone> {
