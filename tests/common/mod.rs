@@ -216,6 +216,11 @@ impl Server {
 
     /// Stops with SIGTERM and waits; returns whether it exited 0.
     pub fn stop(mut self) -> bool {
+        self.terminate()
+    }
+
+    /// SIGTERM, then whether it exited 0.
+    fn terminate(&mut self) -> bool {
         let _ = std::process::Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -226,11 +231,7 @@ impl Server {
     /// Stops the server (SIGTERM) and returns whether it exited 0 and all
     /// it logged, the startup lines included.
     pub fn stop_and_log(mut self) -> (bool, String) {
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let ok = self.child.wait().map(|s| s.success()).unwrap_or(false);
+        let ok = self.terminate();
         // The drain thread sees end of file once the process is gone.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
