@@ -113,7 +113,40 @@ fn bench_ingest(c: &mut Criterion) {
             })
         })
     });
+
+    // The store writer alone: 1 000 events with their idempotency keys as
+    // one fsynced transaction, what the engine hands it per batch.
+    let writer = vigil::store::StoreWriter::spawn_with(
+        &dir.path().join("writer.db"),
+        vigil::store::Retention {
+            max_events: u64::MAX,
+        },
+        true,
+    )
+    .unwrap();
+    let mut next = 0;
+    g.bench_function("store_commit", |b| {
+        b.iter(|| {
+            let now = Utc::now();
+            let events: Vec<_> = lines(next, now)
+                .iter()
+                .filter_map(|l| validate_event(l, now, 120).ok())
+                .collect();
+            next += N;
+            let mut ops = Vec::with_capacity(2 * N);
+            for ev in events {
+                ops.push(vigil::store::WriteOp::Idempotency {
+                    event_id: ev.event_id.clone(),
+                    expires_at: now,
+                });
+                ops.push(vigil::store::WriteOp::Event(Box::new(ev)));
+            }
+            writer.send(vigil::store::WriteOp::Batch(ops)).unwrap();
+            writer.flush().unwrap();
+        })
+    });
     g.finish();
+    drop(writer);
     drop(engine);
     let _ = thread.join();
 }
