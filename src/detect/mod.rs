@@ -423,6 +423,36 @@ mod tests {
     }
 
     #[test]
+    fn brute_force_says_how_many_addresses_the_failures_came_from() {
+        let now = Utc::now();
+        let reason = |ips: &dyn Fn(i64) -> String| {
+            let mut d = Detector::new(RuleConfig::default());
+            for i in 0..8 {
+                d.process(&failure(i, "h", "root", &ips(i)), now);
+            }
+            let a = d
+                .finish()
+                .into_iter()
+                .find(|a| a.rule_id == "BRUTE_FORCE_V1");
+            let a = a.expect("brute force fired");
+            (
+                a.reasons[0].clone(),
+                a.context.get("distinct_src_ips").cloned(),
+            )
+        };
+        let (one, n1) = reason(&|_| "192.0.2.1".into());
+        assert!(one.contains("within 60 s from 192.0.2.1 ("), "{one}");
+        assert_eq!(n1, Some(1.into()));
+        // One account, eight addresses: not "from" the last one alone.
+        let (many, n8) = reason(&|i| format!("198.51.100.{}", i + 1));
+        assert!(
+            many.contains("from 8 addresses (the latest 198.51.100.8)"),
+            "{many}"
+        );
+        assert_eq!(n8, Some(8.into()));
+    }
+
+    #[test]
     fn late_failure_completes_a_brute_force() {
         // Seven failures at t=1..7, then the eighth arrives late stamped t=0
         // (a whole-second BSD stamp next to millisecond RFC 5424 ones).

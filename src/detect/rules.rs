@@ -329,7 +329,7 @@ pub struct RuleState {
     /// Per host: recent event times (ingest storm).
     storm: KeyedWindows<u64, ()>,
     /// Per host+user: recent `login_failed` ids (brute force, success-after).
-    failures: KeyedWindows<u64, Arc<str>>,
+    failures: KeyedWindows<u64, (Arc<str>, Option<IpAddr>)>,
     /// Per src_ip: recent failures and the users they named (password spray).
     spray: FastMap<IpAddr, SprayState>,
     web: super::web::WebRules,
@@ -485,7 +485,7 @@ impl RuleState {
         let w = secs(c.brute_force_window_secs);
         let r = self
             .failures
-            .push(host_user_key(&ev.host, user), now, id.clone());
+            .push(host_user_key(&ev.host, user), now, (id.clone(), ev.src_ip));
         let n = r.count_latest(now, w) as u32;
         ctx.login_failed_count = Some(n);
         ctx.brute_window_seconds = Some(c.brute_force_window_secs);
@@ -494,10 +494,20 @@ impl RuleState {
             let (dedup_key, open) = is_open(&rule, &ev.host, Some(user), ev.src_ip);
             let detail = (!open).then(|| {
                 let ev_in: Vec<_> = r.within_latest(now, w).collect();
-                let src = ev.src_ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
+                // A distributed attack on one account: say so, rather than
+                // pin every failure on the address that crossed the line.
+                let mut sources: Vec<IpAddr> = ev_in.iter().filter_map(|x| x.1.1).collect();
+                sources.sort_unstable();
+                sources.dedup();
+                let src = match (ev.src_ip, sources.len()) {
+                    (Some(ip), 0 | 1) => format!(" from {ip}"),
+                    (Some(ip), k) => format!(" from {k} addresses (the latest {ip})"),
+                    (None, 0) => String::new(),
+                    (None, k) => format!(" from {k} address{}", if k == 1 { "" } else { "es" }),
+                };
                 FiringDetail {
                     first_seen: to_time(ev_in.first().map_or(now, |x| x.0)),
-                    evidence: ev_in.iter().map(|x| x.1.to_string()).collect(),
+                    evidence: ev_in.iter().map(|x| x.1.0.to_string()).collect(),
                     count: n as u64,
                     reasons: vec![format!(
                         "{n} failed logins for user '{user}' on host '{}' within {} s{src} (threshold {})",
@@ -505,7 +515,7 @@ impl RuleState {
                     )],
                     context: ctx_map(json!({
                         "login_failed_count": n, "window_seconds": c.brute_force_window_secs,
-                        "threshold": c.brute_force_threshold,
+                        "threshold": c.brute_force_threshold, "distinct_src_ips": sources.len(),
                     })),
                 }
             });
@@ -604,7 +614,7 @@ impl RuleState {
             let rule = alert::SUCCESS_AFTER_FAILURES;
             let (dedup_key, open) = is_open(&rule, &ev.host, Some(user), ev.src_ip);
             let detail = (!open).then(|| {
-                let mut evidence: Vec<String> = prior.iter().map(|x| x.1.to_string()).collect();
+                let mut evidence: Vec<String> = prior.iter().map(|x| x.1.0.to_string()).collect();
                 evidence.push(id.to_string());
                 let src = ev.src_ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
                 FiringDetail {
