@@ -127,6 +127,86 @@ fn state_survives_reopen_and_release_is_audited() {
 }
 
 #[test]
+fn expired_bans_and_idle_hosts_leave_the_store_and_quarantines_stay() {
+    use vigil::respond::policy::{Ban, HostState, Quarantine, StateChange};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vigil.db");
+    let now = Utc::now();
+    let hours = |h: i64| now - chrono::Duration::hours(h);
+    // State left by an earlier run: a ban that ran out two hours ago, a
+    // host whose cooldown ended then, and a quarantine (never expires).
+    let writer = StoreWriter::spawn(&db, Retention::default()).unwrap();
+    let ban = |ip: &str, until| Ban {
+        ip: ip.parse().unwrap(),
+        since_utc: hours(3),
+        until_utc: until,
+        reason: "BRUTE_FORCE_V1".into(),
+        alert_id: None,
+    };
+    let host = |name: &str, state| StateChange::Host {
+        host: name.into(),
+        state,
+    };
+    for change in [
+        StateChange::Ban(ban("203.0.113.1", hours(2))),
+        StateChange::Ban(ban("203.0.113.2", now + chrono::Duration::hours(1))),
+        host(
+            "idle-1",
+            HostState {
+                cooldown_until_utc: Some(hours(2)),
+                ..HostState::default()
+            },
+        ),
+        host(
+            "held-1",
+            HostState {
+                quarantine: Some(Quarantine {
+                    since_utc: hours(3),
+                    reason: "brute_force_suspected".into(),
+                    alert_id: None,
+                }),
+                ..HostState::default()
+            },
+        ),
+    ] {
+        writer.send(WriteOp::State(change)).unwrap();
+    }
+    writer.close().unwrap();
+
+    // The live engine restores all of it; its first event (now) prunes
+    // what ran out over an hour ago, in memory and in the store.
+    let (engine, thread) = vigil::engine::spawn_live(
+        &vigil::config::Config::default(),
+        vigil::engine::LiveConfig::default(),
+        &db,
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ev = vigil::event::Event::login_failed("prune-1".to_string(), now, "web-2", "root", None);
+    assert!(matches!(rt.block_on(engine.ingest(ev)), Ok(Ok(_))));
+    drop(engine);
+    thread.join().unwrap();
+
+    let conn = store::open(&db).unwrap();
+    let bans: Vec<String> = store::bans(&conn)
+        .unwrap()
+        .iter()
+        .map(|b| b.ip.to_string())
+        .collect();
+    assert_eq!(bans, ["203.0.113.2"], "the running ban stays");
+    assert_eq!(store::host_state(&conn, "idle-1").unwrap(), None);
+    assert!(
+        store::host_state(&conn, "held-1")
+            .unwrap()
+            .and_then(|s| s.quarantine)
+            .is_some()
+    );
+}
+
+#[test]
 fn events_table_is_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("v.db");

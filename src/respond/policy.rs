@@ -91,9 +91,18 @@ pub struct AdminAction {
 /// A change the store must persist.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StateChange {
-    Host { host: String, state: HostState },
+    Host {
+        host: String,
+        state: HostState,
+    },
     Ban(Ban),
-    Unban { ip: IpAddr },
+    Unban {
+        ip: IpAddr,
+    },
+    /// A host whose state has nothing in force any more (pruned).
+    ForgetHost {
+        host: String,
+    },
     Admin(AdminAction),
 }
 
@@ -300,7 +309,9 @@ impl Policy {
     }
 
     /// Keeps memory bounded on long replays: forgets bans that expired and
-    /// hosts with nothing in force, an hour (event time) after the fact.
+    /// hosts with nothing in force, an hour (event time) after the fact,
+    /// and tells the store to forget them too (else its tables would grow
+    /// forever and every restart would load all of it back).
     fn maybe_prune(&mut self, now: DateTime<Utc>) {
         if self
             .last_prune
@@ -310,11 +321,22 @@ impl Policy {
         }
         self.last_prune = Some(now);
         let horizon = now - Duration::seconds(PRUNE_AFTER_SECS);
-        self.bans.retain(|_, b| b.until_utc > horizon);
-        self.hosts.retain(|_, h| {
-            h.quarantine.is_some()
+        let changes = &mut self.changes;
+        self.bans.retain(|ip, b| {
+            let keep = b.until_utc > horizon;
+            if !keep {
+                changes.push(StateChange::Unban { ip: *ip });
+            }
+            keep
+        });
+        self.hosts.retain(|host, h| {
+            let keep = h.quarantine.is_some()
                 || h.cooldown_until_utc.is_some_and(|c| c > horizon)
-                || h.released_through_utc.is_some_and(|r| r > horizon)
+                || h.released_through_utc.is_some_and(|r| r > horizon);
+            if !keep {
+                changes.push(StateChange::ForgetHost { host: host.clone() });
+            }
+            keep
         });
     }
 
@@ -665,9 +687,23 @@ mod tests {
             );
         }
         assert_eq!(p.bans.len(), 1000);
+        p.take_changes();
         p.evaluate(&ev(10_000, 5), &Verdict::default(), &[]);
         assert!(p.bans.is_empty());
         assert!(p.hosts.is_empty(), "cooldown long over, nothing in force");
+        // The store is told to forget them too.
+        let changes = p.take_changes();
+        let unbans = changes
+            .iter()
+            .filter(|c| matches!(c, StateChange::Unban { .. }))
+            .count();
+        assert_eq!(unbans, 1000);
+        assert!(
+            changes
+                .iter()
+                .any(|c| matches!(c, StateChange::ForgetHost { host } if host == "web-1")),
+            "{changes:?}"
+        );
     }
 
     #[test]

@@ -413,6 +413,10 @@ fn apply(
             tx.prepare_cached("DELETE FROM ip_bans WHERE ip = ?1")?
                 .execute(params![ip.to_string()])?;
         }
+        WriteOp::State(StateChange::ForgetHost { host }) => {
+            tx.prepare_cached("DELETE FROM host_state WHERE host = ?1")?
+                .execute(params![host])?;
+        }
         WriteOp::State(StateChange::Admin(a)) => {
             tx.prepare_cached(
                 "INSERT INTO audit (at, actor, action, target, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
