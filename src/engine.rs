@@ -2,8 +2,9 @@
 //! core every front end drives: `vigil scan` feeds it file lines; the live
 //! engine will feed it from its sources.
 
+mod seen;
+
 use std::collections::BTreeMap;
-use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, Utc};
 
@@ -537,10 +538,13 @@ struct Live {
     pipeline: Pipeline,
     writer: std::sync::Arc<Writer>,
     cfg: LiveConfig,
-    idempotency: FastMap<String, DateTime<Utc>>,
+    idempotency: seen::SeenIds,
     rate: FastMap<String, (Instant, u32)>,
     recent: VecDeque<Alert>,
     last_purge: Instant,
+    /// The next key table to purge of the current round ([`seen::SHARDS`]:
+    /// round done).
+    purge_next: usize,
     /// Alerts matched in this batch, announced once each at its end.
     touched: Vec<crate::detect::AlertRef>,
     /// Writes of the current call, sent to the writer in one message.
@@ -584,10 +588,11 @@ pub fn spawn_live(
         pipeline,
         writer,
         cfg: live,
-        idempotency: keys.into_iter().collect(),
+        idempotency: seen::SeenIds::from_keys(keys),
         rate: FastMap::default(),
         recent: VecDeque::new(),
         last_purge: Instant::now(),
+        purge_next: seen::SHARDS,
         touched: Vec::new(),
         queued: Vec::new(),
         sent: 0,
@@ -628,7 +633,14 @@ impl Live {
     fn run(&mut self, events: Vec<Event>, reply: Reply) {
         let wall = Utc::now();
         if self.last_purge.elapsed() >= PURGE_EVERY {
-            self.purge(wall);
+            self.purge_rate();
+            self.purge_next = 0;
+        }
+        // Expired keys go one table per call, never all at once under the
+        // lock.
+        if self.purge_next < seen::SHARDS {
+            self.idempotency.purge_shard(self.purge_next, wall);
+            self.purge_next += 1;
         }
         let mut answers = Vec::with_capacity(events.len());
         for ev in events {
@@ -685,11 +697,10 @@ impl Live {
         }
     }
 
-    /// Forgets idempotency keys past their expiry and rate-limit windows
-    /// that have ended, so memory follows the traffic of the last 7 days,
-    /// not of the process's whole life.
-    fn purge(&mut self, wall: DateTime<Utc>) {
-        self.idempotency.retain(|_, exp| *exp > wall);
+    /// Forgets rate-limit windows that have ended (expired idempotency
+    /// keys go table by table in [`run`](Self::run)), so memory follows
+    /// recent traffic, not the process's whole life.
+    fn purge_rate(&mut self) {
         let now = Instant::now();
         self.rate
             .retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
@@ -775,29 +786,29 @@ impl Live {
     }
 
     fn ingest(&mut self, ev: Event, wall: DateTime<Utc>) -> Result<Accepted, Refusal> {
-        // One probe of the (large, cache-cold) key map for both the check
-        // and the insert.
-        let key = match self.idempotency.entry(ev.event_id.clone()) {
-            Entry::Occupied(o) if *o.get() > wall => return Err(Refusal::DuplicateEventId),
-            key => key,
-        };
+        // One probe of the (large, cache-cold) key set for both the check
+        // and the insert; taken back if the rate limit refuses the event.
+        let expires = wall + chrono::Duration::seconds(IDEMPOTENCY_TTL_SECS);
+        if self.idempotency.admit(&ev.event_id, wall, expires) == seen::Admit::Duplicate {
+            return Err(Refusal::DuplicateEventId);
+        }
         // Fixed one-minute window per host, as the seed does.
         let now = Instant::now();
         if !self.rate.contains_key(ev.host.as_str()) {
             self.rate.insert(ev.host.clone(), (now, 0));
         }
         let Some(slot) = self.rate.get_mut(ev.host.as_str()) else {
+            self.idempotency.forget(&ev.event_id);
             return Err(Refusal::RateLimited);
         };
         if now.duration_since(slot.0) >= Duration::from_secs(60) {
             *slot = (now, 0);
         }
         if slot.1 >= self.cfg.rate_limit_per_min {
+            self.idempotency.forget(&ev.event_id);
             return Err(Refusal::RateLimited);
         }
         slot.1 += 1;
-        let expires = wall + chrono::Duration::seconds(IDEMPOTENCY_TTL_SECS);
-        key.insert_entry(expires);
         self.queue(WriteOp::Idempotency {
             event_id: ev.event_id.clone(),
             expires_at: expires,
