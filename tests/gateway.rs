@@ -187,10 +187,15 @@ fn seed_client_sequence_gets_the_seeds_answers() {
     // 5) rate-limit burst (per host)
     let mut limited_at = None;
     for i in 0..150 {
-        let (s, v) = c.post(&event(&c.id(), "host-ratelimit", "proc_start", None, None));
+        let refused = event(&c.id(), "host-ratelimit", "proc_start", None, None);
+        let (s, v) = c.post(&refused);
         if s == 429 {
             assert_eq!(v, json!({"detail": "rate_limited"}));
             limited_at = Some(i + 1);
+            // A refused event's id is not remembered: sent again it is
+            // judged again (still limited), not called a duplicate.
+            let (s, v) = c.post(&refused);
+            assert_eq!((s, v), (429, json!({"detail": "rate_limited"})));
             break;
         }
         assert_eq!(s, 200);
