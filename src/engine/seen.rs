@@ -28,7 +28,6 @@ pub const SHARDS: usize = 256;
 /// Accepted event ids with their expiry.
 pub struct SeenIds {
     shards: Vec<FastMap<Key, u32>>,
-    len: usize,
 }
 
 /// What [`SeenIds::admit`] found.
@@ -73,7 +72,6 @@ impl Default for SeenIds {
     fn default() -> Self {
         SeenIds {
             shards: (0..SHARDS).map(|_| FastMap::default()).collect(),
-            len: 0,
         }
     }
 }
@@ -86,12 +84,11 @@ impl SeenIds {
             let h = digest(&id);
             let e = expiry_minute(exp);
             let shard = &mut s.shards[shard_of(h)];
-            match shard.insert(h, e) {
-                None => s.len += 1,
-                Some(old) if old > e => {
-                    shard.insert(h, old);
-                }
-                Some(_) => {}
+            // A key listed twice keeps its later expiry.
+            if let Some(old) = shard.insert(h, e)
+                && old > e
+            {
+                shard.insert(h, old);
             }
         }
         s
@@ -111,7 +108,6 @@ impl SeenIds {
             }
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(expiry_minute(expires));
-                self.len += 1;
             }
         }
         Admit::New
@@ -120,22 +116,17 @@ impl SeenIds {
     /// Forgets `id` (its event was refused after all).
     pub fn forget(&mut self, id: &str) {
         let h = digest(id);
-        if self.shards[shard_of(h)].remove(&h).is_some() {
-            self.len -= 1;
-        }
+        self.shards[shard_of(h)].remove(&h);
     }
 
     /// Drops the expired keys of one table (`shard` modulo [`SHARDS`]).
     pub fn purge_shard(&mut self, shard: usize, now: DateTime<Utc>) {
-        let t = &mut self.shards[shard % SHARDS];
-        let before = t.len();
-        t.retain(|_, exp| live(*exp, now));
-        self.len -= before - t.len();
+        self.shards[shard % SHARDS].retain(|_, exp| live(*exp, now));
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.len
+        self.shards.iter().map(|s| s.len()).sum()
     }
 
     /// The largest table (its growth is the longest pause).
