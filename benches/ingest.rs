@@ -136,7 +136,7 @@ fn bench_ingest(c: &mut Criterion) {
             let mut ops = Vec::with_capacity(2 * N);
             for ev in events {
                 ops.push(vigil::store::WriteOp::Idempotency {
-                    event_id: ev.event_id.clone(),
+                    key: vigil::store::idempotency_key(&ev.event_id),
                     expires_at: now,
                 });
                 ops.push(vigil::store::WriteOp::Event(Box::new(ev)));

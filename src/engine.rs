@@ -569,7 +569,13 @@ pub fn spawn_live(
 ) -> Result<(EngineHandle, std::thread::JoinHandle<()>), StoreError> {
     let conn = crate::store::open(db)?;
     let now = Utc::now();
-    let keys = crate::store::idempotency_keys(&conn, now)?;
+    let mut idempotency = seen::SeenIds::new(now);
+    crate::store::for_each_idempotency_key(&conn, now, |key, exp| idempotency.load(key, exp))?;
+    tracing::info!(
+        "{} idempotency keys in force ({} MiB)",
+        idempotency.len(),
+        idempotency.bytes() >> 20
+    );
     let hosts = crate::store::host_states(&conn)?;
     let bans = crate::store::bans(&conn)?;
     drop(conn);
@@ -588,7 +594,7 @@ pub fn spawn_live(
         pipeline,
         writer,
         cfg: live,
-        idempotency: seen::SeenIds::from_keys(keys),
+        idempotency,
         rate: FastMap::default(),
         recent: VecDeque::new(),
         last_purge: Instant::now(),
@@ -789,7 +795,8 @@ impl Live {
         // One probe of the (large, cache-cold) key set for both the check
         // and the insert; taken back if the rate limit refuses the event.
         let expires = wall + chrono::Duration::seconds(IDEMPOTENCY_TTL_SECS);
-        if self.idempotency.admit(&ev.event_id, wall, expires) == seen::Admit::Duplicate {
+        let key = crate::store::idempotency_key(&ev.event_id);
+        if self.idempotency.admit(key, wall, expires) == seen::Admit::Duplicate {
             return Err(Refusal::DuplicateEventId);
         }
         // Fixed one-minute window per host, as the seed does.
@@ -798,19 +805,19 @@ impl Live {
             self.rate.insert(ev.host.clone(), (now, 0));
         }
         let Some(slot) = self.rate.get_mut(ev.host.as_str()) else {
-            self.idempotency.forget(&ev.event_id);
+            self.idempotency.forget(key);
             return Err(Refusal::RateLimited);
         };
         if now.duration_since(slot.0) >= Duration::from_secs(60) {
             *slot = (now, 0);
         }
         if slot.1 >= self.cfg.rate_limit_per_min {
-            self.idempotency.forget(&ev.event_id);
+            self.idempotency.forget(key);
             return Err(Refusal::RateLimited);
         }
         slot.1 += 1;
         self.queue(WriteOp::Idempotency {
-            event_id: ev.event_id.clone(),
+            key,
             expires_at: expires,
         });
         let (verdict, policy) = match self.pipeline.process(&ev, wall) {

@@ -375,22 +375,30 @@ fn expired_idempotency_keys_are_dropped_and_live_ones_kept() {
     ] {
         writer
             .send(WriteOp::Idempotency {
-                event_id: id.into(),
+                key: store::idempotency_key(id),
                 expires_at: now + chrono::Duration::seconds(secs),
             })
             .unwrap();
     }
     writer.close().unwrap();
     let conn = store::open(&db).unwrap();
-    let mut ids: Vec<String> = store::idempotency_keys(&conn, now)
-        .unwrap()
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    ids.sort();
-    assert_eq!(ids, ["live-1", "live-2"]);
+    let mut keys = Vec::new();
+    store::for_each_idempotency_key(&conn, now, |k, exp| keys.push((k, exp.timestamp()))).unwrap();
+    assert_eq!(
+        keys,
+        [
+            (
+                store::idempotency_key("live-1"),
+                (now + chrono::Duration::seconds(3600)).timestamp()
+            ),
+            (
+                store::idempotency_key("live-2"),
+                (now + chrono::Duration::seconds(7200)).timestamp()
+            ),
+        ]
+    );
     let rows: i64 = conn
-        .query_row("SELECT COUNT(*) FROM idempotency_log", [], |r| r.get(0))
+        .query_row("SELECT COUNT(*) FROM idempotency_keys", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
         rows, 2,

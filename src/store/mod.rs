@@ -16,6 +16,7 @@ use std::thread;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
+use sha2::Digest;
 
 use crate::detect::{Alert, AlertStatus};
 use crate::event::Event;
@@ -93,8 +94,9 @@ pub enum WriteOp {
     Event(Box<Event>),
     Alert(Box<Alert>),
     State(StateChange),
+    /// An accepted event's id, as [`idempotency_key`].
     Idempotency {
-        event_id: String,
+        key: u64,
         expires_at: DateTime<Utc>,
     },
     Feedback {
@@ -423,14 +425,9 @@ fn apply(
             )?
             .execute(params![ts(a.at_utc), a.actor, a.action, a.target, a.reason])?;
         }
-        WriteOp::Idempotency {
-            event_id,
-            expires_at,
-        } => {
-            tx.prepare_cached(
-                "INSERT INTO idempotency_log (event_id, expires_at) VALUES (?1, ?2)",
-            )?
-            .execute(params![event_id, ts(expires_at)])?;
+        WriteOp::Idempotency { key, expires_at } => {
+            tx.prepare_cached("INSERT INTO idempotency_keys (key, expires_at) VALUES (?1, ?2)")?
+                .execute(params![key as i64, ts(expires_at)])?;
         }
         WriteOp::Feedback {
             alert_id,
@@ -466,9 +463,9 @@ fn enforce_retention(conn: &Connection, r: Retention, stored: &mut u64) -> Resul
     // the expired ones are a leading run: finding its end costs one row per
     // expired key, and nothing when none has expired.
     conn.execute(
-        "DELETE FROM idempotency_log WHERE rowid < COALESCE(
-             (SELECT rowid FROM idempotency_log WHERE expires_at > ?1 ORDER BY rowid LIMIT 1),
-             (SELECT max(rowid) + 1 FROM idempotency_log))",
+        "DELETE FROM idempotency_keys WHERE rowid < COALESCE(
+             (SELECT rowid FROM idempotency_keys WHERE expires_at > ?1 ORDER BY rowid LIMIT 1),
+             (SELECT max(rowid) + 1 FROM idempotency_keys))",
         params![Utc::now().timestamp_millis()],
     )?;
     Ok(())
@@ -692,21 +689,34 @@ pub fn audit_log(conn: &Connection) -> Result<Vec<AdminAction>, StoreError> {
     .collect()
 }
 
-/// Idempotency keys still in force at `now`, with their expiry.
-pub fn idempotency_keys(
+/// The key an event id is remembered by, here and in the engine's key
+/// set: the first 8 bytes of its SHA-256 (little-endian). A digest rather
+/// than the id keeps a week of keys small (a row of two integers; 8 bytes
+/// in memory) and lets a restart load them without hashing each id again.
+pub fn idempotency_key(event_id: &str) -> u64 {
+    let d = sha2::Sha256::digest(event_id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(first)
+}
+
+/// Calls `f` with each idempotency key still in force at `now` and its
+/// expiry, in the order they were stored, without holding them all.
+pub fn for_each_idempotency_key(
     conn: &Connection,
     now: DateTime<Utc>,
-) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT event_id, expires_at FROM idempotency_log WHERE expires_at > ?1")?;
-    let rows = stmt.query_map(params![ts(now)], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-    })?;
-    rows.map(|row| {
-        let (id, exp) = row?;
+    mut f: impl FnMut(u64, DateTime<Utc>),
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT key, expires_at FROM idempotency_keys WHERE expires_at > ?1 ORDER BY rowid",
+    )?;
+    let mut rows = stmt.query(params![ts(now)])?;
+    while let Some(row) = rows.next()? {
+        let key: i64 = row.get(0)?;
+        let exp: i64 = row.get(1)?;
         let exp = DateTime::from_timestamp_millis(exp)
             .ok_or_else(|| StoreError::Corrupt(format!("expiry {exp}")))?;
-        Ok((id, exp))
-    })
-    .collect()
+        f(key as u64, exp);
+    }
+    Ok(())
 }

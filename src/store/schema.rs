@@ -128,7 +128,34 @@ const MIGRATIONS: &[&str] = &[
     // took a random page per event when a fleet reports at once, and cost a
     // third of the ingest rate on batches.
     "DROP INDEX events_host_ts;",
+    // 4: idempotency keys as digests ([`super::idempotency_key`]), not ids:
+    // a row of two integers instead of a 36-character UUID, and a restart
+    // loads them without hashing each id. The rows of the log are re-keyed
+    // by [`rekey_idempotency_log`] in the same transaction.
+    "CREATE TABLE idempotency_keys (
+        key INTEGER NOT NULL,           -- first 8 bytes of SHA-256(event_id), LE
+        expires_at INTEGER NOT NULL     -- ms since the epoch
+    );",
 ];
+
+/// Migration 4's data step: copies `idempotency_log` (ids) into
+/// `idempotency_keys` (digests) in the same order, then drops it.
+fn rekey_idempotency_log(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    {
+        let mut read =
+            tx.prepare("SELECT event_id, expires_at FROM idempotency_log ORDER BY rowid")?;
+        let mut write =
+            tx.prepare("INSERT INTO idempotency_keys (key, expires_at) VALUES (?1, ?2)")?;
+        let mut rows = read.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let exp: i64 = row.get(1)?;
+            write.execute(rusqlite::params![super::idempotency_key(&id) as i64, exp])?;
+        }
+    }
+    tx.execute_batch("DROP TABLE idempotency_log;")?;
+    Ok(())
+}
 
 /// Current schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -144,6 +171,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if i + 1 == 4 {
+            rekey_idempotency_log(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
@@ -155,7 +185,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn v1_store_migrates_to_v2_keeping_events_and_idempotency_keys() {
+    fn v1_store_migrates_keeping_events_and_idempotency_keys() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = Connection::open(dir.path().join("v1.db")).unwrap();
         conn.execute_batch(MIGRATIONS[0]).unwrap();
@@ -187,14 +217,24 @@ mod tests {
                 ("e-2".to_string(), 2000, "two".to_string())
             ]
         );
-        let keys: Vec<(String, i64)> = conn
-            .prepare("SELECT event_id, expires_at FROM idempotency_log ORDER BY rowid")
+        // Re-keyed by v4: digests of the ids, in the same order.
+        let keys: Vec<(i64, i64)> = conn
+            .prepare("SELECT key, expires_at FROM idempotency_keys ORDER BY rowid")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(keys, [("e-2".to_string(), 98), ("e-1".to_string(), 99)]);
+        let key = |id: &str| super::super::idempotency_key(id) as i64;
+        assert_eq!(keys, [(key("e-2"), 98), (key("e-1"), 99)]);
+        let old_log: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'idempotency_log'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old_log, 0);
         // (ts, event_id) is unique; the same id at another time is another event.
         let dup = conn.execute(
             "INSERT INTO events (event_id, ts, host, source, category, action, outcome, severity, message)
