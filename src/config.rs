@@ -61,6 +61,17 @@ pub struct GatewayConfig {
     /// that header use `shared_secret` (the seed's behaviour).
     #[serde(skip_serializing)]
     pub producer_keys: std::collections::BTreeMap<String, String>,
+    /// Connections open at once; more are answered 503 and closed, so a
+    /// flood of idle sockets cannot use up the process's file descriptors.
+    pub max_connections: u32,
+    /// Connections open at once from one address.
+    pub max_connections_per_ip: u32,
+    /// Seconds a client has to send a request's headers, and the longest a
+    /// kept-alive connection may sit idle between requests.
+    pub header_timeout_secs: u32,
+    /// Seconds a client has to send a request's body once its headers are
+    /// in (408 beyond).
+    pub body_timeout_secs: u32,
 }
 
 impl Default for GatewayConfig {
@@ -73,6 +84,10 @@ impl Default for GatewayConfig {
             admin_token: None,
             sqlite_path: None,
             producer_keys: Default::default(),
+            max_connections: 1024,
+            max_connections_per_ip: 256,
+            header_timeout_secs: 30,
+            body_timeout_secs: 30,
         }
     }
 }
@@ -92,6 +107,10 @@ impl std::fmt::Debug for GatewayConfig {
                 "producer_keys",
                 &self.producer_keys.keys().collect::<Vec<_>>(),
             )
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("header_timeout_secs", &self.header_timeout_secs)
+            .field("body_timeout_secs", &self.body_timeout_secs)
             .finish()
     }
 }
@@ -160,6 +179,12 @@ pub enum ConfigError {
     SyslogMessageSize(usize),
     #[error("policy.analyst_ban_secs must be at least 1")]
     AnalystBan,
+    #[error("gateway.{name} must be {range}, got {value}")]
+    GatewayLimit {
+        name: &'static str,
+        range: &'static str,
+        value: u32,
+    },
 }
 
 /// Environment variables read, and where each lands.
@@ -290,6 +315,37 @@ impl Config {
         }
         if self.policy.analyst_ban_secs == 0 {
             return Err(ConfigError::AnalystBan);
+        }
+        let g = &self.gateway;
+        for (name, value, range, ok) in [
+            (
+                "max_connections",
+                g.max_connections,
+                "1..=65536",
+                (1..=65_536).contains(&g.max_connections),
+            ),
+            (
+                "max_connections_per_ip",
+                g.max_connections_per_ip,
+                "1..=max_connections",
+                (1..=g.max_connections).contains(&g.max_connections_per_ip),
+            ),
+            (
+                "header_timeout_secs",
+                g.header_timeout_secs,
+                "1..=3600",
+                (1..=3600).contains(&g.header_timeout_secs),
+            ),
+            (
+                "body_timeout_secs",
+                g.body_timeout_secs,
+                "1..=3600",
+                (1..=3600).contains(&g.body_timeout_secs),
+            ),
+        ] {
+            if !ok {
+                return Err(ConfigError::GatewayLimit { name, range, value });
+            }
         }
         for (id, secret) in &self.gateway.producer_keys {
             let id_ok = (1..=64).contains(&id.len())

@@ -2,7 +2,8 @@
 //! state behind a lock, driven by the gateway and sources) with the store
 //! writer behind it, and the signed HTTP gateway in front.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -96,6 +97,7 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
         engine: engine.clone(),
         audit: Mutex::new(audit),
         stats: Arc::default(),
+        limits: crate::sources::gateway::ConnectionLimits::from_config(&cfg.gateway),
     });
     Ok(Live {
         engine,
@@ -116,15 +118,156 @@ pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, LiveError> {
         })
 }
 
-/// Serves the gateway on `listener` until `shutdown` completes.
+/// Serves the gateway on `listener` until `shutdown` completes, then lets
+/// requests in flight finish (at most [`DRAIN`]).
+///
+/// Its own accept loop rather than `axum::serve`, for the limits a gateway
+/// facing the network needs: at most `max_connections` open (and
+/// `max_connections_per_ip` from one address), so idle sockets cannot use
+/// up the file descriptors and shut producers out; more are answered 503
+/// and closed. Headers must arrive within `header_timeout`, which also
+/// closes connections left idle that long (slowloris, forgotten clients).
 pub async fn serve_gateway(
     listener: tokio::net::TcpListener,
     state: Arc<GatewayState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app =
+    use tower_service::Service;
+    let limits = state.limits;
+    let stats = state.stats.clone();
+    let mut make =
         crate::sources::gateway::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, addr) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+        };
+        let Some(slot) = Slot::take(&open, &per_ip, addr.ip(), limits.max_connections_per_ip)
+        else {
+            stats.connection_refused();
+            tracing::debug!(
+                "connection from {} turned away: at the connection limit",
+                addr.ip()
+            );
+            refuse_connection(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = match make.call(addr).await {
+            Ok(service) => service,
+            Err(never) => match never {},
+        };
+        let mut closed = closed.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(stream),
+                    hyper_util::service::TowerToHyperService::new(service),
+                );
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = async { closed.wait_for(|c| *c).await.is_ok() } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    // Each connection holds a permit until it ends: all back, all done.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN, open.acquire_many(all))
         .await
+        .is_err()
+    {
+        tracing::warn!(
+            "stopping with connections still open after {} s",
+            DRAIN.as_secs()
+        );
+    }
+    Ok(())
+}
+
+/// How long a stop waits for requests in flight.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A connection's place under the limits, given back when it closes.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Slot {
+    fn take(
+        open: &Arc<tokio::sync::Semaphore>,
+        per_ip: &Arc<Mutex<HashMap<IpAddr, usize>>>,
+        ip: IpAddr,
+        max_per_ip: usize,
+    ) -> Option<Slot> {
+        let permit = open.clone().try_acquire_owned().ok()?;
+        let mut counts = per_ip.lock().ok()?;
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= max_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            _permit: permit,
+            per_ip: per_ip.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.per_ip.lock()
+            && let Some(n) = counts.get_mut(&self.ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Tells a client over the limits why, if its socket takes the answer at
+/// once (never waits on it), and closes.
+fn refuse_connection(stream: tokio::net::TcpStream) {
+    let _ = stream.try_write(
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+          content-length: 33\r\nconnection: close\r\n\r\n{\"detail\":\"too_many_connections\"}",
+    );
+}
+
+/// An accept error: a connection that failed before it was accepted is
+/// skipped; running out of descriptors or memory is logged and waited out
+/// (accepting again at once would spin).
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
+    ) {
+        return;
+    }
+    tracing::warn!("accepting a connection failed: {e}");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 }

@@ -53,6 +53,30 @@ pub struct GatewayState {
     pub audit: Mutex<AuditLog>,
     /// What the gateway decided, for the summary `vigil serve` logs at stop.
     pub stats: Arc<GatewayStats>,
+    pub limits: ConnectionLimits,
+}
+
+/// Bounds on connections and on slow clients (`[gateway]` in the config).
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// To send a request's headers; also the longest idle time between
+    /// requests on a kept-alive connection.
+    pub header_timeout: std::time::Duration,
+    /// To send a request's body once its headers are in.
+    pub body_timeout: std::time::Duration,
+}
+
+impl ConnectionLimits {
+    pub fn from_config(g: &crate::config::GatewayConfig) -> Self {
+        ConnectionLimits {
+            max_connections: g.max_connections as usize,
+            max_connections_per_ip: g.max_connections_per_ip as usize,
+            header_timeout: std::time::Duration::from_secs(g.header_timeout_secs.into()),
+            body_timeout: std::time::Duration::from_secs(g.body_timeout_secs.into()),
+        }
+    }
 }
 
 /// Accepts and refusals (by reason) since start; counted from the audit
@@ -61,6 +85,9 @@ pub struct GatewayState {
 pub struct GatewayStats {
     accepted: std::sync::atomic::AtomicU64,
     refused: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Connections turned away at the connection limits (never reached
+    /// HTTP, so not in the audit log).
+    connections_refused: std::sync::atomic::AtomicU64,
 }
 
 impl GatewayStats {
@@ -90,6 +117,16 @@ impl GatewayStats {
         self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    pub fn connection_refused(&self) {
+        self.connections_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn connections_refused(&self) -> u64 {
+        self.connections_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Refusals by reason, most frequent first.
     pub fn refused(&self) -> Vec<(String, u64)> {
         let mut v: Vec<_> = self
@@ -110,6 +147,12 @@ impl GatewayStats {
             let parts: Vec<String> = refused.iter().map(|(r, n)| format!("{r} {n}")).collect();
             s.push_str(&format!(" ({})", parts.join(", ")));
         }
+        let turned_away = self.connections_refused();
+        if turned_away > 0 {
+            s.push_str(&format!(
+                "; {turned_away} connections turned away at the connection limits"
+            ));
+        }
         s
     }
 }
@@ -125,7 +168,69 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/bans/{ip}", axum::routing::delete(unban_ip))
         .route("/api/v1/decisions", get(decisions))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            read_body_in_time,
+        ))
         .with_state(state)
+}
+
+/// Reads every request's body before its handler runs, within
+/// [`ConnectionLimits::body_timeout`] and [`MAX_BODY_BYTES`]: a client that
+/// trickles its body gets 408 instead of holding a connection, and one that
+/// sends too much gets 413 without the rest being read. Both are audited.
+async fn read_body_in_time(
+    State(st): State<Arc<GatewayState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let refuse = |code: StatusCode, reason: &'static str| {
+        if let Some(ConnectInfo(client)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+            let path = sanitize_path(parts.uri.path());
+            st.audit(
+                "gateway_reject",
+                client,
+                "",
+                reason,
+                &[("path", path.into())],
+            );
+        }
+        reject(code, reason)
+    };
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    }
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    let bytes = match tokio::time::timeout(st.limits.body_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+        }
+        // The client went away or sent a malformed body: nobody to answer.
+        Ok(Err(_)) => return refuse(StatusCode::BAD_REQUEST, "body_unreadable"),
+        Err(_) => return refuse(StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
+/// A request path for the audit log: at most 200 characters, control
+/// characters replaced (it is client text).
+fn sanitize_path(path: &str) -> String {
+    crate::util::sanitize_for_terminal(path)
+        .chars()
+        .take(200)
+        .collect()
 }
 
 async fn health() -> Response {

@@ -1,0 +1,208 @@
+//! The gateway's connection limits and slow-client timeouts, over real
+//! sockets against `vigil serve`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "limits-secret";
+
+/// Starts `vigil serve` with `[gateway]` settings from `toml`.
+fn serve_with(toml: &str) -> common::Server {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigil.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    common::Server::start_with(dir, &[("ARES_SHARED_SECRET", SECRET)], &["--config", &cfg])
+}
+
+/// Everything the server sends until it closes (or `within` passes), and
+/// how long that took.
+fn read_until_closed(s: &mut TcpStream, within: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("still open after {within:?}: {e}"),
+        }
+    }
+    (
+        String::from_utf8_lossy(&got).into_owned(),
+        started.elapsed(),
+    )
+}
+
+fn health(server: &common::Server) -> u16 {
+    server.request("GET", "/health", &[], b"").0
+}
+
+/// `GET /health` that tolerates being turned away mid-request (the server
+/// closes a refused connection without reading it, which may reset it).
+fn health_or_refused(addr: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).ok()?;
+    String::from_utf8_lossy(&got)
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A connection that has sent one request and keeps the connection open.
+fn kept_alive(addr: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    s
+}
+
+#[test]
+fn connections_over_the_limits_are_turned_away_and_their_places_come_back() {
+    let server = serve_with("[gateway]\nmax_connections = 3\nmax_connections_per_ip = 3\n");
+    let held: Vec<TcpStream> = (0..3).map(|_| kept_alive(&server.addr)).collect();
+    // The fourth is answered at once and closed, not left hanging.
+    let mut fourth = TcpStream::connect(&server.addr).unwrap();
+    let (answer, took) = read_until_closed(&mut fourth, Duration::from_secs(5));
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"detail":"too_many_connections"}"#),
+        "{answer}"
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // A place frees when a connection closes.
+    drop(held);
+    let started = Instant::now();
+    while health_or_refused(&server.addr) != Some(200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no place came back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (ok, log) = server.stop_and_log();
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("1 connections turned away at the connection limits"),
+        "{log}"
+    );
+
+    // Per address: the fourth from one address is turned away while
+    // there is room overall.
+    let server = serve_with("[gateway]\nmax_connections = 100\nmax_connections_per_ip = 3\n");
+    let _held: Vec<TcpStream> = (0..3).map(|_| kept_alive(&server.addr)).collect();
+    let mut fourth = TcpStream::connect(&server.addr).unwrap();
+    let (answer, _) = read_until_closed(&mut fourth, Duration::from_secs(5));
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+}
+
+#[test]
+fn idle_slow_header_and_slow_body_clients_are_cut_off() {
+    let server = serve_with("[gateway]\nheader_timeout_secs = 1\nbody_timeout_secs = 1\n");
+
+    // Connected, never sends a byte.
+    let mut idle = TcpStream::connect(&server.addr).unwrap();
+    // Half a request head (slowloris).
+    let mut slow_head = TcpStream::connect(&server.addr).unwrap();
+    slow_head
+        .write_all(b"POST /ingest HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
+    // A kept-alive connection gone quiet after one request.
+    let mut quiet = kept_alive(&server.addr);
+    for (name, s) in [
+        ("idle", &mut idle),
+        ("slow head", &mut slow_head),
+        ("quiet", &mut quiet),
+    ] {
+        let (_, took) = read_until_closed(s, Duration::from_secs(5));
+        assert!(took < Duration::from_secs(4), "{name}: open for {took:?}");
+    }
+
+    // Headers in time, then a body that never finishes: 408, audited.
+    let mut slow_body = TcpStream::connect(&server.addr).unwrap();
+    slow_body
+        .write_all(
+            b"POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\nX-ARES-SIGNATURE: sha256=00\r\n\r\n{\"event",
+        )
+        .unwrap();
+    let (answer, took) = read_until_closed(&mut slow_body, Duration::from_secs(5));
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#"{"detail":"body_timeout"}"#), "{answer}");
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+
+    // A declared body over 1 MiB is refused before it is read.
+    let mut big = TcpStream::connect(&server.addr).unwrap();
+    big.write_all(b"POST /ingest HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n")
+        .unwrap();
+    let (answer, _) = read_until_closed(&mut big, Duration::from_secs(5));
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains(r#"{"detail":"body_too_large"}"#),
+        "{answer}"
+    );
+
+    // Prompt clients are served as before.
+    assert_eq!(health(&server), 200);
+    let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).unwrap();
+    let reasons: Vec<String> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| format!("{} {} {}", v["type"], v["verification_reason"], v["path"]))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            r#""gateway_reject" "body_timeout" "/ingest""#,
+            r#""gateway_reject" "body_too_large" "/ingest""#,
+        ]
+    );
+}
+
+#[test]
+fn limits_out_of_range_are_refused_at_start() {
+    for (toml, name) in [
+        (
+            "[gateway]\nmax_connections = 0\n",
+            "gateway.max_connections",
+        ),
+        (
+            "[gateway]\nmax_connections = 10\nmax_connections_per_ip = 11\n",
+            "gateway.max_connections_per_ip",
+        ),
+        (
+            "[gateway]\nheader_timeout_secs = 0\n",
+            "gateway.header_timeout_secs",
+        ),
+        (
+            "[gateway]\nbody_timeout_secs = 99999\n",
+            "gateway.body_timeout_secs",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("vigil.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let out = common::vigil()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .arg("--config")
+            .arg(&cfg)
+            .env("ARES_SHARED_SECRET", SECRET)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{toml}: {err}");
+        assert!(err.contains(name), "{toml}: {err}");
+    }
+}
