@@ -137,6 +137,16 @@ impl Pipeline {
         Ok(closed)
     }
 
+    /// Like [`take_closed_alerts`](Self::take_closed_alerts), marking the
+    /// alerts that changed after they opened.
+    pub fn take_closed_alerts_marked(&mut self) -> Result<Vec<crate::detect::Closed>, StoreError> {
+        let closed = self.detector.take_closed_marked();
+        for c in &closed {
+            self.sink_alerts(std::slice::from_ref(&c.alert))?;
+        }
+        Ok(closed)
+    }
+
     /// Ends the stream: closes all alerts, commits the store.
     pub fn finish(mut self) -> Result<(Vec<Alert>, PipelineStats, Policy), StoreError> {
         let rest = self.detector.finish();
@@ -847,13 +857,17 @@ impl Live {
                 self.recent.push_back(a);
             }
         }
-        // Alerts whose window closed get their final count stored.
-        if let Ok(closed) = self.pipeline.take_closed_alerts() {
-            for a in closed {
+        // Alerts whose window closed get their final count stored, unless
+        // nothing changed since they were stored at opening: under a
+        // distributed attack most alerts open once and never change, and
+        // rewriting each of them (~1 KB) when the minute's sweep closes a
+        // few hundred thousand at once held every request for ~2 s.
+        if let Ok(closed) = self.pipeline.take_closed_alerts_marked() {
+            for c in closed.into_iter().filter(|c| c.updated) {
                 if let Some(feed) = &self.cfg.feed {
-                    feed.send(Feed::Alert(Box::new(a.clone())));
+                    feed.send(Feed::Alert(Box::new(c.alert.clone())));
                 }
-                self.queue(WriteOp::Alert(Box::new(a)));
+                self.queue(WriteOp::Alert(Box::new(c.alert)));
             }
         }
         Ok(Accepted { verdict, policy })

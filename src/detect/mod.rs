@@ -73,14 +73,29 @@ struct OpenAlert {
     id: Arc<str>,
     /// Event time at which the de-duplication window closes.
     closes_at: DateTime<Utc>,
+    /// Whether a later event changed it after it opened (count, last seen,
+    /// evidence): an alert that only opened is final as first stored.
+    updated: bool,
+}
+
+/// An alert whose de-duplication window closed, and whether it changed
+/// after it opened.
+#[derive(Debug)]
+pub struct Closed {
+    pub alert: Alert,
+    pub updated: bool,
 }
 
 /// Stateful detector for one shard of the event stream.
 #[derive(Debug)]
 pub struct Detector {
     rules: RuleState,
-    open: FastMap<u64, OpenAlert>,
-    closed: Vec<Alert>,
+    /// Boxed: an alert is ~350 bytes inline, and a distributed attack
+    /// opens hundreds of thousands; each doubling of the map moved all of
+    /// them under the engine's lock (~0.8 s stalls at 500k). Boxed, it
+    /// moves pointers.
+    open: FastMap<u64, Box<OpenAlert>>,
+    closed: Vec<Closed>,
     watermark: Option<DateTime<Utc>>,
     /// Event time (µs) of the last sweep.
     last_sweep: Option<i64>,
@@ -213,6 +228,7 @@ impl Detector {
         };
         if let Some(open) = self.open.get_mut(&key) {
             if ts < open.closes_at {
+                open.updated = true;
                 let a = &mut open.alert;
                 a.count += 1;
                 if ts > a.last_seen_utc {
@@ -227,7 +243,7 @@ impl Detector {
                 return aref(open.id.clone(), false);
             }
             if let Some(old) = self.open.remove(&key) {
-                self.closed.push(old.alert);
+                self.closed.push(old.closed());
             }
         }
         // The rule builds detail whenever no alert is open for the key.
@@ -293,11 +309,12 @@ impl Detector {
         let id: Arc<str> = alert_id.into();
         self.open.insert(
             key,
-            OpenAlert {
+            Box::new(OpenAlert {
                 alert,
                 id: id.clone(),
                 closes_at,
-            },
+                updated: false,
+            }),
         );
         aref(id, true)
     }
@@ -320,8 +337,7 @@ impl Detector {
             return;
         }
         self.last_sweep = Some(now_us);
-        self.rules
-            .evict_idle(now_us - self.rules.config().horizon());
+        self.rules.evict_idle(now_us);
         let expired: Vec<u64> = self
             .open
             .iter()
@@ -330,7 +346,7 @@ impl Detector {
             .collect();
         for k in expired {
             if let Some(o) = self.open.remove(&k) {
-                self.closed.push(o.alert);
+                self.closed.push(o.closed());
             }
         }
     }
@@ -338,14 +354,25 @@ impl Detector {
     /// Alerts whose de-duplication window has closed since the last call,
     /// in a stable order (first seen, then id).
     pub fn take_closed(&mut self) -> Vec<Alert> {
-        let mut out = std::mem::take(&mut self.closed);
+        let mut out: Vec<Alert> = std::mem::take(&mut self.closed)
+            .into_iter()
+            .map(|c| c.alert)
+            .collect();
         sort_alerts(&mut out);
+        out
+    }
+
+    /// Like [`take_closed`](Self::take_closed), saying of each whether it
+    /// changed after it opened (the live engine stores only those again).
+    pub fn take_closed_marked(&mut self) -> Vec<Closed> {
+        let mut out = std::mem::take(&mut self.closed);
+        out.sort_by(|a, b| alert_order(&a.alert, &b.alert));
         out
     }
 
     /// Closes every open alert (end of input) and returns all not yet taken.
     pub fn finish(&mut self) -> Vec<Alert> {
-        let open: Vec<Alert> = self.open.drain().map(|(_, o)| o.alert).collect();
+        let open: Vec<Closed> = self.open.drain().map(|(_, o)| o.closed()).collect();
         self.closed.extend(open);
         self.take_closed()
     }
@@ -358,13 +385,20 @@ impl Detector {
 
 /// Stable alert order: first seen, then rule, then id.
 pub fn sort_alerts(alerts: &mut [Alert]) {
-    alerts.sort_by(|a, b| {
-        (a.first_seen_utc, &a.rule_id, &a.alert_id).cmp(&(
-            b.first_seen_utc,
-            &b.rule_id,
-            &b.alert_id,
-        ))
-    });
+    alerts.sort_by(alert_order);
+}
+
+fn alert_order(a: &Alert, b: &Alert) -> std::cmp::Ordering {
+    (a.first_seen_utc, &a.rule_id, &a.alert_id).cmp(&(b.first_seen_utc, &b.rule_id, &b.alert_id))
+}
+
+impl OpenAlert {
+    fn closed(self) -> Closed {
+        Closed {
+            alert: self.alert,
+            updated: self.updated,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -479,6 +513,47 @@ mod tests {
             d.tracked().0 <= 4,
             "only the late event's keys remain, got {}",
             d.tracked().0
+        );
+    }
+
+    #[test]
+    fn each_window_keeps_its_state_only_as_long_as_it_looks_back() {
+        let mut d = Detector::new(RuleConfig::default());
+        let now = Utc::now();
+        d.process(&failure(0, "h", "root", "192.0.2.1"), now);
+        assert_eq!(d.rules.auth_keys(), (1, 1));
+        // Spray looks back 120 s (+120 s for late events): at 301 s its
+        // state for the address is gone, while the failures of h/root are
+        // kept for success-after-failures (600 s + 120).
+        d.process(&failure(301, "other", "x", "192.0.2.2"), now);
+        assert_eq!(d.rules.auth_keys(), (1, 2));
+        d.process(&failure(1_000, "other", "x", "192.0.2.2"), now);
+        assert_eq!(d.rules.auth_keys(), (1, 1));
+    }
+
+    #[test]
+    fn closed_alerts_say_whether_they_changed_after_opening() {
+        let mut d = Detector::new(RuleConfig::default());
+        let now = Utc::now();
+        for i in 0..8 {
+            d.process(&failure(i, "quiet", "root", "192.0.2.1"), now);
+        }
+        for i in 0..10 {
+            d.process(&failure(i, "busy", "root", "192.0.2.2"), now);
+        }
+        // Past both dedup windows: the sweep closes them.
+        d.process(&failure(1_000, "h", "u", "192.0.2.3"), now);
+        let closed: Vec<(String, u64, bool)> = d
+            .take_closed_marked()
+            .into_iter()
+            .map(|c| (c.alert.host.clone(), c.alert.count, c.updated))
+            .collect();
+        assert_eq!(
+            closed,
+            [
+                ("busy".to_string(), 10, true),
+                ("quiet".to_string(), 8, false)
+            ]
         );
     }
 

@@ -272,6 +272,11 @@ impl RuleConfig {
     }
 }
 
+/// How late (behind the newest event time) an event may arrive and still
+/// see the window state it would have seen in order: the gateway's replay
+/// window.
+pub const LATE_SLACK_SECS: u32 = 120;
+
 /// One rule's decision to fire on an event.
 #[derive(Debug)]
 pub struct Firing {
@@ -372,15 +377,34 @@ impl RuleState {
         &self.cfg
     }
 
-    /// Forgets keys with no activity since `horizon`.
-    pub fn evict_idle(&mut self, horizon: Micros) {
-        self.storm.evict_idle(horizon);
-        self.failures.evict_idle(horizon);
+    /// Forgets keys no rule can look back to from event time `now`: the
+    /// state of each per-key window once its newest entry is older than
+    /// that window plus [`LATE_SLACK_SECS`] (so an event up to that late
+    /// still sees what it would have). The web and account rules, whose
+    /// state serves windows of several lengths, keep it for the longest.
+    ///
+    /// Per window, not all for the longest (600 s): an address that fails
+    /// one login keeps its spray state for 4 minutes instead of 10, which
+    /// is most of the memory a distributed attack costs.
+    pub fn evict_idle(&mut self, now: Micros) {
+        let c = &self.cfg;
+        let past = |window_secs: u32| now - secs(window_secs) - secs(LATE_SLACK_SECS);
+        self.storm.evict_idle(past(c.storm_window_secs));
+        self.failures
+            .evict_idle(past(c.brute_force_window_secs.max(c.success_window_secs)));
+        let spray = past(c.spray_window_secs);
         self.spray
-            .retain(|_, st| st.fails.newest().is_some_and(|t| t >= horizon));
-        self.web.evict_idle(horizon);
-        self.ports.evict_idle(horizon);
-        self.accounts.evict_idle(horizon);
+            .retain(|_, st| st.fails.newest().is_some_and(|t| t >= spray));
+        self.ports.evict_idle(past(c.port_scan_window_secs));
+        let longest = now - c.horizon() - secs(LATE_SLACK_SECS);
+        self.web.evict_idle(longest);
+        self.accounts.evict_idle(longest);
+    }
+
+    /// (spray keys, brute-force/success-after keys) held.
+    #[cfg(test)]
+    pub(crate) fn auth_keys(&self) -> (usize, usize) {
+        (self.spray.len(), self.failures.keys())
     }
 
     /// Number of keys currently tracked (for memory reporting).
