@@ -336,7 +336,9 @@ pub struct RuleState {
     /// Per host+user: recent `login_failed` ids (brute force, success-after).
     failures: KeyedWindows<u64, (Arc<str>, Option<IpAddr>)>,
     /// Per src_ip: recent failures and the users they named (password spray).
-    spray: FastMap<IpAddr, SprayState>,
+    /// Boxed for the same reason as the policy's bans: one per failing
+    /// address, so doublings must not move the states themselves.
+    spray: FastMap<IpAddr, Box<SprayState>>,
     web: super::web::WebRules,
     ports: super::network::PortScanRule,
     accounts: super::accounts::AccountRules,
@@ -573,7 +575,10 @@ impl RuleState {
         let w = secs(c.spray_window_secs);
         let user_hash = ev.user.as_deref().map(|u| fnv1a(u.as_bytes()));
         let cap = c.spray_max_tracked;
-        let st = self.spray.entry(ip).or_insert_with(|| SprayState::new(cap));
+        let st = self
+            .spray
+            .entry(ip)
+            .or_insert_with(|| Box::new(SprayState::new(cap)));
         st.push(now, id.clone(), user_hash, cap);
         let end = st.fails.end(now);
         let fails = st.fails.count_within(end, w) as u32;
