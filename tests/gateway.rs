@@ -411,8 +411,11 @@ fn oversized_body_is_413() {
     let server = common::Server::start(&[("ARES_SHARED_SECRET", SECRET)]);
     let body = vec![b'x'; 2 * 1024 * 1024];
     let sig = sign(SECRET.as_bytes(), &body);
-    let (status, _) = server.request("POST", "/ingest", &[("X-ARES-SIGNATURE", &sig)], &body);
+    let (status, answer) = server.request("POST", "/ingest", &[("X-ARES-SIGNATURE", &sig)], &body);
     assert_eq!(status, 413);
+    // The body is read and thrown away after the answer, so the client
+    // sending it sees the answer, not a reset.
+    assert_eq!(answer, r#"{"detail":"body_too_large"}"#);
 }
 
 #[test]

@@ -163,6 +163,24 @@ fn idle_slow_header_and_slow_body_clients_are_cut_off() {
         "{answer}"
     );
 
+    // Without a declared length (chunked), refused once 1 MiB is passed;
+    // the client can send the rest and still reads the answer.
+    let mut chunked = TcpStream::connect(&server.addr).unwrap();
+    chunked
+        .write_all(b"POST /ingest HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..32 {
+        chunked
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .unwrap();
+        chunked.write_all(&chunk).unwrap();
+        chunked.write_all(b"\r\n").unwrap();
+    }
+    chunked.write_all(b"0\r\n\r\n").unwrap();
+    let (answer, _) = read_until_closed(&mut chunked, Duration::from_secs(5));
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
     // Prompt clients are served as before.
     assert_eq!(health(&server), 200);
     let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).unwrap();
@@ -175,6 +193,7 @@ fn idle_slow_header_and_slow_body_clients_are_cut_off() {
         reasons,
         [
             r#""gateway_reject" "body_timeout" "/ingest""#,
+            r#""gateway_reject" "body_too_large" "/ingest""#,
             r#""gateway_reject" "body_too_large" "/ingest""#,
         ]
     );

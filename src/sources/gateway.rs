@@ -178,14 +178,21 @@ pub fn router(state: Arc<GatewayState>) -> Router {
 /// Reads every request's body before its handler runs, within
 /// [`ConnectionLimits::body_timeout`] and [`MAX_BODY_BYTES`]: a client that
 /// trickles its body gets 408 instead of holding a connection, and one that
-/// sends too much gets 413 without the rest being read. Both are audited.
+/// sends too much gets 413 as soon as that is known (from its declared
+/// length, or once the limit is passed). Both are audited.
+///
+/// After a 413 the rest of the body is read and thrown away in the
+/// background (at most [`DISCARD_BYTES`], within the body timeout), as
+/// nginx's lingering close does: closing on a client still sending makes
+/// its socket reset, and it would see a broken pipe instead of the answer.
 async fn read_body_in_time(
     State(st): State<Arc<GatewayState>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     use http_body_util::BodyExt;
-    let (parts, body) = req.into_parts();
+    let (parts, mut body) = req.into_parts();
+    let deadline = tokio::time::Instant::now() + st.limits.body_timeout;
     let declared = parts
         .headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -205,23 +212,63 @@ async fn read_body_in_time(
         reject(code, reason)
     };
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        tokio::spawn(discard(body, deadline));
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
     }
-    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
-    let bytes = match tokio::time::timeout(st.limits.body_timeout, limited.collect()).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+    // One chunk (the usual case) is passed on as it is, without a copy.
+    let mut first: Option<Bytes> = None;
+    let mut more: Vec<u8> = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return refuse(StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            Ok(None) => break,
+            // The client went away or sent a malformed body.
+            Ok(Some(Err(_))) => return refuse(StatusCode::BAD_REQUEST, "body_unreadable"),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let held = first.as_ref().map_or(0, Bytes::len) + more.len();
+        if held + data.len() > MAX_BODY_BYTES {
+            tokio::spawn(discard(body, deadline));
             return refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
         }
-        // The client went away or sent a malformed body: nobody to answer.
-        Ok(Err(_)) => return refuse(StatusCode::BAD_REQUEST, "body_unreadable"),
-        Err(_) => return refuse(StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+        match &first {
+            None => first = Some(data),
+            Some(f) => {
+                if more.is_empty() {
+                    more.extend_from_slice(f);
+                }
+                more.extend_from_slice(&data);
+            }
+        }
+    }
+    let bytes = if more.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        Bytes::from(more)
     };
     next.run(axum::extract::Request::from_parts(
         parts,
         axum::body::Body::from(bytes),
     ))
     .await
+}
+
+/// Most of a refused body read and thrown away so the client sees the 413.
+pub const DISCARD_BYTES: usize = 16 * 1024 * 1024;
+
+async fn discard(mut body: axum::body::Body, deadline: tokio::time::Instant) {
+    use http_body_util::BodyExt;
+    let mut left = DISCARD_BYTES;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
+        let n = frame.data_ref().map_or(0, Bytes::len);
+        if n >= left {
+            return;
+        }
+        left -= n;
+    }
 }
 
 /// A request path for the audit log: at most 200 characters, control
