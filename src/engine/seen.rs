@@ -118,6 +118,14 @@ impl Table {
         }
     }
 
+    /// Puts a slot at the first empty place from its home (the key must
+    /// not be in the table already).
+    fn place(&mut self, slot: u64) {
+        if let Err(i) = self.find(fp_of(slot)) {
+            self.slots[i] = slot;
+        }
+    }
+
     /// Room for one more key at most 3/4 full.
     fn reserve_one(&mut self) {
         if (self.len + 1) * 4 > self.slots.len() * 3 {
@@ -127,13 +135,8 @@ impl Table {
 
     fn resize(&mut self, capacity: usize) {
         let old = std::mem::replace(&mut self.slots, vec![0; capacity]);
-        let mask = capacity - 1;
         for s in old.into_iter().filter(|s| *s != 0) {
-            let mut i = self.home(fp_of(s));
-            while self.slots[i] != 0 {
-                i = (i + 1) & mask;
-            }
-            self.slots[i] = s;
+            self.place(s);
         }
     }
 
@@ -191,11 +194,7 @@ impl Table {
                 self.len -= 1;
                 continue;
             }
-            let mut k = self.home(fp_of(s));
-            while self.slots[k] != 0 {
-                k = (k + 1) & mask;
-            }
-            self.slots[k] = s;
+            self.place(s);
         }
         if cap > 16 && self.len * 8 < cap {
             let want = (self.len * 2).next_power_of_two().max(16);
