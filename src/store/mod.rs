@@ -281,8 +281,11 @@ fn writer_loop(
         let mut after = Vec::new();
         let before = stats.events;
         let tx = conn.transaction()?;
-        for op in batch.drain(..) {
-            route(&tx, op, &mut acks, &mut after, &mut stats)?;
+        {
+            let mut hot = Hot::default();
+            for op in batch.drain(..) {
+                route(&tx, &mut hot, op, &mut acks, &mut after, &mut stats)?;
+            }
         }
         tx.commit()?;
         stats.transactions += 1;
@@ -304,9 +307,37 @@ fn writer_loop(
     Ok(stats)
 }
 
+/// The statements every ingested event runs, prepared once per transaction:
+/// `prepare_cached` hashes the whole SQL text on each call, a measurable
+/// share of the writer at 200k events/s.
+#[derive(Default)]
+struct Hot<'t> {
+    event: Option<rusqlite::CachedStatement<'t>>,
+    key: Option<rusqlite::CachedStatement<'t>>,
+}
+
+/// `slot`'s statement, prepared from `sql` on first use.
+fn prepared<'s, 't>(
+    tx: &'t rusqlite::Transaction<'_>,
+    slot: &'s mut Option<rusqlite::CachedStatement<'t>>,
+    sql: &str,
+) -> Result<&'s mut rusqlite::CachedStatement<'t>, StoreError> {
+    match slot {
+        Some(s) => Ok(s),
+        None => Ok(slot.insert(tx.prepare_cached(sql)?)),
+    }
+}
+
+const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (event_id, ts, received, host, source, category, action, outcome,
+     severity, user, src_ip, src_port, dest_ip, dest_port, process, pid, http, message, attributes, repeat)
+ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+
+const INSERT_KEY: &str = "INSERT INTO idempotency_keys (key, expires_at) VALUES (?1, ?2)";
+
 /// Applies a write, or keeps what waits for the commit.
-fn route(
-    tx: &rusqlite::Transaction<'_>,
+fn route<'t>(
+    tx: &'t rusqlite::Transaction<'_>,
+    hot: &mut Hot<'t>,
     op: WriteOp,
     acks: &mut Vec<mpsc::SyncSender<()>>,
     after: &mut Vec<AfterCommit>,
@@ -317,10 +348,10 @@ fn route(
         WriteOp::AfterCommit(f) => after.push(f),
         WriteOp::Batch(ops) => {
             for op in ops {
-                route(tx, op, acks, after, stats)?;
+                route(tx, hot, op, acks, after, stats)?;
             }
         }
-        op => apply(tx, op, stats)?,
+        op => apply(tx, hot, op, stats)?,
     }
     Ok(())
 }
@@ -333,8 +364,9 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn apply(
-    tx: &rusqlite::Transaction<'_>,
+fn apply<'t>(
+    tx: &'t rusqlite::Transaction<'_>,
+    hot: &mut Hot<'t>,
     op: WriteOp,
     stats: &mut WriterStats,
 ) -> Result<(), StoreError> {
@@ -344,12 +376,7 @@ fn apply(
             let attributes = (!ev.attributes.is_empty())
                 .then(|| json(&ev.attributes))
                 .transpose()?;
-            let inserted = tx.prepare_cached(
-                "INSERT OR IGNORE INTO events (event_id, ts, received, host, source, category, action, outcome,
-                     severity, user, src_ip, src_port, dest_ip, dest_port, process, pid, http, message, attributes, repeat)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
-            )?
-            .execute(params![
+            let inserted = prepared(tx, &mut hot.event, INSERT_EVENT)?.execute(params![
                 ev.event_id,
                 ev.timestamp_utc.timestamp_micros(),
                 ev.received_time_utc.map(|t| t.timestamp_micros()),
@@ -426,8 +453,7 @@ fn apply(
             .execute(params![ts(a.at_utc), a.actor, a.action, a.target, a.reason])?;
         }
         WriteOp::Idempotency { key, expires_at } => {
-            tx.prepare_cached("INSERT INTO idempotency_keys (key, expires_at) VALUES (?1, ?2)")?
-                .execute(params![key as i64, ts(expires_at)])?;
+            prepared(tx, &mut hot.key, INSERT_KEY)?.execute(params![key as i64, ts(expires_at)])?;
         }
         WriteOp::Feedback {
             alert_id,
