@@ -374,24 +374,24 @@ impl GatewayState {
         }
     }
 
-    /// The signature check both ingest routes start with: the body's hash
-    /// and the id of the key that signed it, or the (audited) reason for a
-    /// 401.
+    /// The signature check both ingest routes start with: the id of the key
+    /// that signed the body, or the (audited) reason for a 401. The body's
+    /// hash is left to the caller: a batch's accepted lines are audited
+    /// with their own hashes, so hashing the whole body would be wasted.
     fn authenticate(
         &self,
         client: &SocketAddr,
         headers: &HeaderMap,
         body: &[u8],
         path: &'static str,
-    ) -> Result<(String, Value), &'static str> {
-        let body_sha = sha256_hex(body);
+    ) -> Result<Value, &'static str> {
         match self.check_signature(headers, body) {
-            Ok(k) => Ok((body_sha, Value::from(k.unwrap_or_else(|| "default".into())))),
+            Ok(k) => Ok(Value::from(k.unwrap_or_else(|| "default".into()))),
             Err(reason) => {
                 self.audit(
                     "gateway_reject",
                     client,
-                    &body_sha,
+                    &sha256_hex(body),
                     reason,
                     &[("path", path.into())],
                 );
@@ -508,10 +508,11 @@ async fn ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (body_sha, key_id) = match st.authenticate(&client, &headers, &body, "/ingest") {
-        Ok(signed) => signed,
+    let key_id = match st.authenticate(&client, &headers, &body, "/ingest") {
+        Ok(key_id) => key_id,
         Err(reason) => return reject(StatusCode::UNAUTHORIZED, reason),
     };
+    let body_sha = sha256_hex(&body);
     let now = Utc::now();
     let ev = match check_event(&st, &body, now) {
         Ok(ev) => ev,
@@ -661,8 +662,8 @@ async fn ingest_batch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (body_sha, key_id) = match st.authenticate(&client, &headers, &body, "/ingest/batch") {
-        Ok(signed) => signed,
+    let key_id = match st.authenticate(&client, &headers, &body, "/ingest/batch") {
+        Ok(key_id) => key_id,
         Err(reason) => return reject(StatusCode::UNAUTHORIZED, reason),
     };
     let lines: Vec<&[u8]> = body
@@ -673,7 +674,7 @@ async fn ingest_batch(
         st.audit(
             "gateway_reject",
             &client,
-            &body_sha,
+            &sha256_hex(&body),
             "batch_too_large",
             &[("path", "/ingest/batch".into())],
         );
