@@ -811,12 +811,11 @@ impl Live {
         }
         // Fixed one-minute window per host, as the seed does.
         let now = Instant::now();
-        if !self.rate.contains_key(ev.host.as_str()) {
-            self.rate.insert(ev.host.clone(), (now, 0));
-        }
-        let Some(slot) = self.rate.get_mut(ev.host.as_str()) else {
-            self.idempotency.forget(key);
-            return Err(Refusal::RateLimited);
+        // One probe for a host seen this minute (the common case); a new
+        // host costs a second one to insert its name.
+        let slot = match self.rate.get_mut(ev.host.as_str()) {
+            Some(slot) => slot,
+            None => self.rate.entry(ev.host.clone()).or_insert((now, 0)),
         };
         if now.duration_since(slot.0) >= Duration::from_secs(60) {
             *slot = (now, 0);

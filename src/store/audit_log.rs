@@ -14,20 +14,29 @@ use sha2::{Digest, Sha256};
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
+    let hex = sha256_hex_array(bytes);
+    // Only ASCII hex digits: the conversion cannot fail.
+    String::from_utf8_lossy(&hex).into_owned()
+}
+
+/// [`sha256_hex`] without allocating.
+fn sha256_hex_array(bytes: &[u8]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
-    for b in digest.iter() {
-        s.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
-        s.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
+    let mut out = [0u8; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(digest.iter()) {
+        pair[0] = DIGITS[(b >> 4) as usize];
+        pair[1] = DIGITS[(b & 15) as usize];
     }
-    s
+    out
 }
 
 /// Appends chained records to a file.
 #[derive(Debug)]
 pub struct AuditLog {
     file: File,
-    prev: String,
+    /// Hex SHA-256 of the last record written.
+    prev: [u8; 64],
 }
 
 impl AuditLog {
@@ -36,12 +45,13 @@ impl AuditLog {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let mut prev = GENESIS.to_string();
+        let mut prev = [0u8; 64];
+        prev.copy_from_slice(GENESIS.as_bytes());
         if let Ok(f) = File::open(path) {
             for line in BufReader::new(f).lines() {
                 let line = line?;
                 if !line.is_empty() {
-                    prev = sha256_hex(line.as_bytes());
+                    prev = sha256_hex_array(line.as_bytes());
                 }
             }
         }
@@ -61,7 +71,9 @@ impl AuditLog {
         &mut self,
         records: impl IntoIterator<Item = R>,
     ) -> std::io::Result<()> {
-        let mut buf = Vec::new();
+        let records = records.into_iter();
+        // Gateway records are ~450 bytes: one allocation for a batch.
+        let mut buf = Vec::with_capacity(records.size_hint().0.saturating_mul(512));
         for record in records {
             let start = buf.len();
             serde_json::to_writer(&mut buf, &record).map_err(std::io::Error::other)?;
@@ -78,9 +90,9 @@ impl AuditLog {
                 buf.push(b',');
             }
             buf.extend_from_slice(b"\"prev\":\"");
-            buf.extend_from_slice(self.prev.as_bytes());
+            buf.extend_from_slice(&self.prev);
             buf.extend_from_slice(b"\"}");
-            self.prev = sha256_hex(&buf[start..]);
+            self.prev = sha256_hex_array(&buf[start..]);
             buf.push(b'\n');
         }
         self.file.write_all(&buf)
