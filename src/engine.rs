@@ -549,6 +549,8 @@ struct Live {
     writer: std::sync::Arc<Writer>,
     cfg: LiveConfig,
     idempotency: seen::SeenIds,
+    /// Keys of events the writer failed to commit (answered 503).
+    failed: Option<std::sync::Arc<crate::store::FailedKeys>>,
     rate: FastMap<String, (Instant, u32)>,
     recent: VecDeque<Alert>,
     last_purge: Instant,
@@ -598,6 +600,7 @@ pub fn spawn_live(
         true,
     )?);
     let slots = writer.slots();
+    let failed = writer.failed_keys();
     let mut pipeline = Pipeline::new(cfg, None).keep_changes();
     pipeline.policy_mut().restore(hosts, bans);
     let state = Live {
@@ -605,6 +608,7 @@ pub fn spawn_live(
         writer,
         cfg: live,
         idempotency,
+        failed,
         rate: FastMap::default(),
         recent: VecDeque::new(),
         last_purge: Instant::now(),
@@ -648,6 +652,12 @@ impl Live {
     /// once the writer has committed them.
     fn run(&mut self, events: Vec<Event>, reply: Reply) {
         let wall = Utc::now();
+        // Events whose commit failed were answered 503: a retry is new.
+        if let Some(failed) = &self.failed {
+            for key in failed.take() {
+                self.idempotency.forget(key);
+            }
+        }
         if self.last_purge.elapsed() >= PURGE_EVERY {
             self.purge_rate();
             self.purge_next = 0;

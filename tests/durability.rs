@@ -25,12 +25,16 @@ fn event(id: &str, host: &str, action: &str, src_ip: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// One signed POST; `None` when the server is gone mid-request.
+/// One signed POST to `/ingest`; `None` when the server is gone mid-request.
 fn post(addr: &str, body: &[u8]) -> Option<(u16, String)> {
+    post_to(addr, "/ingest", body)
+}
+
+fn post_to(addr: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     let sig = sign(SECRET.as_bytes(), body);
     let head = format!(
-        "POST /ingest HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nX-ARES-SIGNATURE: {sig}\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nX-ARES-SIGNATURE: {sig}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).ok()?;
@@ -168,4 +172,77 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
         state_before["cooldown_until_utc"]
     );
     assert_eq!(state_after["quarantine"], state_before["quarantine"]);
+}
+
+/// A commit that fails (here: another process holds the database's write
+/// lock past the busy timeout) answers 503 and leaves the gateway working:
+/// once the lock is gone the same event is accepted (not refused as a
+/// duplicate of an event that was never stored), later events are stored,
+/// and the refused attempt is not in the store.
+#[test]
+fn failed_commit_answers_503_and_the_gateway_recovers() {
+    let env = [
+        ("ARES_SHARED_SECRET", SECRET),
+        ("SEC_RATE_LIMIT_PER_MIN", "1000000"),
+    ];
+    let mut server = common::Server::start(&env);
+    let addr = server.addr.clone();
+    let body = |id: &str| event(id, "host-locked", "session_opened", "10.1.2.3");
+    assert_eq!(post(&addr, &body("before-lock-0001")).unwrap().0, 200);
+
+    let db_path = server.dir.path().join("vigil.db");
+    let locker = rusqlite::Connection::open(&db_path).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let started = std::time::Instant::now();
+    let batch = [body("during-lock-0002"), body("during-lock-0003")].join(&b'\n');
+    let batch_addr = addr.clone();
+    let in_batch = std::thread::spawn(move || post_to(&batch_addr, "/ingest/batch", &batch));
+    let (s, b) = post(&addr, &body("during-lock-0001")).unwrap();
+    let (bs, bb) = in_batch.join().unwrap().unwrap();
+    println!(
+        "commits under another process's lock: {s} {b}; batch {bs} {bb}; after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!((s, b.as_str()), (503, r#"{"detail":"store_unavailable"}"#));
+    let answer: Value = serde_json::from_str(&bb).unwrap();
+    assert_eq!((bs, &answer["accepted"]), (200, &Value::from(0)), "{bb}");
+    for line in answer["results"].as_array().unwrap() {
+        assert_eq!(line["status"], 503, "{bb}");
+        assert_eq!(line["detail"], "store_unavailable", "{bb}");
+    }
+    locker.execute_batch("ROLLBACK").unwrap();
+    drop(locker);
+
+    // The refused events were never stored, so they are not duplicates.
+    let (s, b) = post(&addr, &body("during-lock-0001")).unwrap();
+    assert_eq!(s, 200, "retry after the lock: {b}");
+    let batch = [body("during-lock-0002"), body("during-lock-0003")].join(&b'\n');
+    let (bs, bb) = post_to(&addr, "/ingest/batch", &batch).unwrap();
+    let answer: Value = serde_json::from_str(&bb).unwrap();
+    assert_eq!((bs, &answer["accepted"]), (200, &Value::from(2)), "{bb}");
+    assert_eq!(post(&addr, &body("after-lock-0001")).unwrap().0, 200);
+    // Keep the data dir past the server.
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let (stopped, log) = server.stop_and_log();
+    assert!(stopped, "{log}");
+    assert!(log.contains("commit failed"), "{log}");
+
+    let db = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
+    let ids: Vec<String> = db
+        .prepare("SELECT event_id FROM events ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "before-lock-0001",
+            "during-lock-0001",
+            "during-lock-0002",
+            "during-lock-0003",
+            "after-lock-0001"
+        ]
+    );
 }

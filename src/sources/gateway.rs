@@ -742,10 +742,12 @@ async fn ingest_batch(
             }
             None => {
                 let r = LineResult {
-                    detail: Some("engine_unavailable"),
+                    // Not committed (the store failed, or the engine
+                    // stopped): the answer `/ingest` gives for the same.
+                    detail: Some("store_unavailable"),
                     ..LineResult::new(i, 503)
                 };
-                (r, "gateway_reject", "engine_unavailable")
+                (r, "gateway_reject", "store_unavailable")
             }
         };
         records.push(audit_record(

@@ -132,6 +132,41 @@ pub struct StoreWriter {
     tx: Option<mpsc::SyncSender<WriteOp>>,
     handle: Option<thread::JoinHandle<Result<WriterStats, StoreError>>>,
     slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    failed: Option<std::sync::Arc<FailedKeys>>,
+}
+
+/// Idempotency keys of events whose commit failed, for the live engine to
+/// forget: those events were refused (503), so a producer's retry must be
+/// accepted, not refused as a duplicate of something never stored.
+#[derive(Debug, Default)]
+pub struct FailedKeys {
+    any: std::sync::atomic::AtomicBool,
+    keys: std::sync::Mutex<Vec<u64>>,
+}
+
+impl FailedKeys {
+    fn push(&self, keys: &mut Vec<u64>) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut held = match self.keys.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        held.append(keys);
+        self.any.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The keys pushed since the last call (nothing to lock when none).
+    pub fn take(&self) -> Vec<u64> {
+        if !self.any.swap(false, std::sync::atomic::Ordering::Acquire) {
+            return Vec::new();
+        }
+        match self.keys.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
 }
 
 /// Free places in the live writer's queue, for async callers to wait on
@@ -161,6 +196,9 @@ pub struct WriterStats {
     pub transactions: u64,
     pub events: u64,
     pub alerts: u64,
+    /// Live writer only: group commits that failed (their events answered
+    /// 503) while the writer carried on.
+    pub failed_commits: u64,
 }
 
 const MAX_BATCH: usize = 8192;
@@ -200,14 +238,17 @@ impl StoreWriter {
         let slots =
             fsync_each_commit.then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(capacity)));
         let returns = SlotReturn(slots.clone());
+        let failed = fsync_each_commit.then(|| std::sync::Arc::new(FailedKeys::default()));
+        let failed_keys = failed.clone();
         let handle = thread::Builder::new()
             .name("vigil-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, retention, returns))
+            .spawn(move || writer_loop(conn, rx, retention, returns, failed_keys))
             .map_err(StoreError::Thread)?;
         Ok(StoreWriter {
             tx: Some(tx),
             handle: Some(handle),
             slots,
+            failed,
         })
     }
 
@@ -220,6 +261,14 @@ impl StoreWriter {
     /// [`send`]: StoreWriter::send
     pub fn slots(&self) -> Option<std::sync::Arc<tokio::sync::Semaphore>> {
         self.slots.clone()
+    }
+
+    /// For the live writer: where it leaves the idempotency keys of events
+    /// whose commit failed. It leaves them there before it drops those
+    /// events' replies, so a caller that drains this before taking new
+    /// events never refuses a retry as a duplicate.
+    pub fn failed_keys(&self) -> Option<std::sync::Arc<FailedKeys>> {
+        self.failed.clone()
     }
 
     pub fn send(&self, op: WriteOp) -> Result<(), StoreError> {
@@ -257,15 +306,25 @@ impl Drop for StoreWriter {
     }
 }
 
+/// The writer thread. An offline writer stops at the first error (the scan
+/// reports it and can be re-run). The live writer survives a failed commit
+/// (disk full, the database locked by another process past the busy
+/// timeout): the group is rolled back, its events' replies are dropped so
+/// the gateway answers 503, their idempotency keys go to `failed`, and the
+/// next group is tried afresh, so the gateway recovers by itself once the
+/// cause is gone.
 fn writer_loop(
     mut conn: Connection,
     rx: mpsc::Receiver<WriteOp>,
     retention: Retention,
     slots: SlotReturn,
+    failed: Option<std::sync::Arc<FailedKeys>>,
 ) -> Result<WriterStats, StoreError> {
     let mut stats = WriterStats::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut keys = Vec::new();
     let mut since_retention = 0u64;
+    let mut complaints = Complaints::default();
     let mut stored: u64 =
         conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64;
     while let Ok(first) = rx.recv() {
@@ -279,17 +338,32 @@ fn writer_loop(
         slots.give_back(batch.len());
         let mut acks = Vec::new();
         let mut after = Vec::new();
-        let before = stats.events;
-        let tx = conn.transaction()?;
-        {
-            let mut hot = Hot::default();
-            for op in batch.drain(..) {
-                route(&tx, &mut hot, op, &mut acks, &mut after, &mut stats)?;
-            }
+        let before = stats;
+        keys.clear();
+        let committed = commit_group(
+            &mut conn, &mut batch, &mut acks, &mut after, &mut keys, &mut stats,
+        );
+        if let Err(e) = committed {
+            let Some(failed) = &failed else {
+                return Err(e);
+            };
+            stats = WriterStats {
+                failed_commits: before.failed_commits + 1,
+                ..before
+            };
+            complaints.say(&format!(
+                "commit failed; {} events refused (503), the next group is tried afresh: {e}",
+                keys.len()
+            ));
+            // Keys first, then the replies: a producer that hears 503 and
+            // retries at once must find its key forgotten.
+            failed.push(&mut keys);
+            drop(after);
+            drop(acks);
+            continue;
         }
-        tx.commit()?;
         stats.transactions += 1;
-        stored += stats.events - before;
+        stored += stats.events - before.events;
         // Replies first: retention is housekeeping, not part of the commit.
         for f in after {
             (f.0)();
@@ -297,14 +371,118 @@ fn writer_loop(
         since_retention += 1;
         if since_retention >= 64 || !acks.is_empty() {
             since_retention = 0;
-            enforce_retention(&conn, retention, &mut stored)?;
+            match (enforce_retention(&conn, retention, &mut stored), &failed) {
+                (Ok(()), _) => {}
+                (Err(e), None) => return Err(e),
+                (Err(e), Some(_)) => complaints.say(&format!("retention failed: {e}")),
+            }
         }
         for a in acks {
             let _ = a.send(());
         }
     }
-    enforce_retention(&conn, retention, &mut stored)?;
-    Ok(stats)
+    match (enforce_retention(&conn, retention, &mut stored), &failed) {
+        (Err(e), None) => Err(e),
+        _ => Ok(stats),
+    }
+}
+
+/// Error lines of a writer that carries on after failures: at most one a
+/// second, with how many were held back, so a full disk does not flood the
+/// log with one line per refused group.
+#[derive(Default)]
+struct Complaints {
+    last: Option<std::time::Instant>,
+    held_back: u64,
+}
+
+impl Complaints {
+    fn say(&mut self, what: &str) {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1))
+        {
+            self.held_back += 1;
+            return;
+        }
+        if self.held_back > 0 {
+            tracing::error!(
+                "store: {what} ({} more since the last such line)",
+                self.held_back
+            );
+        } else {
+            tracing::error!("store: {what}");
+        }
+        self.last = Some(now);
+        self.held_back = 0;
+    }
+}
+
+/// One transaction over `batch` (emptied either way). On failure `keys`
+/// holds the idempotency keys of every event in it, applied or not.
+fn commit_group(
+    conn: &mut Connection,
+    batch: &mut Vec<WriteOp>,
+    acks: &mut Vec<mpsc::SyncSender<()>>,
+    after: &mut Vec<AfterCommit>,
+    keys: &mut Vec<u64>,
+    stats: &mut WriterStats,
+) -> Result<(), StoreError> {
+    let tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => {
+            batch
+                .drain(..)
+                .for_each(|op| set_aside(op, keys, after, acks));
+            return Err(e.into());
+        }
+    };
+    let mut ops = batch.drain(..);
+    let mut result = Ok(());
+    {
+        let mut hot = Hot::default();
+        for op in ops.by_ref() {
+            if let Err(e) = route(&tx, &mut hot, op, acks, after, keys, stats) {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    ops.for_each(|op| set_aside(op, keys, after, acks));
+    result?;
+    // Dropped without a commit, the transaction rolls back.
+    tx.commit()?;
+    Ok(())
+}
+
+/// The idempotency keys in a write (and in the writes it bundles).
+fn note_keys(op: &WriteOp, keys: &mut Vec<u64>) {
+    match op {
+        WriteOp::Idempotency { key, .. } => keys.push(*key),
+        WriteOp::Batch(ops) => ops.iter().for_each(|op| note_keys(op, keys)),
+        _ => {}
+    }
+}
+
+/// A write left unapplied by a failed group: its keys are noted and its
+/// replies kept (not yet dropped), so nobody hears of the failure before
+/// the keys are handed back.
+fn set_aside(
+    op: WriteOp,
+    keys: &mut Vec<u64>,
+    after: &mut Vec<AfterCommit>,
+    acks: &mut Vec<mpsc::SyncSender<()>>,
+) {
+    match op {
+        WriteOp::Idempotency { key, .. } => keys.push(key),
+        WriteOp::Batch(ops) => ops
+            .into_iter()
+            .for_each(|op| set_aside(op, keys, after, acks)),
+        WriteOp::AfterCommit(f) => after.push(f),
+        WriteOp::Flush(ack) => acks.push(ack),
+        _ => {}
+    }
 }
 
 /// The statements every ingested event runs, prepared once per transaction:
@@ -341,17 +519,25 @@ fn route<'t>(
     op: WriteOp,
     acks: &mut Vec<mpsc::SyncSender<()>>,
     after: &mut Vec<AfterCommit>,
+    keys: &mut Vec<u64>,
     stats: &mut WriterStats,
 ) -> Result<(), StoreError> {
     match op {
         WriteOp::Flush(ack) => acks.push(ack),
         WriteOp::AfterCommit(f) => after.push(f),
         WriteOp::Batch(ops) => {
-            for op in ops {
-                route(tx, hot, op, acks, after, stats)?;
+            let mut ops = ops.into_iter();
+            for op in ops.by_ref() {
+                if let Err(e) = route(tx, hot, op, acks, after, keys, stats) {
+                    ops.for_each(|op| set_aside(op, keys, after, acks));
+                    return Err(e);
+                }
             }
         }
-        op => apply(tx, hot, op, stats)?,
+        op => {
+            note_keys(&op, keys);
+            apply(tx, hot, op, stats)?
+        }
     }
     Ok(())
 }
