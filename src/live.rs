@@ -96,6 +96,7 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
         replay_window_secs: cfg.gateway.replay_window_secs as i64,
         engine: engine.clone(),
         audit: Mutex::new(audit),
+        audit_failures: Mutex::default(),
         stats: Arc::default(),
         limits: crate::sources::gateway::ConnectionLimits::from_config(&cfg.gateway),
     });

@@ -186,6 +186,38 @@ impl std::hash::Hasher for KeyHasher {
 /// A `HashMap` with [`KeyHasher`].
 pub type FastMap<K, V> = std::collections::HashMap<K, V, KeyHasherBuilder>;
 
+/// Error lines for a failure that may repeat thousands of times a second
+/// (a full disk under load): at most one a second, with how many were held
+/// back since the last.
+#[derive(Debug, Default)]
+pub struct Complaints {
+    last: Option<std::time::Instant>,
+    held_back: u64,
+}
+
+impl Complaints {
+    /// Logs `what` unless a line went out less than a second ago; returns
+    /// whether it did.
+    pub fn say(&mut self, what: &str) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1))
+        {
+            self.held_back += 1;
+            return false;
+        }
+        if self.held_back > 0 {
+            tracing::error!("{what} ({} more since the last such line)", self.held_back);
+        } else {
+            tracing::error!("{what}");
+        }
+        self.last = Some(now);
+        self.held_back = 0;
+        true
+    }
+}
+
 /// Replaces control characters (including ESC, so no terminal escape
 /// sequence survives) with U+FFFD. Log text is untrusted.
 pub fn sanitize_for_terminal(s: &str) -> std::borrow::Cow<'_, str> {
@@ -214,6 +246,18 @@ pub fn truncate_at_char_boundary(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn complaints_go_out_at_most_once_a_second() {
+        let mut c = Complaints::default();
+        assert!(c.say("disk full"));
+        assert!(!c.say("disk full"));
+        assert!(!c.say("disk full"));
+        assert_eq!(c.held_back, 2);
+        c.last = c.last.map(|t| t - std::time::Duration::from_millis(1001));
+        assert!(c.say("disk full"));
+        assert_eq!(c.held_back, 0);
+    }
 
     #[test]
     fn fnv_is_stable() {

@@ -51,6 +51,8 @@ pub struct GatewayState {
     pub replay_window_secs: i64,
     pub engine: EngineHandle,
     pub audit: Mutex<AuditLog>,
+    /// Audit write failures, logged at most once a second.
+    pub audit_failures: Mutex<crate::util::Complaints>,
     /// What the gateway decided, for the summary `vigil serve` logs at stop.
     pub stats: Arc<GatewayStats>,
     pub limits: ConnectionLimits,
@@ -423,6 +425,14 @@ impl GatewayState {
         )]);
     }
 
+    fn audit_failed(&self, e: &std::io::Error) {
+        if let Ok(mut c) = self.audit_failures.lock() {
+            c.say(&format!(
+                "audit log write failed (records not written): {e}"
+            ));
+        }
+    }
+
     fn write_audit(&self, records: Vec<AuditRecord<'_>>) {
         self.stats.count(&records);
         // An audit write failure must not take the gateway down; it is
@@ -430,7 +440,7 @@ impl GatewayState {
         match self.audit.lock() {
             Ok(mut log) => {
                 if let Err(e) = log.append_all(records) {
-                    tracing::error!("audit log write failed: {e}");
+                    self.audit_failed(&e);
                 }
             }
             Err(_) => tracing::error!("audit log lock poisoned"),
@@ -884,7 +894,7 @@ impl GatewayState {
         m.insert("outcome".into(), outcome.into());
         if let Ok(mut log) = self.audit.lock() {
             if let Err(e) = log.append(m) {
-                tracing::error!("audit log write failed: {e}");
+                self.audit_failed(&e);
             }
         }
     }

@@ -37,6 +37,8 @@ pub struct AuditLog {
     file: File,
     /// Hex SHA-256 of the last record written.
     prev: [u8; 64],
+    /// Bytes in the file after the last whole write.
+    len: u64,
 }
 
 impl AuditLog {
@@ -56,7 +58,8 @@ impl AuditLog {
             }
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(AuditLog { file, prev })
+        let len = file.metadata()?.len();
+        Ok(AuditLog { file, prev, len })
     }
 
     /// Appends one record (anything that serialises to a JSON object);
@@ -66,7 +69,10 @@ impl AuditLog {
     }
 
     /// Appends records in order with one write (a batch of ingest lines
-    /// would otherwise cost a system call each).
+    /// would otherwise cost a system call each). All or nothing: if the
+    /// write fails (a full disk), what part of it reached the file is cut
+    /// off again and the chain goes on from the last record written, so a
+    /// later append still verifies.
     pub fn append_all<R: serde::Serialize>(
         &mut self,
         records: impl IntoIterator<Item = R>,
@@ -74,6 +80,7 @@ impl AuditLog {
         let records = records.into_iter();
         // Gateway records are ~450 bytes: one allocation for a batch.
         let mut buf = Vec::with_capacity(records.size_hint().0.saturating_mul(512));
+        let mut prev = self.prev;
         for record in records {
             let start = buf.len();
             serde_json::to_writer(&mut buf, &record).map_err(std::io::Error::other)?;
@@ -90,12 +97,19 @@ impl AuditLog {
                 buf.push(b',');
             }
             buf.extend_from_slice(b"\"prev\":\"");
-            buf.extend_from_slice(&self.prev);
+            buf.extend_from_slice(&prev);
             buf.extend_from_slice(b"\"}");
-            self.prev = sha256_hex_array(&buf[start..]);
+            prev = sha256_hex_array(&buf[start..]);
             buf.push(b'\n');
         }
-        self.file.write_all(&buf)
+        if let Err(e) = self.file.write_all(&buf) {
+            // Best effort: if even the cut fails, verify names the line.
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        self.len += buf.len() as u64;
+        self.prev = prev;
+        Ok(())
     }
 }
 
@@ -187,6 +201,21 @@ mod tests {
         let second: Value = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(second["a"], "x}");
         assert_eq!(second["prev"], sha256_hex(lines[0].as_bytes()));
+        assert_eq!(verify(&p).unwrap(), Verdict::Intact { records: 2 });
+    }
+
+    #[test]
+    fn a_failed_write_leaves_a_chain_that_later_appends_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&p).unwrap();
+        log.append(serde_json::json!({"n": 1})).unwrap();
+        // A handle that cannot write stands in for a full disk.
+        let writable = std::mem::replace(&mut log.file, File::open(&p).unwrap());
+        let batch = vec![serde_json::json!({"n": 2}), serde_json::json!({"n": 3})];
+        assert!(log.append_all(batch).is_err());
+        log.file = writable;
+        log.append(serde_json::json!({"n": 4})).unwrap();
         assert_eq!(verify(&p).unwrap(), Verdict::Intact { records: 2 });
     }
 }

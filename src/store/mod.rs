@@ -324,7 +324,7 @@ fn writer_loop(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut keys = Vec::new();
     let mut since_retention = 0u64;
-    let mut complaints = Complaints::default();
+    let mut complaints = crate::util::Complaints::default();
     let mut stored: u64 =
         conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64;
     while let Ok(first) = rx.recv() {
@@ -352,7 +352,7 @@ fn writer_loop(
                 ..before
             };
             complaints.say(&format!(
-                "commit failed; {} events refused (503), the next group is tried afresh: {e}",
+                "store: commit failed; {} events refused (503), the next group is tried afresh: {e}",
                 keys.len()
             ));
             // Keys first, then the replies: a producer that hears 503 and
@@ -374,7 +374,9 @@ fn writer_loop(
             match (enforce_retention(&conn, retention, &mut stored), &failed) {
                 (Ok(()), _) => {}
                 (Err(e), None) => return Err(e),
-                (Err(e), Some(_)) => complaints.say(&format!("retention failed: {e}")),
+                (Err(e), Some(_)) => {
+                    complaints.say(&format!("store: retention failed: {e}"));
+                }
             }
         }
         for a in acks {
@@ -384,38 +386,6 @@ fn writer_loop(
     match (enforce_retention(&conn, retention, &mut stored), &failed) {
         (Err(e), None) => Err(e),
         _ => Ok(stats),
-    }
-}
-
-/// Error lines of a writer that carries on after failures: at most one a
-/// second, with how many were held back, so a full disk does not flood the
-/// log with one line per refused group.
-#[derive(Default)]
-struct Complaints {
-    last: Option<std::time::Instant>,
-    held_back: u64,
-}
-
-impl Complaints {
-    fn say(&mut self, what: &str) {
-        let now = std::time::Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1))
-        {
-            self.held_back += 1;
-            return;
-        }
-        if self.held_back > 0 {
-            tracing::error!(
-                "store: {what} ({} more since the last such line)",
-                self.held_back
-            );
-        } else {
-            tracing::error!("store: {what}");
-        }
-        self.last = Some(now);
-        self.held_back = 0;
     }
 }
 
