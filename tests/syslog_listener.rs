@@ -71,6 +71,21 @@ fn syslog_over_udp_and_tcp_is_parsed_stored_and_correlated() {
     assert_eq!(a["src_ip"], "192.0.2.77", "{a}");
     drop(tcp);
 
+    // Bytes that are not UTF-8 (an attacker's choice of user name) do not
+    // hide the message: it is read with U+FFFD in their place.
+    for i in 0..8 {
+        let mut line = format!(
+            "<38>1 {} bad-utf8-host sshd 4242 - - Failed password for invalid user ad",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        )
+        .into_bytes();
+        line.extend_from_slice(b"\xff\xfemin");
+        line.extend(format!(" from 203.0.113.66 port {} ssh2", 41000 + i).as_bytes());
+        sock.send_to(&line, &udp_addr).unwrap();
+    }
+    let a = server.wait_for_alert("BRUTE_FORCE_V1", "bad-utf8-host");
+    assert_eq!(a["src_ip"], "203.0.113.66", "{a}");
+
     // Every message is an event in the store.
     let mut server = server;
     let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
@@ -86,4 +101,12 @@ fn syslog_over_udp_and_tcp_is_parsed_stored_and_correlated() {
             .unwrap();
         assert_eq!(n, 8, "{host}");
     }
+    let users: Vec<String> = db
+        .prepare("SELECT DISTINCT user FROM events WHERE host = 'bad-utf8-host'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(users, ["ad\u{fffd}\u{fffd}min"]);
 }

@@ -38,8 +38,10 @@ pub struct SyslogStats {
     pub refused: AtomicU64,
     pub unparsed: AtomicU64,
     /// Over the size limit (truncated for newline framing, skipped for
-    /// octet counting) or not UTF-8.
+    /// octet counting).
     pub malformed: AtomicU64,
+    /// Read with U+FFFD in place of bytes that are not UTF-8.
+    pub not_utf8: AtomicU64,
     /// TCP connections closed on accept because [`MAX_TCP_CONNECTIONS`] were open.
     pub refused_connections: AtomicU64,
 }
@@ -48,12 +50,13 @@ impl SyslogStats {
     pub fn summary(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "syslog: {} received, {} accepted, {} refused by the engine, {} unparsed, {} malformed, {} connections refused",
+            "syslog: {} received, {} accepted, {} refused by the engine, {} unparsed, {} malformed, {} not UTF-8 (read with U+FFFD), {} connections refused",
             g(&self.received),
             g(&self.accepted),
             g(&self.refused),
             g(&self.unparsed),
             g(&self.malformed),
+            g(&self.not_utf8),
             g(&self.refused_connections)
         )
     }
@@ -87,9 +90,15 @@ impl Intake {
 
     async fn message(&mut self, raw: &[u8]) {
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        let Ok(text) = std::str::from_utf8(raw) else {
-            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-            return;
+        // Bytes that are not UTF-8 become U+FFFD, as in files: dropping the
+        // message would let an attacker hide a failed login behind one
+        // stray byte in the user name.
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) => std::borrow::Cow::Borrowed(t),
+            Err(_) => {
+                self.stats.not_utf8.fetch_add(1, Ordering::Relaxed);
+                String::from_utf8_lossy(raw)
+            }
         };
         let text = text.trim_end_matches(['\r', '\n', '\0']);
         if text.is_empty() {
