@@ -590,6 +590,12 @@ pub fn spawn_live(
     );
     let hosts = crate::store::host_states(&conn)?;
     let bans = crate::store::bans(&conn)?;
+    // `GET /alerts/recent` lists what the store holds, oldest first, as the
+    // seed's did from its alerts file after a restart.
+    let mut recent: VecDeque<Alert> =
+        crate::store::recent_alerts(&conn, live.recent_alerts.min(u32::MAX as usize) as u32)?
+            .into();
+    recent.make_contiguous().reverse();
     drop(conn);
     // The gateway acknowledges only committed events: fsync each group commit.
     let writer = std::sync::Arc::new(Writer::spawn_with(
@@ -610,7 +616,7 @@ pub fn spawn_live(
         idempotency,
         failed,
         rate: FastMap::default(),
-        recent: VecDeque::new(),
+        recent,
         last_purge: Instant::now(),
         purge_next: seen::SHARDS,
         touched: Vec::new(),
@@ -875,6 +881,15 @@ impl Live {
             for c in closed.into_iter().filter(|c| c.updated) {
                 if let Some(feed) = &self.cfg.feed {
                     feed.send(Feed::Alert(Box::new(c.alert.clone())));
+                }
+                // Listed with its final count, not the one it opened with.
+                if let Some(listed) = self
+                    .recent
+                    .iter_mut()
+                    .rev()
+                    .find(|a| a.alert_id == c.alert.alert_id)
+                {
+                    *listed = c.alert.clone();
                 }
                 self.queue(WriteOp::Alert(Box::new(c.alert)));
             }

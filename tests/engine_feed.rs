@@ -92,3 +92,51 @@ fn a_full_feed_drops_and_counts_without_slowing_ingest() {
         "the store has them all"
     );
 }
+
+/// `GET /alerts/recent`'s list: an alert is listed with its final count
+/// once its de-duplication window closes, and the list outlives a restart.
+#[test]
+fn recent_alerts_show_final_counts_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vigil.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (engine, thread) = spawn_live(&Config::default(), LiveConfig::default(), &db).unwrap();
+    let start = Utc::now();
+    let listed = rt.block_on(async {
+        for i in 0..10 {
+            let mut ev = failure(i);
+            ev.timestamp_utc = start;
+            assert!(matches!(engine.ingest(ev).await, Ok(Ok(_))));
+        }
+        let opened = engine.recent_alerts(10).await.unwrap();
+        assert_eq!(opened.len(), 1);
+        assert_eq!(opened[0].count, 8, "listed as it opened");
+        // Event time moves past the 300 s de-duplication window.
+        let later = Event::login_failed(
+            "evt-feed-later",
+            start + chrono::Duration::seconds(400),
+            "web-other",
+            "alice",
+            "198.51.100.9".parse().ok(),
+        );
+        assert!(matches!(engine.ingest(later).await, Ok(Ok(_))));
+        engine.recent_alerts(10).await.unwrap()
+    });
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].count, 10, "listed with its final count");
+    drop(engine);
+    thread.join().unwrap();
+
+    let (engine, thread) = spawn_live(&Config::default(), LiveConfig::default(), &db).unwrap();
+    let after = rt.block_on(engine.recent_alerts(10)).unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(
+        (&after[0].alert_id, after[0].count),
+        (&listed[0].alert_id, 10)
+    );
+    drop(engine);
+    thread.join().unwrap();
+}

@@ -363,6 +363,8 @@ fn idempotency_and_host_state_survive_a_restart() {
     }
     let (_, before) = c.get("/hosts/host-r/state");
     assert!(!before["cooldown_until_utc"].is_null());
+    let (_, alerts_before) = c.get("/alerts/recent?limit=10");
+    assert_eq!(alerts_before["alerts"].as_array().map(Vec::len), Some(1));
     let Client { server, .. } = c;
     let dir = {
         let mut s = server;
@@ -390,6 +392,13 @@ fn idempotency_and_host_state_survive_a_restart() {
     );
     let (_, after) = c.get("/hosts/host-r/state");
     assert_eq!(after["cooldown_until_utc"], before["cooldown_until_utc"]);
+    // The alert the seed would still list (its alerts.jsonl outlives it).
+    let (_, alerts_after) = c.get("/alerts/recent?limit=10");
+    assert_eq!(
+        alerts_after["alerts"][0]["alert_id"], alerts_before["alerts"][0]["alert_id"],
+        "{alerts_after}"
+    );
+    assert_eq!(alerts_after["alerts"][0]["rule_id"], "BRUTE_FORCE_V1");
 }
 
 #[test]
