@@ -91,3 +91,74 @@ fn journald_without_journalctl_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("journalctl"), "{err}");
 }
+
+/// A `journalctl` that ends is started again after the last entry read:
+/// the stand-in prints four failures and exits; started again with
+/// `--after-cursor`, it prints the next four, and the brute force spanning
+/// both runs is found.
+#[cfg(unix)]
+#[test]
+fn journalctl_that_ends_is_restarted_after_the_last_entry() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now().timestamp_micros();
+    let entry = |i: i64| {
+        json!({
+            "__CURSOR": format!("s=abc;i={i}"),
+            "__REALTIME_TIMESTAMP": (now + i).to_string(),
+            "_HOSTNAME": "restart-host",
+            "SYSLOG_IDENTIFIER": "sshd",
+            "_PID": "902",
+            "MESSAGE": format!("Failed password for root from 203.0.113.45 port {} ssh2", 42000 + i),
+        })
+        .to_string()
+            + "\n"
+    };
+    let first: String = (0..4).map(entry).collect();
+    let second: String = (4..8).map(entry).collect();
+    std::fs::write(bin.path().join("first.json"), first).unwrap();
+    std::fs::write(bin.path().join("second.json"), second).unwrap();
+    let script = bin.path().join("journalctl");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{dir}/args'\ncase \"$*\" in\n  *--after-cursor=s=abc\\;i=3*) cat '{dir}/second.json'; exec sleep 60 ;;\n  *--after-cursor*) exit 3 ;;\n  *) cat '{dir}/first.json'; exit 1 ;;\nesac\n",
+            dir = bin.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut server = common::Server::start_with(
+        tempfile::tempdir().unwrap(),
+        &[("ARES_SHARED_SECRET", "unused-here"), ("PATH", &path)],
+        &["--journald"],
+    );
+    let a = server.wait_for_alert("BRUTE_FORCE_V1", "restart-host");
+    assert_eq!(a["count"], 8, "{a}");
+    let args = std::fs::read_to_string(bin.path().join("args")).unwrap();
+    assert_eq!(
+        args.lines().collect::<Vec<_>>(),
+        [
+            "-o json --follow --lines=0",
+            "-o json --follow --after-cursor=s=abc;i=3"
+        ]
+    );
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let (stopped, log) = server.stop_and_log();
+    assert!(stopped, "{log}");
+    assert!(log.contains("journalctl ended (exit status: 1)"), "{log}");
+    let db = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT count(*) FROM events WHERE host = 'restart-host'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 8, "each entry once");
+}

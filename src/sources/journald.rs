@@ -100,11 +100,21 @@ pub fn entry_to_line(entry: &Value) -> Option<(String, String)> {
     Some((line, cursor))
 }
 
-/// A running `journalctl`; killing it ends the reader thread.
+/// A followed journal: `journalctl` and the thread that reads it. If
+/// `journalctl` ends while vigil runs (it crashed, or was killed, or the
+/// journal was rotated under it), it is started again after the last entry
+/// read (`--after-cursor`), so nothing in between is missed or read twice;
+/// the restarts back off from 1 s to 30 s while it keeps failing.
 pub struct Journal {
-    child: Arc<Mutex<Child>>,
+    current: Arc<Mutex<Current>>,
     thread: std::thread::JoinHandle<()>,
-    stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The running `journalctl`, and whether vigil is stopping (both under one
+/// lock, so a restart never races a stop).
+struct Current {
+    child: Option<Child>,
+    stopping: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,69 +128,165 @@ pub enum JournalError {
     Thread(std::io::Error),
 }
 
+/// First wait before starting `journalctl` again, and the longest.
+const RESTART_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+const RESTART_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+/// A run this long counts as healthy: the next restart waits the least again.
+const HEALTHY_RUN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `program -o json --follow` from `cursor` on, or from now if none.
+fn spawn_journalctl(
+    program: &str,
+    cursor: Option<&str>,
+) -> Result<(Child, std::process::ChildStdout), JournalError> {
+    let mut cmd = Command::new(program);
+    cmd.args(["-o", "json", "--follow"]);
+    match cursor {
+        Some(c) => cmd.arg(format!("--after-cursor={c}")),
+        None => cmd.arg("--lines=0"),
+    };
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|source| JournalError::Spawn {
+            program: program.to_string(),
+            source,
+        })?;
+    match child.stdout.take() {
+        Some(out) => Ok((child, out)),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(JournalError::Thread(std::io::Error::other("no stdout")))
+        }
+    }
+}
+
 impl Journal {
     /// Starts `program -o json --follow --lines=0` (entries from now on).
+    /// Fails at once if `program` cannot run; later failures are retried.
     pub fn start(
         program: &str,
         engine: EngineHandle,
         runtime: tokio::runtime::Handle,
         stats: Arc<JournalStats>,
     ) -> Result<Journal, JournalError> {
-        let mut child = Command::new(program)
-            .args(["-o", "json", "--follow", "--lines=0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|source| JournalError::Spawn {
-                program: program.to_string(),
-                source,
-            })?;
-        let Some(stdout) = child.stdout.take() else {
-            let _ = child.kill();
-            return Err(JournalError::Thread(std::io::Error::other("no stdout")));
-        };
-        let child = Arc::new(Mutex::new(child));
-        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let s2 = stopping.clone();
+        let (child, stdout) = spawn_journalctl(program, None)?;
+        let current = Arc::new(Mutex::new(Current {
+            child: Some(child),
+            stopping: false,
+        }));
+        let shared = current.clone();
+        let program = program.to_string();
         let thread = std::thread::Builder::new()
             .name("vigil-journald".into())
-            .spawn(move || {
-                read_entries(stdout, engine, runtime, stats);
-                if !s2.load(Ordering::Relaxed) {
-                    // Say so: a silent source looks like a quiet network.
-                    tracing::warn!("journalctl ended; the journal is no longer followed");
-                }
-            })
+            .spawn(move || supervise(&program, stdout, &shared, engine, runtime, stats))
             .map_err(JournalError::Thread)?;
-        Ok(Journal {
-            child,
-            thread,
-            stopping,
-        })
+        Ok(Journal { current, thread })
     }
 
     /// Stops journalctl and waits for the reader to finish its last entry.
     pub fn stop(self) {
-        self.stopping.store(true, Ordering::Relaxed);
-        if let Ok(mut c) = self.child.lock() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Ok(mut c) = self.current.lock() {
+            c.stopping = true;
+            if let Some(child) = c.child.as_mut() {
+                let _ = child.kill();
+            }
         }
         let _ = self.thread.join();
     }
 }
 
-fn read_entries(
-    stdout: impl Read,
+fn lock(current: &Mutex<Current>) -> std::sync::MutexGuard<'_, Current> {
+    match current.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Reads `journalctl` until vigil stops, starting it again whenever it ends.
+fn supervise(
+    program: &str,
+    first: std::process::ChildStdout,
+    current: &Mutex<Current>,
     engine: EngineHandle,
     runtime: tokio::runtime::Handle,
     stats: Arc<JournalStats>,
 ) {
-    let mut r = BufReader::new(stdout);
     let mut opts = ParseOptions::new(SourceKind::Auto, Utc::now(), "journald");
     opts.default_host = "localhost".into();
     let mut parser = Parser::new(opts);
+    let mut cursor: Option<String> = None;
+    let mut stdout = Some(first);
+    let mut wait = RESTART_FIRST;
+    loop {
+        let started = std::time::Instant::now();
+        if let Some(out) = stdout.take() {
+            read_entries(out, &mut parser, &mut cursor, &engine, &runtime, &stats);
+        }
+        let status = {
+            let mut c = lock(current);
+            // Its output ended; if it has not exited (a read error), make
+            // sure it does before waiting on it.
+            let status = c.child.take().and_then(|mut ch| {
+                let _ = ch.kill();
+                ch.wait().ok()
+            });
+            if c.stopping {
+                return;
+            }
+            status
+        };
+        if started.elapsed() >= HEALTHY_RUN {
+            wait = RESTART_FIRST;
+        }
+        // Say so: a silent source looks like a quiet network.
+        tracing::warn!(
+            "journalctl ended ({}); starting it again in {} s {}",
+            status.map_or_else(|| "not started".to_string(), |s| s.to_string()),
+            wait.as_secs(),
+            if cursor.is_some() {
+                "after the last entry read"
+            } else {
+                "from then on"
+            }
+        );
+        // Sleep in steps so a stop is not held up by the back-off.
+        let until = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < until {
+            if lock(current).stopping {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        wait = (wait * 2).min(RESTART_MAX);
+        let mut c = lock(current);
+        if c.stopping {
+            return;
+        }
+        match spawn_journalctl(program, cursor.as_deref()) {
+            Ok((child, out)) => {
+                c.child = Some(child);
+                stdout = Some(out);
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+}
+
+/// Reads entries until `journalctl`'s output ends; `cursor` follows the
+/// last entry read.
+fn read_entries(
+    stdout: impl Read,
+    parser: &mut Parser,
+    cursor: &mut Option<String>,
+    engine: &EngineHandle,
+    runtime: &tokio::runtime::Handle,
+    stats: &JournalStats,
+) {
+    let mut r = BufReader::new(stdout);
     let mut buf = Vec::new();
     loop {
         buf.clear();
@@ -204,18 +310,23 @@ fn read_entries(
             continue;
         }
         stats.entries.fetch_add(1, Ordering::Relaxed);
-        let Some((line, cursor)) = serde_json::from_slice::<Value>(&buf)
-            .ok()
-            .as_ref()
-            .and_then(entry_to_line)
-        else {
+        let Some(value) = serde_json::from_slice::<Value>(&buf).ok() else {
             stats.unparsed.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let id_seed = if cursor.is_empty() {
+        // Past this entry whatever becomes of it: a restart must not read
+        // it again.
+        if let Some(c) = field(&value, "__CURSOR").filter(|c| !c.is_empty()) {
+            *cursor = Some(c);
+        }
+        let Some((line, entry_cursor)) = entry_to_line(&value) else {
+            stats.unparsed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let id_seed = if entry_cursor.is_empty() {
             fnv1a(line.as_bytes())
         } else {
-            fnv1a(cursor.as_bytes())
+            fnv1a(entry_cursor.as_bytes())
         };
         let ev = match parser.parse_line(&line, id_seed) {
             Ok(ev) => ev,
