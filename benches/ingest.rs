@@ -102,7 +102,10 @@ fn bench_ingest(c: &mut Criterion) {
                 .collect();
             next += N;
             rt.block_on(async {
-                let answers = engine.submit_many(events).await.unwrap();
+                let answers = engine
+                    .submit_many(events, vigil::engine::Origin::Producer)
+                    .await
+                    .unwrap();
                 let mut ok = 0;
                 for a in answers.answers().await {
                     if matches!(a, Some(Ok(_))) {

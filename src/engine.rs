@@ -384,6 +384,20 @@ pub struct EngineHandle {
     _alive: std::sync::mpsc::Sender<()>,
 }
 
+/// Where an event came from, which decides whether the per-host rate limit
+/// applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A producer posting to the gateway: limited per host, as the seed
+    /// did (it hears 429 and can slow down or retry).
+    Producer,
+    /// A log vigil reads itself (a tailed file, syslog, the journal): not
+    /// limited. Nobody would hear a refusal, so it would lose the lines an
+    /// attack writes fastest; these sources wait for the engine instead
+    /// (UDP syslog excepted, where the kernel drops what does not fit).
+    Local,
+}
+
 /// The engine has stopped.
 #[derive(Debug, thiserror::Error)]
 #[error("the engine has stopped")]
@@ -428,9 +442,10 @@ impl EngineHandle {
         Ok(r)
     }
 
-    /// Correlates and commits one event; answers after the commit.
+    /// Correlates and commits one producer's event (the gateway's
+    /// `/ingest`); answers after the commit.
     pub async fn ingest(&self, ev: Event) -> Result<Result<Accepted, Refusal>, EngineGone> {
-        let rx = self.submit(ev).await?;
+        let rx = self.submit(ev, Origin::Producer).await?;
         rx.await.map_err(|_| EngineGone)
     }
 
@@ -440,9 +455,10 @@ impl EngineHandle {
     pub async fn submit(
         &self,
         ev: Event,
+        origin: Origin,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<Accepted, Refusal>>, EngineGone> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.with_live_sending(|live| live.run(vec![ev], Reply::One(tx)))
+        self.with_live_sending(|live| live.run(vec![ev], origin, Reply::One(tx)))
             .await?;
         Ok(rx)
     }
@@ -452,7 +468,11 @@ impl EngineHandle {
     ///
     /// If the engine stops part-way, the chunks it took keep their answers
     /// and the rest answer `None`; `Err` only when it took none.
-    pub async fn submit_many(&self, events: Vec<Event>) -> Result<BatchReceipt, EngineGone> {
+    pub async fn submit_many(
+        &self,
+        events: Vec<Event>,
+        origin: Origin,
+    ) -> Result<BatchReceipt, EngineGone> {
         let mut receipt = BatchReceipt {
             chunks: Vec::with_capacity(events.len().div_ceil(CHUNK)),
             unsent: 0,
@@ -463,7 +483,7 @@ impl EngineHandle {
             let n = chunk.len();
             let (tx, rx) = tokio::sync::oneshot::channel();
             match self
-                .with_live_sending(|live| live.run(chunk, Reply::Many(tx)))
+                .with_live_sending(|live| live.run(chunk, origin, Reply::Many(tx)))
                 .await
             {
                 Ok(()) => receipt.chunks.push((n, rx)),
@@ -656,7 +676,7 @@ pub fn spawn_live(
 impl Live {
     /// Correlates events in order, then queues their replies to be sent
     /// once the writer has committed them.
-    fn run(&mut self, events: Vec<Event>, reply: Reply) {
+    fn run(&mut self, events: Vec<Event>, origin: Origin, reply: Reply) {
         let wall = Utc::now();
         // Events whose commit failed were answered 503: a retry is new.
         if let Some(failed) = &self.failed {
@@ -676,7 +696,7 @@ impl Live {
         }
         let mut answers = Vec::with_capacity(events.len());
         for ev in events {
-            answers.push(self.ingest(ev, wall));
+            answers.push(self.ingest(ev, wall, origin));
         }
         self.announce_touched_alerts();
         // Group commit: nothing is acknowledged before it is durable. The
@@ -817,7 +837,12 @@ impl Live {
         Ok(action)
     }
 
-    fn ingest(&mut self, ev: Event, wall: DateTime<Utc>) -> Result<Accepted, Refusal> {
+    fn ingest(
+        &mut self,
+        ev: Event,
+        wall: DateTime<Utc>,
+        origin: Origin,
+    ) -> Result<Accepted, Refusal> {
         // One probe of the (large, cache-cold) key set for both the check
         // and the insert; taken back if the rate limit refuses the event.
         let expires = wall + chrono::Duration::seconds(IDEMPOTENCY_TTL_SECS);
@@ -825,22 +850,24 @@ impl Live {
         if self.idempotency.admit(key, wall, expires) == seen::Admit::Duplicate {
             return Err(Refusal::DuplicateEventId);
         }
-        // Fixed one-minute window per host, as the seed does.
-        let now = Instant::now();
-        // One probe for a host seen this minute (the common case); a new
-        // host costs a second one to insert its name.
-        let slot = match self.rate.get_mut(ev.host.as_str()) {
-            Some(slot) => slot,
-            None => self.rate.entry(ev.host.clone()).or_insert((now, 0)),
-        };
-        if now.duration_since(slot.0) >= Duration::from_secs(60) {
-            *slot = (now, 0);
+        // Producers: a fixed one-minute window per host, as the seed does.
+        if origin == Origin::Producer {
+            let now = Instant::now();
+            // One probe for a host seen this minute (the common case); a new
+            // host costs a second one to insert its name.
+            let slot = match self.rate.get_mut(ev.host.as_str()) {
+                Some(slot) => slot,
+                None => self.rate.entry(ev.host.clone()).or_insert((now, 0)),
+            };
+            if now.duration_since(slot.0) >= Duration::from_secs(60) {
+                *slot = (now, 0);
+            }
+            if slot.1 >= self.cfg.rate_limit_per_min {
+                self.idempotency.forget(key);
+                return Err(Refusal::RateLimited);
+            }
+            slot.1 += 1;
         }
-        if slot.1 >= self.cfg.rate_limit_per_min {
-            self.idempotency.forget(key);
-            return Err(Refusal::RateLimited);
-        }
-        slot.1 += 1;
         self.queue(WriteOp::Idempotency {
             key,
             expires_at: expires,

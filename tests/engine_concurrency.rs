@@ -78,7 +78,10 @@ fn concurrent_producers_get_committed_answers_and_no_event_twice() {
                         )
                     })
                     .collect();
-                let answers = engine.submit_many(events).await.unwrap();
+                let answers = engine
+                    .submit_many(events, vigil::engine::Origin::Producer)
+                    .await
+                    .unwrap();
                 let mut ok = 0;
                 for a in answers.answers().await {
                     let acc = a.unwrap().unwrap();
@@ -180,7 +183,12 @@ fn a_stalled_store_makes_producers_wait_without_freezing_the_runtime() {
                 let mut answers = Vec::new();
                 for i in 0..100 {
                     let ev = failure(format!("stall-{t}-{i}"), &format!("h{t}"), "198.51.100.9");
-                    answers.push(engine.submit(ev).await.unwrap());
+                    answers.push(
+                        engine
+                            .submit(ev, vigil::engine::Origin::Producer)
+                            .await
+                            .unwrap(),
+                    );
                 }
                 let mut ok = 0u32;
                 for a in answers {

@@ -113,3 +113,40 @@ fn from_start_reads_existing_lines_and_a_restart_does_not_store_them_twice() {
         .unwrap();
     assert_eq!(n, 8);
 }
+
+/// The gateway's per-host rate limit (300 a minute by default) is for
+/// producers posting over HTTP, which hear 429 and can slow down. A local
+/// log has no one to tell: under a real brute force a fifth of the failed
+/// logins were refused and lost, and the live count disagreed with a scan
+/// of the same file.
+#[test]
+fn a_busy_local_log_is_not_rate_limited() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    append(&log, &failures("busy-host", "192.0.2.3", 400));
+    // The sentinel's alert means every line before it was read.
+    append(&log, &failures("sentinel-host", "192.0.2.4", 8));
+    let args = ["--tail", log.to_str().unwrap(), "--from-start"];
+    let mut server = common::Server::start_with(
+        tempfile::tempdir().unwrap(),
+        &[("ARES_SHARED_SECRET", "unused-here")],
+        &args,
+    );
+    server.wait_for_alert("BRUTE_FORCE_V1", "sentinel-host");
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let (stopped, log_text) = server.stop_and_log();
+    assert!(stopped, "{log_text}");
+    assert!(
+        log_text.contains("tail: 408 lines, 408 accepted, 0 refused"),
+        "{log_text}"
+    );
+    let db = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT count(*) FROM events WHERE host = 'busy-host'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 400);
+}

@@ -719,7 +719,11 @@ async fn ingest_batch(
         }
     }
     let mut ok = 0u64;
-    let mut answers = match st.engine.submit_many(events).await {
+    let mut answers = match st
+        .engine
+        .submit_many(events, crate::engine::Origin::Producer)
+        .await
+    {
         Ok(receipt) => receipt.answers().await,
         Err(_) => Vec::new(),
     }

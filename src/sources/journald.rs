@@ -336,7 +336,7 @@ fn read_entries(
             }
         };
         let answer = runtime.block_on(async {
-            match engine.submit(ev).await {
+            match engine.submit(ev, crate::engine::Origin::Local).await {
                 Ok(rx) => matches!(rx.await, Ok(Ok(_))),
                 Err(_) => false,
             }

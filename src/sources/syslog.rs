@@ -118,7 +118,7 @@ impl Intake {
                 return;
             }
         };
-        match self.engine.submit(ev).await {
+        match self.engine.submit(ev, crate::engine::Origin::Local).await {
             Ok(rx) => {
                 let stats = self.stats.clone();
                 tokio::spawn(async move {

@@ -229,7 +229,10 @@ impl Tailer {
         };
         // Queued in file order; answers are collected per read chunk so one
         // group commit covers many lines.
-        match self.runtime.block_on(self.engine.submit(ev)) {
+        match self
+            .runtime
+            .block_on(self.engine.submit(ev, crate::engine::Origin::Local))
+        {
             Ok(rx) => self.pending.push(rx),
             Err(_) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
