@@ -449,6 +449,31 @@ impl EngineHandle {
         rx.await.map_err(|_| EngineGone)
     }
 
+    /// For the sources that read logs themselves: correlates and commits
+    /// one event like [`submit`](Self::submit) with [`Origin::Local`], but
+    /// if its commit fails it is submitted again (after 0.1 s, doubling to
+    /// 2 s) until it is stored, refused for another reason, the engine
+    /// stops, or `give_up` says so. The line was read and nobody else will
+    /// send it again.
+    pub async fn ingest_local(
+        &self,
+        ev: Event,
+        give_up: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Result<Accepted, Refusal>, EngineGone> {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let rx = self.submit(ev.clone(), Origin::Local).await?;
+            match rx.await {
+                Ok(Err(Refusal::StoreFailed)) | Err(_) if !give_up() => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Ok(answer) => return Ok(answer),
+                Err(_) => return Ok(Err(Refusal::StoreFailed)),
+            }
+        }
+    }
+
     /// Correlates one event in order and returns where its answer will
     /// arrive (after the commit), so a caller can queue many before
     /// waiting.

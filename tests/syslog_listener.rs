@@ -110,3 +110,42 @@ fn syslog_over_udp_and_tcp_is_parsed_stored_and_correlated() {
         .collect();
     assert_eq!(users, ["ad\u{fffd}\u{fffd}min"]);
 }
+
+/// Messages that arrive while the store cannot commit (another process
+/// holds its write lock past the 5 s busy timeout) are submitted again
+/// until stored: the sender will not send them twice.
+#[test]
+fn messages_that_arrive_while_the_store_fails_are_stored_once_it_recovers() {
+    let mut server = common::Server::start_with(
+        tempfile::tempdir().unwrap(),
+        &[("ARES_SHARED_SECRET", "unused-here")],
+        &["--syslog-tcp", "127.0.0.1:0"],
+    );
+    let tcp_addr = listener(&server, "tcp");
+    let locker = rusqlite::Connection::open(server.dir.path().join("vigil.db")).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let mut tcp = std::net::TcpStream::connect(&tcp_addr).unwrap();
+    for i in 0..8 {
+        tcp.write_all(format!("{}\n", sshd_fail("locked-host", i, "192.0.2.90")).as_bytes())
+            .unwrap();
+    }
+    tcp.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5600));
+    locker.execute_batch("ROLLBACK").unwrap();
+    drop(locker);
+    server.wait_for_alert("BRUTE_FORCE_V1", "locked-host");
+    drop(tcp);
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let (stopped, log) = server.stop_and_log();
+    assert!(stopped, "{log}");
+    assert!(log.contains("commit failed"), "{log}");
+    let db = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT count(*) FROM events WHERE host = 'locked-host'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 8);
+}

@@ -150,3 +150,43 @@ fn a_busy_local_log_is_not_rate_limited() {
         .unwrap();
     assert_eq!(n, 400);
 }
+
+/// Lines read while the store cannot commit (here another process holds
+/// its write lock past the 5 s busy timeout) are submitted again until
+/// they are stored: nothing read from the file is lost.
+#[test]
+fn lines_read_while_the_store_fails_are_stored_once_it_recovers() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    append(&log, "");
+    let mut server = common::Server::start_with(
+        tempfile::tempdir().unwrap(),
+        &[("ARES_SHARED_SECRET", "unused-here")],
+        &["--tail", log.to_str().unwrap()],
+    );
+    let locker = rusqlite::Connection::open(server.dir.path().join("vigil.db")).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    append(&log, &failures("locked-host", "192.0.2.5", 8));
+    // Past the busy timeout: the first commit has failed by now.
+    std::thread::sleep(Duration::from_millis(5600));
+    locker.execute_batch("ROLLBACK").unwrap();
+    drop(locker);
+    server.wait_for_alert("BRUTE_FORCE_V1", "locked-host");
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let (stopped, log_text) = server.stop_and_log();
+    assert!(stopped, "{log_text}");
+    assert!(log_text.contains("commit failed"), "{log_text}");
+    assert!(
+        log_text.contains("tail: 8 lines, 8 accepted, 0 refused"),
+        "{log_text}"
+    );
+    let db = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT count(*) FROM events WHERE host = 'locked-host'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 8);
+}

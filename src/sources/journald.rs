@@ -224,7 +224,14 @@ fn supervise(
     loop {
         let started = std::time::Instant::now();
         if let Some(out) = stdout.take() {
-            read_entries(out, &mut parser, &mut cursor, &engine, &runtime, &stats);
+            let give_up = || lock(current).stopping;
+            let source = Source {
+                engine: &engine,
+                runtime: &runtime,
+                stats: &stats,
+                give_up: &give_up,
+            };
+            read_entries(out, &mut parser, &mut cursor, &source);
         }
         let status = {
             let mut c = lock(current);
@@ -276,16 +283,23 @@ fn supervise(
     }
 }
 
+/// Where entries go, and when to stop retrying one the store failed.
+struct Source<'a> {
+    engine: &'a EngineHandle,
+    runtime: &'a tokio::runtime::Handle,
+    stats: &'a JournalStats,
+    give_up: &'a (dyn Fn() -> bool + Sync),
+}
+
 /// Reads entries until `journalctl`'s output ends; `cursor` follows the
 /// last entry read.
 fn read_entries(
     stdout: impl Read,
     parser: &mut Parser,
     cursor: &mut Option<String>,
-    engine: &EngineHandle,
-    runtime: &tokio::runtime::Handle,
-    stats: &JournalStats,
+    source: &Source<'_>,
 ) {
+    let stats = source.stats;
     let mut r = BufReader::new(stdout);
     let mut buf = Vec::new();
     loop {
@@ -335,12 +349,12 @@ fn read_entries(
                 continue;
             }
         };
-        let answer = runtime.block_on(async {
-            match engine.submit(ev, crate::engine::Origin::Local).await {
-                Ok(rx) => matches!(rx.await, Ok(Ok(_))),
-                Err(_) => false,
-            }
-        });
+        // An entry whose commit failed is submitted again until stored:
+        // its cursor is already past it.
+        let answer = source
+            .runtime
+            .block_on(source.engine.ingest_local(ev, source.give_up));
+        let answer = matches!(answer, Ok(Ok(_)));
         let counter = if answer {
             &stats.accepted
         } else {

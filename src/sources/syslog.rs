@@ -118,12 +118,26 @@ impl Intake {
                 return;
             }
         };
-        match self.engine.submit(ev, crate::engine::Origin::Local).await {
+        match self
+            .engine
+            .submit(ev.clone(), crate::engine::Origin::Local)
+            .await
+        {
             Ok(rx) => {
                 let stats = self.stats.clone();
+                let engine = self.engine.clone();
                 tokio::spawn(async move {
-                    match rx.await {
-                        Ok(Ok(_)) => stats.accepted.fetch_add(1, Ordering::Relaxed),
+                    // A message whose commit failed is submitted again
+                    // until stored: the sender will not send it twice.
+                    // (Stopping vigil cancels these tasks.)
+                    let answer = match rx.await {
+                        Ok(Err(crate::engine::Refusal::StoreFailed)) | Err(_) => {
+                            engine.ingest_local(ev, &|| false).await.ok()
+                        }
+                        Ok(answer) => Some(answer),
+                    };
+                    match answer {
+                        Some(Ok(_)) => stats.accepted.fetch_add(1, Ordering::Relaxed),
                         _ => stats.refused.fetch_add(1, Ordering::Relaxed),
                     };
                 });

@@ -81,9 +81,14 @@ pub struct Tailer {
     engine: EngineHandle,
     runtime: tokio::runtime::Handle,
     stats: Arc<TailStats>,
-    pending: Vec<
+    /// Lines queued to the engine, kept until answered: one whose commit
+    /// failed is submitted again.
+    pending: Vec<(
+        crate::event::Event,
         tokio::sync::oneshot::Receiver<Result<crate::engine::Accepted, crate::engine::Refusal>>,
-    >,
+    )>,
+    /// Set when vigil stops: a line whose commit keeps failing is given up.
+    stop: Arc<AtomicBool>,
 }
 
 impl Tailer {
@@ -107,6 +112,7 @@ impl Tailer {
             runtime,
             stats,
             pending: Vec::new(),
+            stop: Arc::default(),
         };
         t.cur = t.open(!from_start);
         t
@@ -231,22 +237,33 @@ impl Tailer {
         // group commit covers many lines.
         match self
             .runtime
-            .block_on(self.engine.submit(ev, crate::engine::Origin::Local))
+            .block_on(self.engine.submit(ev.clone(), crate::engine::Origin::Local))
         {
-            Ok(rx) => self.pending.push(rx),
+            Ok(rx) => self.pending.push((ev, rx)),
             Err(_) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
-    /// Waits for the engine's answers to every queued line.
+    /// Waits for the engine's answers to every queued line; a line whose
+    /// commit failed is submitted again until it is stored (or vigil
+    /// stops), so a full disk delays the file's lines instead of losing
+    /// them.
     fn settle(&mut self) {
         let pending = std::mem::take(&mut self.pending);
+        let (engine, stop) = (&self.engine, &self.stop);
+        let give_up = || stop.load(Ordering::Relaxed);
         let answers = self.runtime.block_on(async move {
             let mut out = Vec::with_capacity(pending.len());
-            for rx in pending {
-                out.push(matches!(rx.await, Ok(Ok(_))));
+            for (ev, rx) in pending {
+                let answer = match rx.await {
+                    Ok(Err(crate::engine::Refusal::StoreFailed)) | Err(_) => {
+                        engine.ingest_local(ev, &give_up).await.ok()
+                    }
+                    Ok(answer) => Some(answer),
+                };
+                out.push(matches!(answer, Some(Ok(_))));
             }
             out
         });
@@ -265,6 +282,7 @@ pub fn spawn(
     mut tailer: Tailer,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    tailer.stop = stop.clone();
     std::thread::Builder::new()
         .name("vigil-tail".into())
         .spawn(move || {
