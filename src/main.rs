@@ -667,6 +667,7 @@ fn serve(
             runtime.handle().clone(),
             tail_stats.clone(),
         );
+        let waiting = t.problem().is_some();
         tail_threads.push(
             vigil::sources::tail::spawn(t, tail_stop.clone())
                 .context("starting a file follower")?,
@@ -674,7 +675,13 @@ fn serve(
         tracing::info!(
             "following {}{}",
             vigil::util::sanitize_for_terminal(&path.display().to_string()),
-            if from_start { " from its start" } else { "" }
+            if waiting {
+                " once it can be read"
+            } else if from_start {
+                " from its start"
+            } else {
+                ""
+            }
         );
     }
     let journal_stats = Arc::new(vigil::sources::journald::JournalStats::default());

@@ -190,3 +190,33 @@ fn lines_read_while_the_store_fails_are_stored_once_it_recovers() {
         .unwrap();
     assert_eq!(n, 8);
 }
+
+/// A path that cannot be read is reported (once per cause) rather than
+/// looking like a quiet file, and followed from its start as soon as it
+/// can be.
+#[test]
+fn an_unreadable_path_is_reported_and_followed_once_readable() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    std::fs::create_dir(&log).unwrap();
+    let mut server = common::Server::start_with(
+        tempfile::tempdir().unwrap(),
+        &[("ARES_SHARED_SECRET", "unused-here")],
+        &["--tail", log.to_str().unwrap()],
+    );
+    let banner = server.banner.join("\n");
+    assert!(banner.contains("once it can be read"), "{banner}");
+    assert!(
+        banner.contains("cannot read it: it is a directory"),
+        "{banner}"
+    );
+    std::fs::remove_dir(&log).unwrap();
+    append(&log, &failures("late-file-host", "192.0.2.6", 8));
+    server.wait_for_alert("BRUTE_FORCE_V1", "late-file-host");
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let (stopped, text) = server.stop_and_log();
+    assert!(stopped, "{text}");
+    assert!(text.contains("readable now, following it"), "{text}");
+    assert_eq!(text.matches("it is a directory").count(), 1, "{text}");
+    drop(dir);
+}

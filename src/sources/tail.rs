@@ -89,6 +89,9 @@ pub struct Tailer {
     )>,
     /// Set when vigil stops: a line whose commit keeps failing is given up.
     stop: Arc<AtomicBool>,
+    /// Why the file cannot be followed right now (missing, unreadable, a
+    /// directory), as last reported; `None` while it is followed.
+    problem: Option<String>,
 }
 
 impl Tailer {
@@ -113,22 +116,69 @@ impl Tailer {
             stats,
             pending: Vec::new(),
             stop: Arc::default(),
+            problem: None,
         };
         t.cur = t.open(!from_start);
         t
     }
 
-    fn open(&self, at_end: bool) -> Option<Followed> {
-        let mut file = File::open(&self.path).ok()?;
-        let meta = file.metadata().ok()?;
-        let pos = if at_end { meta.len() } else { 0 };
-        file.seek(SeekFrom::Start(pos)).ok()?;
-        Some(Followed {
-            file,
-            id: identity(&meta),
-            pos,
-            partial: Vec::new(),
-        })
+    /// Why the file is not being read at the moment (`None`: it is). It is
+    /// tried again at every poll; a change is logged.
+    pub fn problem(&self) -> Option<&str> {
+        self.problem.as_deref()
+    }
+
+    fn open(&mut self, at_end: bool) -> Option<Followed> {
+        let opened = File::open(&self.path).and_then(|mut file| {
+            let meta = file.metadata()?;
+            if meta.is_dir() {
+                return Err(std::io::Error::other("it is a directory"));
+            }
+            let pos = if at_end { meta.len() } else { 0 };
+            file.seek(SeekFrom::Start(pos))?;
+            Ok(Followed {
+                file,
+                id: identity(&meta),
+                pos,
+                partial: Vec::new(),
+            })
+        });
+        match opened {
+            Ok(f) => {
+                if self.problem.take().is_some() {
+                    tracing::info!("{}: readable now, following it", self.shown());
+                }
+                Some(f)
+            }
+            Err(e) => {
+                let why = if e.kind() == std::io::ErrorKind::NotFound {
+                    "it does not exist (yet)".to_string()
+                } else {
+                    e.to_string()
+                };
+                if self.problem.as_deref() != Some(why.as_str()) {
+                    // Say so once per cause: a file that cannot be read
+                    // looks like a quiet one otherwise. Missing is ordinary
+                    // between a rotation and the new file.
+                    let what = format!(
+                        "{}: cannot read it: {why}; checked again every {} ms",
+                        self.shown(),
+                        POLL.as_millis()
+                    );
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        tracing::info!("{what}");
+                    } else {
+                        tracing::warn!("{what}");
+                    }
+                    self.problem = Some(why);
+                }
+                None
+            }
+        }
+    }
+
+    fn shown(&self) -> String {
+        crate::util::sanitize_for_terminal(&self.path.display().to_string()).into_owned()
     }
 
     /// Reads whatever is new; handles rotation and truncation. Returns the
@@ -143,7 +193,7 @@ impl Tailer {
         let current = std::fs::metadata(&self.path).ok();
         let Some(mut cur) = self.cur.take() else {
             // Not there before: a file that appears is read from its start.
-            self.cur = current.and_then(|_| self.open(false));
+            self.cur = self.open(false);
             if self.cur.is_some() {
                 return self.poll();
             }
