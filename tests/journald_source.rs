@@ -133,7 +133,7 @@ fn journalctl_that_ends_is_restarted_after_the_last_entry() {
         bin.path().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let mut server = common::Server::start_with(
+    let server = common::Server::start_with(
         tempfile::tempdir().unwrap(),
         &[("ARES_SHARED_SECRET", "unused-here"), ("PATH", &path)],
         &["--journald"],
@@ -148,17 +148,12 @@ fn journalctl_that_ends_is_restarted_after_the_last_entry() {
             "-o json --follow --after-cursor=s=abc;i=3"
         ]
     );
-    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
-    let (stopped, log) = server.stop_and_log();
+    let (stopped, log, dir) = server.stop_keeping_data();
     assert!(stopped, "{log}");
     assert!(log.contains("journalctl ended (exit status: 1)"), "{log}");
-    let db = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
-    let n: i64 = db
-        .query_row(
-            "SELECT count(*) FROM events WHERE host = 'restart-host'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(n, 8, "each entry once");
+    assert_eq!(
+        common::stored_events(dir.path(), "restart-host"),
+        8,
+        "each entry once"
+    );
 }

@@ -116,7 +116,7 @@ fn syslog_over_udp_and_tcp_is_parsed_stored_and_correlated() {
 /// until stored: the sender will not send them twice.
 #[test]
 fn messages_that_arrive_while_the_store_fails_are_stored_once_it_recovers() {
-    let mut server = common::Server::start_with(
+    let server = common::Server::start_with(
         tempfile::tempdir().unwrap(),
         &[("ARES_SHARED_SECRET", "unused-here")],
         &["--syslog-tcp", "127.0.0.1:0"],
@@ -135,17 +135,8 @@ fn messages_that_arrive_while_the_store_fails_are_stored_once_it_recovers() {
     drop(locker);
     server.wait_for_alert("BRUTE_FORCE_V1", "locked-host");
     drop(tcp);
-    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
-    let (stopped, log) = server.stop_and_log();
+    let (stopped, log, dir) = server.stop_keeping_data();
     assert!(stopped, "{log}");
     assert!(log.contains("commit failed"), "{log}");
-    let db = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
-    let n: i64 = db
-        .query_row(
-            "SELECT count(*) FROM events WHERE host = 'locked-host'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(n, 8);
+    assert_eq!(common::stored_events(dir.path(), "locked-host"), 8);
 }

@@ -127,28 +127,19 @@ fn a_busy_local_log_is_not_rate_limited() {
     // The sentinel's alert means every line before it was read.
     append(&log, &failures("sentinel-host", "192.0.2.4", 8));
     let args = ["--tail", log.to_str().unwrap(), "--from-start"];
-    let mut server = common::Server::start_with(
+    let server = common::Server::start_with(
         tempfile::tempdir().unwrap(),
         &[("ARES_SHARED_SECRET", "unused-here")],
         &args,
     );
     server.wait_for_alert("BRUTE_FORCE_V1", "sentinel-host");
-    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
-    let (stopped, log_text) = server.stop_and_log();
+    let (stopped, log_text, dir) = server.stop_keeping_data();
     assert!(stopped, "{log_text}");
     assert!(
         log_text.contains("tail: 408 lines, 408 accepted, 0 refused"),
         "{log_text}"
     );
-    let db = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
-    let n: i64 = db
-        .query_row(
-            "SELECT count(*) FROM events WHERE host = 'busy-host'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(n, 400);
+    assert_eq!(common::stored_events(dir.path(), "busy-host"), 400);
 }
 
 /// Lines read while the store cannot commit (here another process holds
@@ -159,7 +150,7 @@ fn lines_read_while_the_store_fails_are_stored_once_it_recovers() {
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("auth.log");
     append(&log, "");
-    let mut server = common::Server::start_with(
+    let server = common::Server::start_with(
         tempfile::tempdir().unwrap(),
         &[("ARES_SHARED_SECRET", "unused-here")],
         &["--tail", log.to_str().unwrap()],
@@ -172,23 +163,14 @@ fn lines_read_while_the_store_fails_are_stored_once_it_recovers() {
     locker.execute_batch("ROLLBACK").unwrap();
     drop(locker);
     server.wait_for_alert("BRUTE_FORCE_V1", "locked-host");
-    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
-    let (stopped, log_text) = server.stop_and_log();
+    let (stopped, log_text, dir) = server.stop_keeping_data();
     assert!(stopped, "{log_text}");
     assert!(log_text.contains("commit failed"), "{log_text}");
     assert!(
         log_text.contains("tail: 8 lines, 8 accepted, 0 refused"),
         "{log_text}"
     );
-    let db = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
-    let n: i64 = db
-        .query_row(
-            "SELECT count(*) FROM events WHERE host = 'locked-host'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(n, 8);
+    assert_eq!(common::stored_events(dir.path(), "locked-host"), 8);
 }
 
 /// A path that cannot be read is reported (once per cause) rather than
@@ -199,7 +181,7 @@ fn an_unreadable_path_is_reported_and_followed_once_readable() {
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("auth.log");
     std::fs::create_dir(&log).unwrap();
-    let mut server = common::Server::start_with(
+    let server = common::Server::start_with(
         tempfile::tempdir().unwrap(),
         &[("ARES_SHARED_SECRET", "unused-here")],
         &["--tail", log.to_str().unwrap()],
@@ -213,10 +195,9 @@ fn an_unreadable_path_is_reported_and_followed_once_readable() {
     std::fs::remove_dir(&log).unwrap();
     append(&log, &failures("late-file-host", "192.0.2.6", 8));
     server.wait_for_alert("BRUTE_FORCE_V1", "late-file-host");
-    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
-    let (stopped, text) = server.stop_and_log();
+    let (stopped, text, dir) = server.stop_keeping_data();
     assert!(stopped, "{text}");
     assert!(text.contains("readable now, following it"), "{text}");
     assert_eq!(text.matches("it is a directory").count(), 1, "{text}");
-    drop(dir);
+    assert_eq!(common::stored_events(dir.path(), "late-file-host"), 8);
 }

@@ -228,6 +228,14 @@ impl Server {
         self.child.wait().map(|s| s.success()).unwrap_or(false)
     }
 
+    /// Like [`stop_and_log`](Self::stop_and_log), and keeps the data dir
+    /// (the store, the audit log) for the test to read.
+    pub fn stop_keeping_data(mut self) -> (bool, String, tempfile::TempDir) {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let (ok, log) = self.stop_and_log();
+        (ok, log, dir)
+    }
+
     /// Stops the server (SIGTERM) and returns whether it exited 0 and all
     /// it logged, the startup lines included.
     pub fn stop_and_log(mut self) -> (bool, String) {
@@ -327,4 +335,13 @@ pub fn wire_event(
         e["src_ip"] = serde_json::json!(ip);
     }
     e
+}
+
+/// Events stored for `host` in the store under `data_dir`.
+pub fn stored_events(data_dir: &Path, host: &str) -> i64 {
+    let db = rusqlite::Connection::open(data_dir.join("vigil.db")).unwrap();
+    db.query_row("SELECT count(*) FROM events WHERE host = ?1", [host], |r| {
+        r.get(0)
+    })
+    .unwrap()
 }
