@@ -380,6 +380,8 @@ pub struct EngineHandle {
     /// taken before the lock, so a stalled disk makes callers wait here,
     /// asynchronously, not inside the lock on a runtime thread.
     slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    /// Whether the store's commits are failing.
+    health: Option<std::sync::Arc<crate::store::StoreHealth>>,
     /// When the last handle is dropped, the engine closes its store.
     _alive: std::sync::mpsc::Sender<()>,
 }
@@ -440,6 +442,12 @@ impl EngineHandle {
             give_back();
         }
         Ok(r)
+    }
+
+    /// Since when the store's commits fail and the latest error; `None`
+    /// while they succeed.
+    pub fn store_problem(&self) -> Option<(DateTime<Utc>, String)> {
+        self.health.as_ref().and_then(|h| h.problem())
     }
 
     /// Correlates and commits one producer's event (the gateway's
@@ -652,6 +660,7 @@ pub fn spawn_live(
     )?);
     let slots = writer.slots();
     let failed = writer.failed_keys();
+    let health = writer.health();
     let mut pipeline = Pipeline::new(cfg, None).keep_changes();
     pipeline.policy_mut().restore(hosts, bans);
     let state = Live {
@@ -692,6 +701,7 @@ pub fn spawn_live(
         EngineHandle {
             shared,
             slots,
+            health,
             _alive: alive,
         },
         handle,

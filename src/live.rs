@@ -97,6 +97,7 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
         engine: engine.clone(),
         audit: Mutex::new(audit),
         audit_failures: Mutex::default(),
+        audit_failing: Default::default(),
         stats: Arc::default(),
         limits: crate::sources::gateway::ConnectionLimits::from_config(&cfg.gateway),
     });

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use vigil::sources::gateway::sign;
 
 const SECRET: &str = "durability-secret";
@@ -210,6 +210,16 @@ fn failed_commit_answers_503_and_the_gateway_recovers() {
         assert_eq!(line["status"], 503, "{bb}");
         assert_eq!(line["detail"], "store_unavailable", "{bb}");
     }
+    // Monitoring sees it too.
+    let (hs, hb) = server.request("GET", "/health", &[], b"");
+    let health: Value = serde_json::from_str(&hb).unwrap();
+    assert_eq!((hs, &health["status"]), (503, &json!("degraded")), "{hb}");
+    assert!(
+        health["store"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("locked")),
+        "{hb}"
+    );
     locker.execute_batch("ROLLBACK").unwrap();
     drop(locker);
 
@@ -221,6 +231,11 @@ fn failed_commit_answers_503_and_the_gateway_recovers() {
     let answer: Value = serde_json::from_str(&bb).unwrap();
     assert_eq!((bs, &answer["accepted"]), (200, &Value::from(2)), "{bb}");
     assert_eq!(post(&addr, &body("after-lock-0001")).unwrap().0, 200);
+    let (hs, hb) = server.request("GET", "/health", &[], b"");
+    assert_eq!(
+        (hs, hb.as_str()),
+        (200, r#"{"service":"vigil","status":"ok"}"#)
+    );
     // Keep the data dir past the server.
     let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
     let (stopped, log) = server.stop_and_log();

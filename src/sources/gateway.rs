@@ -53,6 +53,8 @@ pub struct GatewayState {
     pub audit: Mutex<AuditLog>,
     /// Audit write failures, logged at most once a second.
     pub audit_failures: Mutex<crate::util::Complaints>,
+    /// Whether the last audit write failed (for `GET /health`).
+    pub audit_failing: std::sync::atomic::AtomicBool,
     /// What the gateway decided, for the summary `vigil serve` logs at stop.
     pub stats: Arc<GatewayStats>,
     pub limits: ConnectionLimits,
@@ -282,8 +284,23 @@ fn sanitize_path(path: &str) -> String {
         .collect()
 }
 
-async fn health() -> Response {
-    axum::Json(json!({ "status": "ok", "service": "vigil" })).into_response()
+/// `{"status": "ok"}` as the seed's, or 503 `degraded` with what fails:
+/// the store's commits (since when, the latest error) or audit writes, so
+/// monitoring notices a full disk before the producers' retries pile up.
+async fn health(State(st): State<Arc<GatewayState>>) -> Response {
+    let store = st.engine.store_problem();
+    let audit = st.audit_failing.load(std::sync::atomic::Ordering::Relaxed);
+    if store.is_none() && !audit {
+        return axum::Json(json!({ "status": "ok", "service": "vigil" })).into_response();
+    }
+    let mut body = json!({ "status": "degraded", "service": "vigil" });
+    if let Some((since, error)) = store {
+        body["store"] = json!({ "failing_since_utc": since, "error": error });
+    }
+    if audit {
+        body["audit"] = json!({ "failing": true });
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
 fn reject(code: StatusCode, reason: &str) -> Response {
@@ -426,6 +443,8 @@ impl GatewayState {
     }
 
     fn audit_failed(&self, e: &std::io::Error) {
+        self.audit_failing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut c) = self.audit_failures.lock() {
             c.say(&format!(
                 "audit log write failed (records not written): {e}"
@@ -438,11 +457,18 @@ impl GatewayState {
         // An audit write failure must not take the gateway down; it is
         // logged instead.
         match self.audit.lock() {
-            Ok(mut log) => {
-                if let Err(e) = log.append_all(records) {
-                    self.audit_failed(&e);
+            Ok(mut log) => match log.append_all(records) {
+                Ok(()) => {
+                    if self
+                        .audit_failing
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        self.audit_failing
+                            .store(false, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
-            }
+                Err(e) => self.audit_failed(&e),
+            },
             Err(_) => tracing::error!("audit log lock poisoned"),
         }
     }

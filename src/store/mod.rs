@@ -133,6 +133,47 @@ pub struct StoreWriter {
     handle: Option<thread::JoinHandle<Result<WriterStats, StoreError>>>,
     slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     failed: Option<std::sync::Arc<FailedKeys>>,
+    health: Option<std::sync::Arc<StoreHealth>>,
+}
+
+/// Whether the live writer's commits are failing, for `GET /health`.
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    failing: std::sync::atomic::AtomicBool,
+    /// Since when, and the latest error.
+    detail: std::sync::Mutex<Option<(DateTime<Utc>, String)>>,
+}
+
+impl StoreHealth {
+    fn failed(&self, error: &StoreError) {
+        let mut d = match self.detail.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let since = d.as_ref().map_or_else(Utc::now, |(t, _)| *t);
+        *d = Some((since, error.to_string()));
+        self.failing
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn committed(&self) {
+        if self.failing.load(std::sync::atomic::Ordering::Acquire) {
+            self.failing
+                .store(false, std::sync::atomic::Ordering::Release);
+            if let Ok(mut d) = self.detail.lock() {
+                *d = None;
+            }
+        }
+    }
+
+    /// Since when commits fail and the latest error; `None` when the last
+    /// commit succeeded.
+    pub fn problem(&self) -> Option<(DateTime<Utc>, String)> {
+        if !self.failing.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        self.detail.lock().ok().and_then(|d| d.clone())
+    }
 }
 
 /// Idempotency keys of events whose commit failed, for the live engine to
@@ -239,16 +280,18 @@ impl StoreWriter {
             fsync_each_commit.then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(capacity)));
         let returns = SlotReturn(slots.clone());
         let failed = fsync_each_commit.then(|| std::sync::Arc::new(FailedKeys::default()));
-        let failed_keys = failed.clone();
+        let health = fsync_each_commit.then(|| std::sync::Arc::new(StoreHealth::default()));
+        let live = failed.clone().zip(health.clone());
         let handle = thread::Builder::new()
             .name("vigil-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, retention, returns, failed_keys))
+            .spawn(move || writer_loop(conn, rx, retention, returns, live))
             .map_err(StoreError::Thread)?;
         Ok(StoreWriter {
             tx: Some(tx),
             handle: Some(handle),
             slots,
             failed,
+            health,
         })
     }
 
@@ -269,6 +312,11 @@ impl StoreWriter {
     /// events never refuses a retry as a duplicate.
     pub fn failed_keys(&self) -> Option<std::sync::Arc<FailedKeys>> {
         self.failed.clone()
+    }
+
+    /// For the live writer: whether its commits are failing.
+    pub fn health(&self) -> Option<std::sync::Arc<StoreHealth>> {
+        self.health.clone()
     }
 
     pub fn send(&self, op: WriteOp) -> Result<(), StoreError> {
@@ -318,7 +366,7 @@ fn writer_loop(
     rx: mpsc::Receiver<WriteOp>,
     retention: Retention,
     slots: SlotReturn,
-    failed: Option<std::sync::Arc<FailedKeys>>,
+    live: Option<(std::sync::Arc<FailedKeys>, std::sync::Arc<StoreHealth>)>,
 ) -> Result<WriterStats, StoreError> {
     let mut stats = WriterStats::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -344,9 +392,10 @@ fn writer_loop(
             &mut conn, &mut batch, &mut acks, &mut after, &mut keys, &mut stats,
         );
         if let Err(e) = committed {
-            let Some(failed) = &failed else {
+            let Some((failed, health)) = &live else {
                 return Err(e);
             };
+            health.failed(&e);
             stats = WriterStats {
                 failed_commits: before.failed_commits + 1,
                 ..before
@@ -363,6 +412,9 @@ fn writer_loop(
             continue;
         }
         stats.transactions += 1;
+        if let Some((_, health)) = &live {
+            health.committed();
+        }
         stored += stats.events - before.events;
         // Replies first: retention is housekeeping, not part of the commit.
         for f in after {
@@ -371,7 +423,7 @@ fn writer_loop(
         since_retention += 1;
         if since_retention >= 64 || !acks.is_empty() {
             since_retention = 0;
-            match (enforce_retention(&conn, retention, &mut stored), &failed) {
+            match (enforce_retention(&conn, retention, &mut stored), &live) {
                 (Ok(()), _) => {}
                 (Err(e), None) => return Err(e),
                 (Err(e), Some(_)) => {
@@ -383,7 +435,7 @@ fn writer_loop(
             let _ = a.send(());
         }
     }
-    match (enforce_retention(&conn, retention, &mut stored), &failed) {
+    match (enforce_retention(&conn, retention, &mut stored), &live) {
         (Err(e), None) => Err(e),
         _ => Ok(stats),
     }
