@@ -140,6 +140,8 @@ pub struct SyslogConfig {
     pub tcp: Option<String>,
     /// Largest message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// Open TCP connections from one address (1..=1024).
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for SyslogConfig {
@@ -148,6 +150,7 @@ impl Default for SyslogConfig {
             udp: None,
             tcp: None,
             max_message_bytes: crate::sources::syslog::DEFAULT_MAX_MESSAGE_BYTES,
+            max_connections_per_ip: crate::sources::syslog::DEFAULT_MAX_CONNECTIONS_PER_IP,
         }
     }
 }
@@ -177,6 +180,8 @@ pub enum ConfigError {
     ProducerKey { id: String },
     #[error("syslog.max_message_bytes must be 480..=1048576, got {0}")]
     SyslogMessageSize(usize),
+    #[error("syslog.max_connections_per_ip must be 1..=1024, got {0}")]
+    SyslogConnections(usize),
     #[error("policy.analyst_ban_secs must be at least 1")]
     AnalystBan,
     #[error("gateway.{name} must be {range}, got {value}")]
@@ -313,6 +318,10 @@ impl Config {
                 self.syslog.max_message_bytes,
             ));
         }
+        let per_ip = self.syslog.max_connections_per_ip;
+        if !(1..=crate::sources::syslog::MAX_TCP_CONNECTIONS).contains(&per_ip) {
+            return Err(ConfigError::SyslogConnections(per_ip));
+        }
         if self.policy.analyst_ban_secs == 0 {
             return Err(ConfigError::AnalystBan);
         }
@@ -391,6 +400,19 @@ mod tests {
             .apply_env(|k| (k == "SEC_SEVERITY_FLOOR").then(|| "eleven".to_string()))
             .unwrap_err();
         assert!(e.to_string().contains("SEC_SEVERITY_FLOOR"), "{e}");
+    }
+
+    #[test]
+    fn syslog_connection_limit_is_checked() {
+        let mut c = Config::default();
+        assert_eq!(c.syslog.max_connections_per_ip, 64);
+        for bad in [0, 1025] {
+            c.syslog.max_connections_per_ip = bad;
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("syslog.max_connections_per_ip"), "{e}");
+        }
+        c.syslog.max_connections_per_ip = 1024;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

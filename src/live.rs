@@ -139,8 +139,7 @@ pub async fn serve_gateway(
     let stats = state.stats.clone();
     let mut make =
         crate::sources::gateway::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let slots = ConnectionSlots::new(limits.max_connections, limits.max_connections_per_ip);
     let (closing, closed) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -154,8 +153,7 @@ pub async fn serve_gateway(
                 }
             },
         };
-        let Some(slot) = Slot::take(&open, &per_ip, addr.ip(), limits.max_connections_per_ip)
-        else {
+        let Some(slot) = slots.take(addr.ip()) else {
             stats.connection_refused();
             tracing::debug!(
                 "connection from {} turned away: at the connection limit",
@@ -193,7 +191,7 @@ pub async fn serve_gateway(
     let _ = closing.send(true);
     // Each connection holds a permit until it ends: all back, all done.
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(DRAIN, open.acquire_many(all))
+    if tokio::time::timeout(DRAIN, slots.all_closed(all))
         .await
         .is_err()
     {
@@ -208,33 +206,52 @@ pub async fn serve_gateway(
 /// How long a stop waits for requests in flight.
 pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A connection's place under the limits, given back when it closes.
-struct Slot {
-    _permit: tokio::sync::OwnedSemaphorePermit,
+/// Places for open connections: at most `max` at once and `max_per_ip`
+/// from one address (the gateway's and the syslog TCP listener's limits).
+pub struct ConnectionSlots {
+    open: Arc<tokio::sync::Semaphore>,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
+    max_per_ip: usize,
 }
 
-impl Slot {
-    fn take(
-        open: &Arc<tokio::sync::Semaphore>,
-        per_ip: &Arc<Mutex<HashMap<IpAddr, usize>>>,
-        ip: IpAddr,
-        max_per_ip: usize,
-    ) -> Option<Slot> {
-        let permit = open.clone().try_acquire_owned().ok()?;
-        let mut counts = per_ip.lock().ok()?;
+impl ConnectionSlots {
+    pub fn new(max: usize, max_per_ip: usize) -> Self {
+        ConnectionSlots {
+            open: Arc::new(tokio::sync::Semaphore::new(max)),
+            per_ip: Arc::default(),
+            max_per_ip,
+        }
+    }
+
+    /// Waits until every place is free again (`max` of them): each open
+    /// connection holds one until it ends.
+    async fn all_closed(&self, max: u32) {
+        let _ = self.open.acquire_many(max).await;
+    }
+
+    /// A place for a connection from `ip`, held until the [`Slot`] is
+    /// dropped; `None` when either limit is reached.
+    pub fn take(&self, ip: IpAddr) -> Option<Slot> {
+        let permit = self.open.clone().try_acquire_owned().ok()?;
+        let mut counts = self.per_ip.lock().ok()?;
         let n = counts.entry(ip).or_insert(0);
-        if *n >= max_per_ip {
+        if *n >= self.max_per_ip {
             return None;
         }
         *n += 1;
         Some(Slot {
             _permit: permit,
-            per_ip: per_ip.clone(),
+            per_ip: self.per_ip.clone(),
             ip,
         })
     }
+}
+
+/// A connection's place under the limits, given back when it closes.
+pub struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
 }
 
 impl Drop for Slot {

@@ -723,6 +723,7 @@ fn serve(
                 l,
                 source_engine.clone(),
                 max,
+                cfg.syslog.max_connections_per_ip,
                 syslog_stats.clone(),
             ));
         }

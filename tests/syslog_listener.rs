@@ -140,3 +140,40 @@ fn messages_that_arrive_while_the_store_fails_are_stored_once_it_recovers() {
     assert!(log.contains("commit failed"), "{log}");
     assert_eq!(common::stored_events(dir.path(), "locked-host"), 8);
 }
+
+/// One address gets at most `max_connections_per_ip` TCP connections, so
+/// a single sender cannot take every place; the others still connect.
+#[test]
+fn tcp_connections_per_address_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigil.toml");
+    std::fs::write(&cfg, "[syslog]\nmax_connections_per_ip = 2\n").unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let server = common::Server::start_with(
+        dir,
+        &[("ARES_SHARED_SECRET", "unused-here")],
+        &["--config", &cfg, "--syslog-tcp", "127.0.0.1:0"],
+    );
+    let tcp_addr = listener(&server, "tcp");
+    let held: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&tcp_addr).unwrap())
+        .collect();
+    // The third from the same address is closed at once: reading it ends.
+    let mut third = std::net::TcpStream::connect(&tcp_addr).unwrap();
+    third
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(std::io::Read::read(&mut third, &mut buf).unwrap(), 0);
+    // The two held ones still deliver.
+    for (n, mut c) in held.into_iter().enumerate() {
+        for i in 0..4 {
+            let line = sshd_fail("capped-host", n as u32 * 4 + i, "192.0.2.91");
+            c.write_all(format!("{line}\n").as_bytes()).unwrap();
+        }
+    }
+    server.wait_for_alert("BRUTE_FORCE_V1", "capped-host");
+    let (stopped, log, _dir) = server.stop_keeping_data();
+    assert!(stopped, "{log}");
+    assert!(log.contains("1 connections refused"), "{log}");
+}

@@ -29,6 +29,10 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Open TCP syslog connections at once; more are closed on accept.
 pub const MAX_TCP_CONNECTIONS: usize = 1024;
 
+/// Open TCP syslog connections from one address when the config does not
+/// say (a relay needs a few; a flood from one host gets no more).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
+
 /// What the listeners saw; printed when `vigil serve` stops.
 #[derive(Debug, Default)]
 pub struct SyslogStats {
@@ -42,7 +46,8 @@ pub struct SyslogStats {
     pub malformed: AtomicU64,
     /// Read with U+FFFD in place of bytes that are not UTF-8.
     pub not_utf8: AtomicU64,
-    /// TCP connections closed on accept because [`MAX_TCP_CONNECTIONS`] were open.
+    /// TCP connections closed on accept: [`MAX_TCP_CONNECTIONS`] were open,
+    /// or `max_connections_per_ip` from that address.
     pub refused_connections: AtomicU64,
 }
 
@@ -174,21 +179,24 @@ pub async fn run_udp(
     }
 }
 
-/// Accepts connections until the task is dropped; one task per connection.
+/// Accepts connections until the task is dropped; one task per connection,
+/// at most [`MAX_TCP_CONNECTIONS`] at once and `max_per_ip` from one
+/// address, so one sender cannot take every place and shut the others out.
 pub async fn run_tcp(
     listener: tokio::net::TcpListener,
     engine: EngineHandle,
     max_message_bytes: usize,
+    max_per_ip: usize,
     stats: Arc<SyslogStats>,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
+    let slots = crate::live::ConnectionSlots::new(MAX_TCP_CONNECTIONS, max_per_ip);
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             // Usually out of file descriptors: back off instead of spinning.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let Some(slot) = slots.take(peer.ip()) else {
             // Full: refuse rather than let one sender exhaust descriptors.
             stats.refused_connections.fetch_add(1, Ordering::Relaxed);
             drop(stream);
