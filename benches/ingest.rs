@@ -141,6 +141,7 @@ fn bench_ingest(c: &mut Criterion) {
                 ops.push(vigil::store::WriteOp::Idempotency {
                     key: vigil::store::idempotency_key(&ev.event_id),
                     expires_at: now,
+                    tag: 0,
                 });
                 ops.push(vigil::store::WriteOp::Event(Box::new(ev)));
             }

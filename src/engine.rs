@@ -602,8 +602,11 @@ struct Live {
     writer: std::sync::Arc<Writer>,
     cfg: LiveConfig,
     idempotency: seen::SeenIds,
-    /// Keys of events the writer failed to commit (answered 503).
+    /// What the writer hands back from a failed commit.
     failed: Option<std::sync::Arc<crate::store::FailedKeys>>,
+    /// Keys of events answered 503 after a failed commit, with their
+    /// decisions (see [`Live::take_back_failed`]).
+    unstored: FastMap<u64, u16>,
     rate: FastMap<String, (Instant, u32)>,
     recent: VecDeque<Alert>,
     last_purge: Instant,
@@ -669,6 +672,7 @@ pub fn spawn_live(
         cfg: live,
         idempotency,
         failed,
+        unstored: FastMap::default(),
         rate: FastMap::default(),
         recent,
         last_purge: Instant::now(),
@@ -713,12 +717,7 @@ impl Live {
     /// once the writer has committed them.
     fn run(&mut self, events: Vec<Event>, origin: Origin, reply: Reply) {
         let wall = Utc::now();
-        // Events whose commit failed were answered 503: a retry is new.
-        if let Some(failed) = &self.failed {
-            for key in failed.take() {
-                self.idempotency.forget(key);
-            }
-        }
+        self.take_back_failed();
         if self.last_purge.elapsed() >= PURGE_EVERY {
             self.purge_rate();
             self.purge_next = 0;
@@ -751,6 +750,26 @@ impl Live {
         }));
         self.queue(WriteOp::AfterCommit(done));
         self.send_queued();
+    }
+
+    /// What a failed commit handed back. Its alerts, bans and host states
+    /// are queued again (memory already holds them; the store catches up).
+    /// Its events were answered 503 and will be sent again: their keys stay
+    /// taken, with the decisions made then, so the resent event is stored
+    /// without being correlated twice (a second count could raise a false
+    /// alert). Past [`UNSTORED_MAX`] keys a resent event is simply new.
+    fn take_back_failed(&mut self) {
+        let Some((keys, writes)) = self.failed.as_ref().map(|f| f.take()) else {
+            return;
+        };
+        self.queued.extend(writes);
+        for (key, tag) in keys {
+            if self.unstored.len() < UNSTORED_MAX {
+                self.unstored.insert(key, tag);
+            } else {
+                self.idempotency.forget(key);
+            }
+        }
     }
 
     fn queue(&mut self, op: WriteOp) {
@@ -882,6 +901,9 @@ impl Live {
         // and the insert; taken back if the rate limit refuses the event.
         let expires = wall + chrono::Duration::seconds(IDEMPOTENCY_TTL_SECS);
         let key = crate::store::idempotency_key(&ev.event_id);
+        if let Some(tag) = self.unstored.remove(&key) {
+            return Ok(self.store_resent(ev, key, expires, tag));
+        }
         if self.idempotency.admit(key, wall, expires) == seen::Admit::Duplicate {
             return Err(Refusal::DuplicateEventId);
         }
@@ -903,14 +925,18 @@ impl Live {
             }
             slot.1 += 1;
         }
+        let (verdict, policy) = match self.pipeline.process(&ev, wall) {
+            Ok((v, p)) => (v.clone(), p),
+            Err(_) => {
+                self.idempotency.forget(key);
+                return Err(Refusal::StoreFailed);
+            }
+        };
         self.queue(WriteOp::Idempotency {
             key,
             expires_at: expires,
+            tag: decisions_tag(verdict.decision, policy.decision),
         });
-        let (verdict, policy) = match self.pipeline.process(&ev, wall) {
-            Ok((v, p)) => (v.clone(), p),
-            Err(_) => return Err(Refusal::StoreFailed),
-        };
         if let Some(feed) = &self.cfg.feed {
             feed.send(Feed::Event(Box::new(FeedEvent {
                 event: ev.clone(),
@@ -957,6 +983,60 @@ impl Live {
             }
         }
         Ok(Accepted { verdict, policy })
+    }
+}
+
+/// Keys of events whose commit failed kept for their resending (16 bytes
+/// or so each); more than this and a resent event is correlated anew.
+const UNSTORED_MAX: usize = 1 << 20;
+
+/// The reason an event resent after a failed commit is answered with.
+pub const STORED_AFTER_FAILED_COMMIT: &str = "stored_after_failed_commit";
+
+fn decision_code(d: Decision) -> u16 {
+    match d {
+        Decision::Allow => 0,
+        Decision::Throttle => 1,
+        Decision::Block => 2,
+    }
+}
+
+fn decision_from_code(c: u16) -> Decision {
+    match c {
+        1 => Decision::Throttle,
+        2 => Decision::Block,
+        _ => Decision::Allow,
+    }
+}
+
+/// An event's correlation and final decisions, as the tag of its key.
+fn decisions_tag(correlation: Decision, final_decision: Decision) -> u16 {
+    decision_code(correlation) << 8 | decision_code(final_decision)
+}
+
+impl Live {
+    /// Stores an event resent after its commit failed, with the decisions
+    /// made when it first came, without correlating it again.
+    fn store_resent(&mut self, ev: Event, key: u64, expires: DateTime<Utc>, tag: u16) -> Accepted {
+        self.queue(WriteOp::Idempotency {
+            key,
+            expires_at: expires,
+            tag,
+        });
+        self.queue(WriteOp::Event(Box::new(ev)));
+        let reasons = vec![STORED_AFTER_FAILED_COMMIT];
+        Accepted {
+            verdict: Verdict {
+                decision: decision_from_code(tag >> 8),
+                reasons: reasons.clone(),
+                ..Verdict::default()
+            },
+            policy: PolicyDecision {
+                decision: decision_from_code(tag & 0xff),
+                reasons,
+                context: Default::default(),
+            },
+        }
     }
 }
 

@@ -194,8 +194,15 @@ fn failed_commit_answers_503_and_the_gateway_recovers() {
     let locker = rusqlite::Connection::open(&db_path).unwrap();
     locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let started = std::time::Instant::now();
-    let batch = [body("during-lock-0002"), body("during-lock-0003")].join(&b'\n');
+    // With two quiet events: five failed logins on one host (below the
+    // brute-force threshold of 8) and eight on another (an alert, a ban).
+    let fail = |id: String, host: &str, ip: &str| event(&id, host, "login_failed", ip);
+    let mut lines = vec![body("during-lock-0002"), body("during-lock-0003")];
+    lines.extend((0..5).map(|i| fail(format!("near-{i:04}"), "host-near", "198.51.100.60")));
+    lines.extend((0..8).map(|i| fail(format!("bfhost-{i:04}"), "host-bf", "198.51.100.61")));
+    let batch = lines.join(&b'\n');
     let batch_addr = addr.clone();
+    let resend = batch.clone();
     let in_batch = std::thread::spawn(move || post_to(&batch_addr, "/ingest/batch", &batch));
     let (s, b) = post(&addr, &body("during-lock-0001")).unwrap();
     let (bs, bb) = in_batch.join().unwrap().unwrap();
@@ -226,11 +233,38 @@ fn failed_commit_answers_503_and_the_gateway_recovers() {
     // The refused events were never stored, so they are not duplicates.
     let (s, b) = post(&addr, &body("during-lock-0001")).unwrap();
     assert_eq!(s, 200, "retry after the lock: {b}");
-    let batch = [body("during-lock-0002"), body("during-lock-0003")].join(&b'\n');
-    let (bs, bb) = post_to(&addr, "/ingest/batch", &batch).unwrap();
+    let (bs, bb) = post_to(&addr, "/ingest/batch", &resend).unwrap();
     let answer: Value = serde_json::from_str(&bb).unwrap();
-    assert_eq!((bs, &answer["accepted"]), (200, &Value::from(2)), "{bb}");
+    assert_eq!((bs, &answer["accepted"]), (200, &Value::from(15)), "{bb}");
+    // Stored now, with the decisions made when they first came (the eighth
+    // failure on host-bf was not allowed), and not correlated a second time.
+    let last = &answer["results"][14];
+    assert_eq!(
+        last["correlation_reasons"],
+        json!(["stored_after_failed_commit"]),
+        "{bb}"
+    );
+    assert_ne!(last["final_decision"], "ALLOW", "{bb}");
     assert_eq!(post(&addr, &body("after-lock-0001")).unwrap().0, 200);
+    // Two more failures make seven on host-near: still no alert. Counted
+    // twice, the resent five would have made twelve.
+    for i in 5..7 {
+        let (s, b) = post(
+            &addr,
+            &fail(format!("near-{i:04}"), "host-near", "198.51.100.60"),
+        )
+        .unwrap();
+        assert_eq!(s, 200, "{b}");
+    }
+    let (_, recent) = server.request("GET", "/alerts/recent?limit=50", &[], b"");
+    let recent: Value = serde_json::from_str(&recent).unwrap();
+    let hosts: Vec<&str> = recent["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["host"].as_str())
+        .collect();
+    assert_eq!(hosts, ["host-bf"], "{recent}");
     let (hs, hb) = server.request("GET", "/health", &[], b"");
     assert_eq!(
         (hs, hb.as_str()),
@@ -244,7 +278,7 @@ fn failed_commit_answers_503_and_the_gateway_recovers() {
 
     let db = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
     let ids: Vec<String> = db
-        .prepare("SELECT event_id FROM events ORDER BY rowid")
+        .prepare("SELECT event_id FROM events WHERE host = 'host-locked' ORDER BY rowid")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -260,4 +294,23 @@ fn failed_commit_answers_503_and_the_gateway_recovers() {
             "after-lock-0001"
         ]
     );
+    assert_eq!(common::stored_events(dir.path(), "host-near"), 7);
+    assert_eq!(common::stored_events(dir.path(), "host-bf"), 8);
+    // The alert and the ban of the failed group reached the store with the
+    // next commit.
+    let alerts: i64 = db
+        .query_row(
+            "SELECT count(*) FROM alerts WHERE host = 'host-bf' AND rule_id = 'BRUTE_FORCE_V1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let bans: i64 = db
+        .query_row(
+            "SELECT count(*) FROM ip_bans WHERE ip = '198.51.100.61'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!((alerts, bans), (1, 1));
 }

@@ -377,6 +377,7 @@ fn expired_idempotency_keys_are_dropped_and_live_ones_kept() {
             .send(WriteOp::Idempotency {
                 key: store::idempotency_key(id),
                 expires_at: now + chrono::Duration::seconds(secs),
+                tag: 0,
             })
             .unwrap();
     }

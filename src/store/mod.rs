@@ -94,10 +94,13 @@ pub enum WriteOp {
     Event(Box<Event>),
     Alert(Box<Alert>),
     State(StateChange),
-    /// An accepted event's id, as [`idempotency_key`].
+    /// An accepted event's id, as [`idempotency_key`]. `tag` is the
+    /// caller's, handed back with the key if the commit fails (the live
+    /// engine keeps the event's decisions in it).
     Idempotency {
         key: u64,
         expires_at: DateTime<Utc>,
+        tag: u16,
     },
     Feedback {
         alert_id: String,
@@ -176,34 +179,41 @@ impl StoreHealth {
     }
 }
 
-/// Idempotency keys of events whose commit failed, for the live engine to
-/// forget: those events were refused (503), so a producer's retry must be
-/// accepted, not refused as a duplicate of something never stored.
+/// What a failed commit hands back to the live engine: the idempotency
+/// keys (with their tags) of its events, which were refused (503) and will
+/// be sent again by whoever sent them, and its other writes (alerts, host
+/// state, bans, feedback), which the engine already holds in memory and
+/// queues again so the store catches up with it.
 #[derive(Debug, Default)]
 pub struct FailedKeys {
     any: std::sync::atomic::AtomicBool,
-    keys: std::sync::Mutex<Vec<u64>>,
+    held: std::sync::Mutex<HandedBack>,
 }
 
+/// Keys (with tags) and writes of failed commits, as [`FailedKeys::take`]
+/// returns them.
+pub type HandedBack = (Vec<(u64, u16)>, Vec<WriteOp>);
+
 impl FailedKeys {
-    fn push(&self, keys: &mut Vec<u64>) {
-        if keys.is_empty() {
+    fn push(&self, keys: &mut Vec<(u64, u16)>, writes: &mut Vec<WriteOp>) {
+        if keys.is_empty() && writes.is_empty() {
             return;
         }
-        let mut held = match self.keys.lock() {
+        let mut held = match self.held.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        held.append(keys);
+        held.0.append(keys);
+        held.1.append(writes);
         self.any.store(true, std::sync::atomic::Ordering::Release);
     }
 
-    /// The keys pushed since the last call (nothing to lock when none).
-    pub fn take(&self) -> Vec<u64> {
+    /// What was pushed since the last call (nothing to lock when none).
+    pub fn take(&self) -> HandedBack {
         if !self.any.swap(false, std::sync::atomic::Ordering::Acquire) {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
-        match self.keys.lock() {
+        match self.held.lock() {
             Ok(mut g) => std::mem::take(&mut *g),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         }
@@ -370,7 +380,7 @@ fn writer_loop(
 ) -> Result<WriterStats, StoreError> {
     let mut stats = WriterStats::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut keys = Vec::new();
+    let mut group = Group::default();
     let mut since_retention = 0u64;
     let mut complaints = crate::util::Complaints::default();
     let mut stored: u64 =
@@ -384,13 +394,12 @@ fn writer_loop(
             }
         }
         slots.give_back(batch.len());
-        let mut acks = Vec::new();
-        let mut after = Vec::new();
         let before = stats;
-        keys.clear();
-        let committed = commit_group(
-            &mut conn, &mut batch, &mut acks, &mut after, &mut keys, &mut stats,
-        );
+        group.keys.clear();
+        group.kept.clear();
+        let committed = commit_group(&mut conn, &mut batch, &mut group, &mut stats);
+        let acks = std::mem::take(&mut group.acks);
+        let after = std::mem::take(&mut group.after);
         if let Err(e) = committed {
             let Some((failed, health)) = &live else {
                 return Err(e);
@@ -402,11 +411,11 @@ fn writer_loop(
             };
             complaints.say(&format!(
                 "store: commit failed; {} events refused (503), the next group is tried afresh: {e}",
-                keys.len()
+                group.keys.len()
             ));
             // Keys first, then the replies: a producer that hears 503 and
-            // retries at once must find its key forgotten.
-            failed.push(&mut keys);
+            // retries at once must find its key handed back.
+            failed.push(&mut group.keys, &mut group.kept);
             drop(after);
             drop(acks);
             continue;
@@ -441,22 +450,30 @@ fn writer_loop(
     }
 }
 
-/// One transaction over `batch` (emptied either way). On failure `keys`
-/// holds the idempotency keys of every event in it, applied or not.
+/// What one group commit collects besides its writes.
+#[derive(Default)]
+struct Group {
+    acks: Vec<mpsc::SyncSender<()>>,
+    after: Vec<AfterCommit>,
+    /// Idempotency keys (and tags) of the group's events.
+    keys: Vec<(u64, u16)>,
+    /// Its writes other than events and keys, kept until the commit so a
+    /// failed group can hand them back.
+    kept: Vec<WriteOp>,
+}
+
+/// One transaction over `batch` (emptied either way). On failure `group`
+/// holds every key and every write to hand back, applied or not.
 fn commit_group(
     conn: &mut Connection,
     batch: &mut Vec<WriteOp>,
-    acks: &mut Vec<mpsc::SyncSender<()>>,
-    after: &mut Vec<AfterCommit>,
-    keys: &mut Vec<u64>,
+    group: &mut Group,
     stats: &mut WriterStats,
 ) -> Result<(), StoreError> {
     let tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(e) => {
-            batch
-                .drain(..)
-                .for_each(|op| set_aside(op, keys, after, acks));
+            batch.drain(..).for_each(|op| set_aside(op, group));
             return Err(e.into());
         }
     };
@@ -465,44 +482,38 @@ fn commit_group(
     {
         let mut hot = Hot::default();
         for op in ops.by_ref() {
-            if let Err(e) = route(&tx, &mut hot, op, acks, after, keys, stats) {
+            if let Err(e) = route(&tx, &mut hot, op, group, stats) {
                 result = Err(e);
                 break;
             }
         }
     }
-    ops.for_each(|op| set_aside(op, keys, after, acks));
+    ops.for_each(|op| set_aside(op, group));
     result?;
     // Dropped without a commit, the transaction rolls back.
     tx.commit()?;
     Ok(())
 }
 
-/// The idempotency keys in a write (and in the writes it bundles).
-fn note_keys(op: &WriteOp, keys: &mut Vec<u64>) {
-    match op {
-        WriteOp::Idempotency { key, .. } => keys.push(*key),
-        WriteOp::Batch(ops) => ops.iter().for_each(|op| note_keys(op, keys)),
-        _ => {}
-    }
+/// Writes the engine holds in memory and would queue again after a failed
+/// commit (everything but events, their keys and the control messages).
+fn is_state(op: &WriteOp) -> bool {
+    matches!(
+        op,
+        WriteOp::Alert(_) | WriteOp::State(_) | WriteOp::Feedback { .. }
+    )
 }
 
-/// A write left unapplied by a failed group: its keys are noted and its
-/// replies kept (not yet dropped), so nobody hears of the failure before
-/// the keys are handed back.
-fn set_aside(
-    op: WriteOp,
-    keys: &mut Vec<u64>,
-    after: &mut Vec<AfterCommit>,
-    acks: &mut Vec<mpsc::SyncSender<()>>,
-) {
+/// A write left unapplied by a failed group: its key noted, its replies
+/// kept (not yet dropped, so nobody hears of the failure before the keys
+/// are handed back), its state kept to hand back.
+fn set_aside(op: WriteOp, group: &mut Group) {
     match op {
-        WriteOp::Idempotency { key, .. } => keys.push(key),
-        WriteOp::Batch(ops) => ops
-            .into_iter()
-            .for_each(|op| set_aside(op, keys, after, acks)),
-        WriteOp::AfterCommit(f) => after.push(f),
-        WriteOp::Flush(ack) => acks.push(ack),
+        WriteOp::Idempotency { key, tag, .. } => group.keys.push((key, tag)),
+        WriteOp::Batch(ops) => ops.into_iter().for_each(|op| set_aside(op, group)),
+        WriteOp::AfterCommit(f) => group.after.push(f),
+        WriteOp::Flush(ack) => group.acks.push(ack),
+        op if is_state(&op) => group.kept.push(op),
         _ => {}
     }
 }
@@ -539,26 +550,30 @@ fn route<'t>(
     tx: &'t rusqlite::Transaction<'_>,
     hot: &mut Hot<'t>,
     op: WriteOp,
-    acks: &mut Vec<mpsc::SyncSender<()>>,
-    after: &mut Vec<AfterCommit>,
-    keys: &mut Vec<u64>,
+    group: &mut Group,
     stats: &mut WriterStats,
 ) -> Result<(), StoreError> {
     match op {
-        WriteOp::Flush(ack) => acks.push(ack),
-        WriteOp::AfterCommit(f) => after.push(f),
+        WriteOp::Flush(ack) => group.acks.push(ack),
+        WriteOp::AfterCommit(f) => group.after.push(f),
         WriteOp::Batch(ops) => {
             let mut ops = ops.into_iter();
             for op in ops.by_ref() {
-                if let Err(e) = route(tx, hot, op, acks, after, keys, stats) {
-                    ops.for_each(|op| set_aside(op, keys, after, acks));
+                if let Err(e) = route(tx, hot, op, group, stats) {
+                    ops.for_each(|op| set_aside(op, group));
                     return Err(e);
                 }
             }
         }
         op => {
-            note_keys(&op, keys);
-            apply(tx, hot, op, stats)?
+            if let WriteOp::Idempotency { key, tag, .. } = op {
+                group.keys.push((key, tag));
+            }
+            let applied = apply(tx, hot, &op, stats);
+            if is_state(&op) {
+                group.kept.push(op);
+            }
+            applied?
         }
     }
     Ok(())
@@ -575,7 +590,7 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 fn apply<'t>(
     tx: &'t rusqlite::Transaction<'_>,
     hot: &mut Hot<'t>,
-    op: WriteOp,
+    op: &WriteOp,
     stats: &mut WriterStats,
 ) -> Result<(), StoreError> {
     match op {
@@ -628,7 +643,7 @@ fn apply<'t>(
                 a.user,
                 a.src_ip.map(|i| i.to_string()),
                 a.status.as_str(),
-                json(&*a)?,
+                json(a)?,
             ])?;
             stats.alerts += 1;
         }
@@ -660,8 +675,11 @@ fn apply<'t>(
             )?
             .execute(params![ts(a.at_utc), a.actor, a.action, a.target, a.reason])?;
         }
-        WriteOp::Idempotency { key, expires_at } => {
-            prepared(tx, &mut hot.key, INSERT_KEY)?.execute(params![key as i64, ts(expires_at)])?;
+        WriteOp::Idempotency {
+            key, expires_at, ..
+        } => {
+            prepared(tx, &mut hot.key, INSERT_KEY)?
+                .execute(params![*key as i64, ts(*expires_at)])?;
         }
         WriteOp::Feedback {
             alert_id,
@@ -671,7 +689,7 @@ fn apply<'t>(
             at,
         } => {
             tx.prepare_cached("INSERT INTO feedback (alert_id, verdict, note, by, at) VALUES (?1, ?2, ?3, ?4, ?5)")?
-                .execute(params![alert_id, verdict.as_str(), note, by, ts(at)])?;
+                .execute(params![alert_id, verdict.as_str(), note, by, ts(*at)])?;
             tx.prepare_cached("UPDATE alerts SET status = ?2 WHERE alert_id = ?1")?
                 .execute(params![alert_id, verdict.as_str()])?;
         }
