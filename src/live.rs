@@ -2,8 +2,7 @@
 //! state behind a lock, driven by the gateway and sources) with the store
 //! writer behind it, and the signed HTTP gateway in front.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -139,7 +138,8 @@ pub async fn serve_gateway(
     let stats = state.stats.clone();
     let mut make =
         crate::sources::gateway::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let slots = ConnectionSlots::new(limits.max_connections, limits.max_connections_per_ip);
+    let slots =
+        crate::sources::ConnectionSlots::new(limits.max_connections, limits.max_connections_per_ip);
     let (closing, closed) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -205,67 +205,6 @@ pub async fn serve_gateway(
 
 /// How long a stop waits for requests in flight.
 pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Places for open connections: at most `max` at once and `max_per_ip`
-/// from one address (the gateway's and the syslog TCP listener's limits).
-pub struct ConnectionSlots {
-    open: Arc<tokio::sync::Semaphore>,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    max_per_ip: usize,
-}
-
-impl ConnectionSlots {
-    pub fn new(max: usize, max_per_ip: usize) -> Self {
-        ConnectionSlots {
-            open: Arc::new(tokio::sync::Semaphore::new(max)),
-            per_ip: Arc::default(),
-            max_per_ip,
-        }
-    }
-
-    /// Waits until every place is free again (`max` of them): each open
-    /// connection holds one until it ends.
-    async fn all_closed(&self, max: u32) {
-        let _ = self.open.acquire_many(max).await;
-    }
-
-    /// A place for a connection from `ip`, held until the [`Slot`] is
-    /// dropped; `None` when either limit is reached.
-    pub fn take(&self, ip: IpAddr) -> Option<Slot> {
-        let permit = self.open.clone().try_acquire_owned().ok()?;
-        let mut counts = self.per_ip.lock().ok()?;
-        let n = counts.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip {
-            return None;
-        }
-        *n += 1;
-        Some(Slot {
-            _permit: permit,
-            per_ip: self.per_ip.clone(),
-            ip,
-        })
-    }
-}
-
-/// A connection's place under the limits, given back when it closes.
-pub struct Slot {
-    _permit: tokio::sync::OwnedSemaphorePermit,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Ok(mut counts) = self.per_ip.lock()
-            && let Some(n) = counts.get_mut(&self.ip)
-        {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
 
 /// Tells a client over the limits why, if its socket takes the answer at
 /// once (never waits on it), and closes.

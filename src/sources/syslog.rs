@@ -189,7 +189,7 @@ pub async fn run_tcp(
     max_per_ip: usize,
     stats: Arc<SyslogStats>,
 ) {
-    let slots = crate::live::ConnectionSlots::new(MAX_TCP_CONNECTIONS, max_per_ip);
+    let slots = super::ConnectionSlots::new(MAX_TCP_CONNECTIONS, max_per_ip);
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             // Usually out of file descriptors: back off instead of spinning.
