@@ -6,10 +6,29 @@ mod common;
 
 use serde_json::json;
 
+/// Serves `vigil serve --journald` with a stand-in `journalctl` (a shell
+/// script whose `{dir}` is replaced by `bin`'s path) first on the PATH.
+#[cfg(unix)]
+fn serve_with_journalctl(bin: &std::path::Path, script: &str) -> common::Server {
+    use std::os::unix::fs::PermissionsExt;
+    let file = bin.join("journalctl");
+    std::fs::write(&file, script.replace("{dir}", &bin.display().to_string())).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    common::Server::start_with(
+        tempfile::tempdir().unwrap(),
+        &[("ARES_SHARED_SECRET", "unused-here"), ("PATH", &path)],
+        &["--journald"],
+    )
+}
+
 #[cfg(unix)]
 #[test]
 fn journal_entries_are_parsed_stored_and_correlated() {
-    use std::os::unix::fs::PermissionsExt;
     let bin = tempfile::tempdir().unwrap();
     let now = chrono::Utc::now().timestamp_micros();
     let entries: String = (0..8)
@@ -31,25 +50,9 @@ fn journal_entries_are_parsed_stored_and_correlated() {
     // A broken entry in the middle is counted, not fatal.
     let entries = entries.replacen('\n', "\n{not json\n", 1);
     std::fs::write(bin.path().join("entries.json"), entries).unwrap();
-    let script = bin.path().join("journalctl");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"$@\" > '{dir}/args'\ncat '{dir}/entries.json'\nexec sleep 60\n",
-            dir = bin.path().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut server = common::Server::start_with(
-        tempfile::tempdir().unwrap(),
-        &[("ARES_SHARED_SECRET", "unused-here"), ("PATH", &path)],
-        &["--journald"],
+    let mut server = serve_with_journalctl(
+        bin.path(),
+        "#!/bin/sh\necho \"$@\" > '{dir}/args'\ncat '{dir}/entries.json'\nexec sleep 60\n",
     );
     let a = server.wait_for_alert("BRUTE_FORCE_V1", "journal-host");
     assert_eq!(a["src_ip"], "203.0.113.44", "{a}");
@@ -99,7 +102,6 @@ fn journald_without_journalctl_is_a_clear_error() {
 #[cfg(unix)]
 #[test]
 fn journalctl_that_ends_is_restarted_after_the_last_entry() {
-    use std::os::unix::fs::PermissionsExt;
     let bin = tempfile::tempdir().unwrap();
     let now = chrono::Utc::now().timestamp_micros();
     let entry = |i: i64| {
@@ -118,25 +120,9 @@ fn journalctl_that_ends_is_restarted_after_the_last_entry() {
     let second: String = (4..8).map(entry).collect();
     std::fs::write(bin.path().join("first.json"), first).unwrap();
     std::fs::write(bin.path().join("second.json"), second).unwrap();
-    let script = bin.path().join("journalctl");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"$@\" >> '{dir}/args'\ncase \"$*\" in\n  *--after-cursor=s=abc\\;i=3*) cat '{dir}/second.json'; exec sleep 60 ;;\n  *--after-cursor*) exit 3 ;;\n  *) cat '{dir}/first.json'; exit 1 ;;\nesac\n",
-            dir = bin.path().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let server = common::Server::start_with(
-        tempfile::tempdir().unwrap(),
-        &[("ARES_SHARED_SECRET", "unused-here"), ("PATH", &path)],
-        &["--journald"],
+    let server = serve_with_journalctl(
+        bin.path(),
+        "#!/bin/sh\necho \"$@\" >> '{dir}/args'\ncase \"$*\" in\n  *--after-cursor=s=abc\\;i=3*) cat '{dir}/second.json'; exec sleep 60 ;;\n  *--after-cursor*) exit 3 ;;\n  *) cat '{dir}/first.json'; exit 1 ;;\nesac\n",
     );
     let a = server.wait_for_alert("BRUTE_FORCE_V1", "restart-host");
     assert_eq!(a["count"], 8, "{a}");
