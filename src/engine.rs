@@ -603,7 +603,7 @@ struct Live {
     cfg: LiveConfig,
     idempotency: seen::SeenIds,
     /// What the writer hands back from a failed commit.
-    failed: Option<std::sync::Arc<crate::store::FailedKeys>>,
+    failed: Option<std::sync::Arc<crate::store::FailedCommits>>,
     /// Keys of events answered 503 after a failed commit, with their
     /// decisions (see [`Live::take_back_failed`]).
     unstored: FastMap<u64, u16>,
@@ -662,7 +662,7 @@ pub fn spawn_live(
         true,
     )?);
     let slots = writer.slots();
-    let failed = writer.failed_keys();
+    let failed = writer.failed_commits();
     let health = writer.health();
     let mut pipeline = Pipeline::new(cfg, None).keep_changes();
     pipeline.policy_mut().restore(hosts, bans);

@@ -135,7 +135,7 @@ pub struct StoreWriter {
     tx: Option<mpsc::SyncSender<WriteOp>>,
     handle: Option<thread::JoinHandle<Result<WriterStats, StoreError>>>,
     slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
-    failed: Option<std::sync::Arc<FailedKeys>>,
+    failed: Option<std::sync::Arc<FailedCommits>>,
     health: Option<std::sync::Arc<StoreHealth>>,
 }
 
@@ -185,16 +185,16 @@ impl StoreHealth {
 /// state, bans, feedback), which the engine already holds in memory and
 /// queues again so the store catches up with it.
 #[derive(Debug, Default)]
-pub struct FailedKeys {
+pub struct FailedCommits {
     any: std::sync::atomic::AtomicBool,
     held: std::sync::Mutex<HandedBack>,
 }
 
-/// Keys (with tags) and writes of failed commits, as [`FailedKeys::take`]
+/// Keys (with tags) and writes of failed commits, as [`FailedCommits::take`]
 /// returns them.
 pub type HandedBack = (Vec<(u64, u16)>, Vec<WriteOp>);
 
-impl FailedKeys {
+impl FailedCommits {
     fn push(&self, keys: &mut Vec<(u64, u16)>, writes: &mut Vec<WriteOp>) {
         if keys.is_empty() && writes.is_empty() {
             return;
@@ -289,7 +289,7 @@ impl StoreWriter {
         let slots =
             fsync_each_commit.then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(capacity)));
         let returns = SlotReturn(slots.clone());
-        let failed = fsync_each_commit.then(|| std::sync::Arc::new(FailedKeys::default()));
+        let failed = fsync_each_commit.then(|| std::sync::Arc::new(FailedCommits::default()));
         let health = fsync_each_commit.then(|| std::sync::Arc::new(StoreHealth::default()));
         let live = failed.clone().zip(health.clone());
         let handle = thread::Builder::new()
@@ -320,7 +320,7 @@ impl StoreWriter {
     /// whose commit failed. It leaves them there before it drops those
     /// events' replies, so a caller that drains this before taking new
     /// events never refuses a retry as a duplicate.
-    pub fn failed_keys(&self) -> Option<std::sync::Arc<FailedKeys>> {
+    pub fn failed_commits(&self) -> Option<std::sync::Arc<FailedCommits>> {
         self.failed.clone()
     }
 
@@ -376,7 +376,7 @@ fn writer_loop(
     rx: mpsc::Receiver<WriteOp>,
     retention: Retention,
     slots: SlotReturn,
-    live: Option<(std::sync::Arc<FailedKeys>, std::sync::Arc<StoreHealth>)>,
+    live: Option<(std::sync::Arc<FailedCommits>, std::sync::Arc<StoreHealth>)>,
 ) -> Result<WriterStats, StoreError> {
     let mut stats = WriterStats::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
