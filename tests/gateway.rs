@@ -665,6 +665,81 @@ fn batch_answers_per_line_and_keeps_order() {
         2 + 10 + 10,
         "two whole-batch rejects, then one record per line twice"
     );
+    // The first signed batch's records: lines refused before the engine,
+    // then the engine's answers in line order; each names its line and
+    // carries that line's hash; events are named by id, host and source.
+    let sent: Vec<&[u8]> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let raw: Vec<&str> = text.lines().skip(2).take(10).collect();
+    let records: Vec<Value> = raw
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary: Vec<(u64, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["verification_status"].as_str().unwrap(),
+                r["verification_reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        (8, "fail", "invalid_json"),
+        (9, "fail", "replay_window_exceeded"),
+    ];
+    expected.extend((1..=7).map(|l| (l, "pass", "ok")));
+    expected.push((10, "fail", "duplicate_event_id"));
+    assert_eq!(summary, expected);
+    for (r, raw) in records.iter().zip(&raw) {
+        let line = r["line"].as_u64().unwrap() as usize;
+        let mut want = vec![
+            "type",
+            "ts",
+            "path",
+            "client_ip",
+            "verification_status",
+            "verification_reason",
+            "body_sha256",
+        ];
+        if line != 8 {
+            want.extend(["event_id", "host", "source"]);
+        }
+        want.push("line");
+        if line != 8 {
+            want.push("key_id");
+        }
+        want.push("prev");
+        // Exactly these keys, in this order.
+        assert_eq!(r.as_object().unwrap().len(), want.len(), "{raw}");
+        let at: Vec<usize> = want
+            .iter()
+            .map(|k| raw.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{raw}");
+        assert_eq!(r["path"], "/ingest/batch");
+        assert_eq!(
+            r["body_sha256"],
+            vigil::store::audit_log::sha256_hex(sent[line - 1]),
+            "line {line}"
+        );
+        if line != 8 {
+            let ev: Value = serde_json::from_slice(sent[line - 1]).unwrap();
+            assert_eq!(
+                (&r["event_id"], &r["host"], &r["source"], &r["key_id"]),
+                (
+                    &ev["event_id"],
+                    &ev["host"],
+                    &ev["source"],
+                    &json!("default")
+                ),
+                "{r}"
+            );
+        }
+    }
     let out = common::vigil()
         .args(["audit", "verify"])
         .arg(&audit)

@@ -32,7 +32,7 @@ use sha2::Sha256;
 
 use crate::engine::{EngineHandle, Refusal, decision_json};
 use crate::event::WireEvent;
-use crate::store::audit_log::{AuditLog, sha256_hex};
+use crate::store::audit_log::{AuditLog, Pending, json_str, sha256_hex_array};
 
 pub const SIGNATURE_HEADER: &str = "x-ares-signature";
 /// Names the producer key that signed the body; absent = the default key.
@@ -205,13 +205,7 @@ async fn read_body_in_time(
     let refuse = |code: StatusCode, reason: &'static str| {
         if let Some(ConnectInfo(client)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
             let path = sanitize_path(parts.uri.path());
-            st.audit(
-                "gateway_reject",
-                client,
-                "",
-                reason,
-                &[("path", path.into())],
-            );
+            st.write_audit(client, &[AuditRecord::reject(reason, &path, None)]);
         }
         reject(code, reason)
     };
@@ -403,43 +397,15 @@ impl GatewayState {
         headers: &HeaderMap,
         body: &[u8],
         path: &'static str,
-    ) -> Result<Value, &'static str> {
+    ) -> Result<String, &'static str> {
         match self.check_signature(headers, body) {
-            Ok(k) => Ok(Value::from(k.unwrap_or_else(|| "default".into()))),
+            Ok(k) => Ok(k.unwrap_or_else(|| "default".into())),
             Err(reason) => {
-                self.audit(
-                    "gateway_reject",
-                    client,
-                    &sha256_hex(body),
-                    reason,
-                    &[("path", path.into())],
-                );
+                let sha = sha256_hex_array(body);
+                self.write_audit(client, &[AuditRecord::reject(reason, path, Some(sha))]);
                 Err(reason)
             }
         }
-    }
-
-    fn audit(
-        &self,
-        kind: &str,
-        client: &SocketAddr,
-        body_sha: &str,
-        reason: &str,
-        extra: &[(&'static str, Value)],
-    ) {
-        // Reason strings are the gateway's own, never producer text.
-        if kind == "gateway_accept" {
-            tracing::trace!("{kind} from {}: {reason}", client.ip());
-        } else {
-            tracing::debug!("{kind} from {}: {reason}", client.ip());
-        }
-        self.write_audit(vec![audit_record(
-            kind,
-            client,
-            body_sha.to_string(),
-            reason,
-            extra.to_vec(),
-        )]);
     }
 
     fn audit_failed(&self, e: &std::io::Error) {
@@ -452,12 +418,23 @@ impl GatewayState {
         }
     }
 
-    fn write_audit(&self, records: Vec<AuditRecord<'_>>) {
-        self.stats.count(&records);
+    /// Counts and appends one request's records. The JSON is built before
+    /// the log's lock is taken; under it only the chain is hashed.
+    fn write_audit(&self, client: &SocketAddr, records: &[AuditRecord<'_>]) {
+        self.stats.count(records);
+        if let [one] = records {
+            // Reason strings are the gateway's own, never producer text.
+            if one.kind == ACCEPT {
+                tracing::trace!("{} from {}: {}", one.kind, client.ip(), one.reason);
+            } else {
+                tracing::debug!("{} from {}: {}", one.kind, client.ip(), one.reason);
+            }
+        }
+        let pending = serialise_audit(client, Utc::now(), records);
         // An audit write failure must not take the gateway down; it is
         // logged instead.
         match self.audit.lock() {
-            Ok(mut log) => match log.append_all(records) {
+            Ok(mut log) => match log.append_pending(&pending) {
                 Ok(()) => {
                     if self
                         .audit_failing
@@ -474,43 +451,136 @@ impl GatewayState {
     }
 }
 
-/// One audit record for an accept or reject (`prev` is added on write).
-/// Written straight to JSON, in this key order; an `extra` entry with the
-/// name of a fixed key (`path`) replaces its value.
+const ACCEPT: &str = "gateway_accept";
+const REJECT: &str = "gateway_reject";
+
+/// One audit record for an accept or reject, as the gateway builds it;
+/// [`serialise_audit`] writes it with the request's time and client.
+/// Keys, in this order: `type`, `ts`, `path`, `client_ip`,
+/// `verification_status`, `verification_reason`, `body_sha256`, then the
+/// event's ids when it had them (`event_id`, `host`, `source`, a batch's
+/// `line`, `key_id`; see [`audit_ids`]), then a schema `error`; `prev`
+/// last (added by the log).
 pub struct AuditRecord<'a> {
-    kind: &'a str,
-    at: chrono::DateTime<Utc>,
-    client: std::net::IpAddr,
-    reason: &'a str,
-    body_sha: String,
-    extra: Vec<(&'static str, Value)>,
+    kind: &'static str,
+    reason: &'static str,
+    path: &'a str,
+    /// Hex SHA-256 of the body or batch line; `None` when the body was
+    /// refused unread (written as "").
+    body_sha: Option<[u8; 64]>,
+    /// Members written by [`audit_ids`] (may be empty).
+    ids: &'a [u8],
+    error: Option<&'a str>,
 }
 
-impl serde::Serialize for AuditRecord<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let fixed = |key: &str| self.extra.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("type", self.kind)?;
-        m.serialize_entry("ts", &audit_ts(self.at))?;
-        match fixed("path") {
-            Some(v) => m.serialize_entry("path", v)?,
-            None => m.serialize_entry("path", "/ingest")?,
+impl<'a> AuditRecord<'a> {
+    pub fn accept(path: &'a str, body_sha: [u8; 64], ids: &'a [u8]) -> Self {
+        AuditRecord {
+            kind: ACCEPT,
+            reason: "ok",
+            path,
+            body_sha: Some(body_sha),
+            ids,
+            error: None,
         }
-        m.serialize_entry("client_ip", &format_args!("{}", self.client))?;
-        let status = if self.kind == "gateway_accept" {
-            "pass"
-        } else {
-            "fail"
-        };
-        m.serialize_entry("verification_status", status)?;
-        m.serialize_entry("verification_reason", self.reason)?;
-        m.serialize_entry("body_sha256", &self.body_sha)?;
-        for (k, v) in self.extra.iter().filter(|(k, _)| *k != "path") {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
     }
+
+    pub fn reject(reason: &'static str, path: &'a str, body_sha: Option<[u8; 64]>) -> Self {
+        AuditRecord {
+            kind: REJECT,
+            reason,
+            path,
+            body_sha,
+            ids: &[],
+            error: None,
+        }
+    }
+
+    pub fn with_ids(self, ids: &'a [u8]) -> Self {
+        AuditRecord { ids, ..self }
+    }
+
+    fn with_error(self, error: &'a str) -> Self {
+        AuditRecord {
+            error: Some(error),
+            ..self
+        }
+    }
+
+    /// `{` and the members, without the closing brace (see [`Pending`]).
+    fn write_open(&self, out: &mut Vec<u8>, ts: &str, client_ip: &str) {
+        out.extend_from_slice(b"{\"type\":");
+        json_str(out, self.kind);
+        out.extend_from_slice(b",\"ts\":");
+        json_str(out, ts);
+        out.extend_from_slice(b",\"path\":");
+        json_str(out, self.path);
+        out.extend_from_slice(b",\"client_ip\":");
+        json_str(out, client_ip);
+        out.extend_from_slice(if self.kind == ACCEPT {
+            b",\"verification_status\":\"pass\",\"verification_reason\":"
+        } else {
+            b",\"verification_status\":\"fail\",\"verification_reason\":"
+        });
+        json_str(out, self.reason);
+        out.extend_from_slice(b",\"body_sha256\":\"");
+        if let Some(sha) = &self.body_sha {
+            out.extend_from_slice(sha);
+        }
+        out.push(b'"');
+        if !self.ids.is_empty() {
+            out.push(b',');
+            out.extend_from_slice(self.ids);
+        }
+        if let Some(e) = self.error {
+            out.extend_from_slice(b",\"error\":");
+            json_str(out, e);
+        }
+    }
+}
+
+/// The members that name an event in its audit records, appended to
+/// `out`: `"event_id":…,"host":…,"source":…`, a batch's `"line":N` (from
+/// 1), `"key_id":…` (the producer key that signed it). Written once per
+/// event, before the event goes to the engine.
+pub fn audit_ids(out: &mut Vec<u8>, ev: &crate::event::Event, line: Option<usize>, key_id: &str) {
+    out.extend_from_slice(b"\"event_id\":");
+    json_str(out, &ev.event_id);
+    out.extend_from_slice(b",\"host\":");
+    json_str(out, &ev.host);
+    out.extend_from_slice(b",\"source\":");
+    json_str(out, &ev.source);
+    if let Some(line) = line {
+        audit_line(out, line, true);
+    }
+    out.extend_from_slice(b",\"key_id\":");
+    json_str(out, key_id);
+}
+
+/// `"line":N`, with a leading comma when it follows other members.
+fn audit_line(out: &mut Vec<u8>, line: usize, comma: bool) {
+    use std::io::Write as _;
+    let sep = if comma { "," } else { "" };
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{sep}\"line\":{line}");
+}
+
+/// One request's records as JSON, ready for [`AuditLog::append_pending`]:
+/// they share the time they are written at and the client's address
+/// (each formatted once).
+pub fn serialise_audit(
+    client: &SocketAddr,
+    at: DateTime<Utc>,
+    records: &[AuditRecord<'_>],
+) -> Pending {
+    let ts = audit_ts(at);
+    let ip = client.ip().to_string();
+    let mut pending = Pending::with_capacity(records.len());
+    for r in records {
+        // `write_open` always opens an object: this cannot be refused.
+        let _ = pending.push_open(|out| r.write_open(out, &ts, &ip));
+    }
+    pending
 }
 
 /// An audit timestamp: RFC 3339 with as many sub-second digits (0, 3, 6
@@ -519,23 +589,6 @@ impl serde::Serialize for AuditRecord<'_> {
 /// format string per record.
 fn audit_ts(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
-}
-
-pub fn audit_record<'a>(
-    kind: &'a str,
-    client: &SocketAddr,
-    body_sha: String,
-    reason: &'a str,
-    extra: Vec<(&'static str, Value)>,
-) -> AuditRecord<'a> {
-    AuditRecord {
-        kind,
-        at: Utc::now(),
-        client: client.ip(),
-        reason,
-        body_sha,
-        extra,
-    }
 }
 
 async fn ingest(
@@ -548,18 +601,13 @@ async fn ingest(
         Ok(key_id) => key_id,
         Err(reason) => return reject(StatusCode::UNAUTHORIZED, reason),
     };
-    let body_sha = sha256_hex(&body);
+    let body_sha = sha256_hex_array(&body);
     let now = Utc::now();
     let ev = match check_event(&st, &body, now) {
         Ok(ev) => ev,
         Err(Rejected::Schema(e)) => {
-            st.audit(
-                "gateway_reject",
-                &client,
-                &body_sha,
-                "schema_validation_failed",
-                &[("error", e.clone().into())],
-            );
+            let r = AuditRecord::reject("schema_validation_failed", "/ingest", Some(body_sha));
+            st.write_audit(&client, &[r.with_error(&e)]);
             return (
                 StatusCode::BAD_REQUEST,
                 axum::Json(json!({ "detail": "schema_validation_failed", "error": e })),
@@ -567,19 +615,22 @@ async fn ingest(
                 .into_response();
         }
         Err(r) => {
-            let extra = match &r {
-                Rejected::Replay(ev) => event_ids(ev, &key_id).to_vec(),
-                _ => Vec::new(),
-            };
-            st.audit("gateway_reject", &client, &body_sha, r.reason(), &extra);
+            let mut ids = Vec::new();
+            if let Rejected::Replay(ev) = &r {
+                audit_ids(&mut ids, ev, None, &key_id);
+            }
+            let record = AuditRecord::reject(r.reason(), "/ingest", Some(body_sha));
+            st.write_audit(&client, &[record.with_ids(&ids)]);
             return reject(StatusCode::BAD_REQUEST, r.reason());
         }
     };
-    let ids = event_ids(&ev, &key_id);
+    let mut ids = Vec::with_capacity(128);
+    audit_ids(&mut ids, &ev, None, &key_id);
     let event_id = ev.event_id.clone();
+    let refused = |reason| AuditRecord::reject(reason, "/ingest", Some(body_sha)).with_ids(&ids);
     match st.engine.ingest(ev).await {
         Ok(Ok(acc)) => {
-            st.audit("gateway_accept", &client, &body_sha, "ok", &ids);
+            st.write_audit(&client, &[AuditRecord::accept("/ingest", body_sha, &ids)]);
             let p = &acc.policy;
             let mut policy_context = serde_json::to_value(&p.context).unwrap_or_default();
             if let Some(o) = policy_context.as_object_mut() {
@@ -598,12 +649,12 @@ async fn ingest(
         }
         Ok(Err(r)) => {
             let (code, reason) = refusal(r);
-            st.audit("gateway_reject", &client, &body_sha, reason, &ids);
+            st.write_audit(&client, &[refused(reason)]);
             reject(code, reason)
         }
         Err(_) => {
             let (code, reason) = refusal(Refusal::StoreFailed);
-            st.audit("gateway_reject", &client, &body_sha, reason, &ids);
+            st.write_audit(&client, &[refused(reason)]);
             reject(code, reason)
         }
     }
@@ -617,6 +668,8 @@ fn refusal(r: Refusal) -> (StatusCode, &'static str) {
         Refusal::StoreFailed => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
     }
 }
+
+const BATCH: &str = "/ingest/batch";
 
 /// Largest number of lines in one batch.
 pub const MAX_BATCH_LINES: usize = 10_000;
@@ -680,15 +733,6 @@ pub fn validate_event(
 }
 
 /// Audit fields naming an event and the key that signed it.
-fn event_ids(ev: &crate::event::Event, key_id: &Value) -> [(&'static str, Value); 4] {
-    [
-        ("event_id", ev.event_id.clone().into()),
-        ("host", ev.host.clone().into()),
-        ("source", ev.source.to_string().into()),
-        ("key_id", key_id.clone()),
-    ]
-}
-
 /// `POST /ingest/batch`: newline-delimited `sec.event.v1` events signed as
 /// one body. Each line gets its own result; one bad line does not sink the
 /// batch. The answer comes after every accepted line is committed.
@@ -707,43 +751,50 @@ async fn ingest_batch(
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
         .collect();
     if lines.len() > MAX_BATCH_LINES {
-        st.audit(
-            "gateway_reject",
-            &client,
-            &sha256_hex(&body),
-            "batch_too_large",
-            &[("path", "/ingest/batch".into())],
-        );
+        let r = AuditRecord::reject("batch_too_large", BATCH, Some(sha256_hex_array(&body)));
+        st.write_audit(&client, &[r]);
         return reject(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large");
     }
     let now = Utc::now();
     let mut results: Vec<LineResult> = Vec::with_capacity(lines.len());
-    let mut records = Vec::with_capacity(lines.len());
+    // Each line's hash and audit ids, taken while the line and its event
+    // are at hand (the events go to the engine); the records are built
+    // once the engine has answered.
+    let mut shas = Vec::with_capacity(lines.len());
+    let mut ids = Vec::with_capacity(lines.len() * 112);
+    let mut ids_end = Vec::with_capacity(lines.len());
     let mut pending = Vec::new();
+    let mut refused_early = Vec::new();
     let mut events = Vec::new();
     for (i, line) in lines.iter().enumerate() {
+        shas.push(sha256_hex_array(line));
         match check_event(&st, line, now) {
             Ok(ev) => {
+                audit_ids(&mut ids, &ev, Some(i + 1), &key_id);
                 pending.push((i, ev.event_id.clone()));
                 events.push(ev);
                 results.push(LineResult::new(i, 0));
             }
             Err(r) => {
-                let reason = r.reason();
-                records.push(audit_record(
-                    "gateway_reject",
-                    &client,
-                    sha256_hex(line),
-                    reason,
-                    vec![("path", "/ingest/batch".into()), ("line", (i + 1).into())],
-                ));
+                match &r {
+                    // A valid event outside the window: named, as on /ingest.
+                    Rejected::Replay(ev) => audit_ids(&mut ids, ev, Some(i + 1), &key_id),
+                    _ => audit_line(&mut ids, i + 1, false),
+                }
+                refused_early.push(i);
                 results.push(LineResult {
-                    detail: Some(reason),
+                    detail: Some(r.reason()),
                     ..LineResult::new(i, 400)
                 });
             }
         }
+        ids_end.push(ids.len());
     }
+    // Audited in this order: refused lines, then the engine's answers.
+    let order: Vec<usize> = refused_early
+        .into_iter()
+        .chain(pending.iter().map(|(i, _)| *i))
+        .collect();
     let mut ok = 0u64;
     let mut answers = match st
         .engine
@@ -756,53 +807,47 @@ async fn ingest_batch(
     .into_iter();
     for (i, id) in pending {
         let answer = answers.next().flatten();
-        let ids = [
-            ("path", Value::from("/ingest/batch")),
-            ("event_id", id.clone().into()),
-            ("line", (i + 1).into()),
-            ("key_id", key_id.clone()),
-        ];
-        let (result, kind, reason) = match answer {
+        let result = match answer {
             Some(Ok(acc)) => {
                 ok += 1;
-                let r = LineResult {
+                LineResult {
                     final_decision: Some(acc.policy.decision),
                     correlation_reasons: Some(acc.verdict.reasons),
                     ..LineResult::new(i, 200)
-                };
-                (r, "gateway_accept", "ok")
+                }
             }
             Some(Err(r)) => {
                 let (code, reason) = refusal(r);
-                let r = LineResult {
+                LineResult {
                     detail: Some(reason),
                     ..LineResult::new(i, code.as_u16())
-                };
-                (r, "gateway_reject", reason)
+                }
             }
-            None => {
-                let r = LineResult {
-                    // Not committed (the store failed, or the engine
-                    // stopped): the answer `/ingest` gives for the same.
-                    detail: Some("store_unavailable"),
-                    ..LineResult::new(i, 503)
-                };
-                (r, "gateway_reject", "store_unavailable")
-            }
+            // Not committed (the store failed, or the engine stopped): the
+            // answer `/ingest` gives for the same.
+            None => LineResult {
+                detail: Some("store_unavailable"),
+                ..LineResult::new(i, 503)
+            },
         };
-        records.push(audit_record(
-            kind,
-            &client,
-            sha256_hex(lines[i]),
-            reason,
-            ids.into(),
-        ));
         results[i] = LineResult {
             event_id: Some(id),
             ..result
         };
     }
-    st.write_audit(records);
+    let records: Vec<AuditRecord<'_>> = order
+        .into_iter()
+        .map(|i| {
+            let line_ids = &ids[if i == 0 { 0 } else { ids_end[i - 1] }..ids_end[i]];
+            match results[i].detail {
+                None => AuditRecord::accept(BATCH, shas[i], line_ids),
+                Some(reason) => {
+                    AuditRecord::reject(reason, BATCH, Some(shas[i])).with_ids(line_ids)
+                }
+            }
+        })
+        .collect();
+    st.write_audit(&client, &records);
     let bad = results.len() as u64 - ok;
     tracing::debug!("batch from {}: {ok} accepted, {bad} refused", client.ip());
     axum::Json(BatchAnswer {

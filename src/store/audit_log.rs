@@ -20,7 +20,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// [`sha256_hex`] without allocating.
-fn sha256_hex_array(bytes: &[u8]) -> [u8; 64] {
+pub fn sha256_hex_array(bytes: &[u8]) -> [u8; 64] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(bytes);
     let mut out = [0u8; 64];
@@ -68,39 +68,48 @@ impl AuditLog {
         self.append_all(std::iter::once(record))
     }
 
-    /// Appends records in order with one write (a batch of ingest lines
-    /// would otherwise cost a system call each). All or nothing: if the
-    /// write fails (a full disk), what part of it reached the file is cut
-    /// off again and the chain goes on from the last record written, so a
-    /// later append still verifies.
+    /// Appends records in order with one write; see [`AuditLog::append_pending`].
     pub fn append_all<R: serde::Serialize>(
         &mut self,
         records: impl IntoIterator<Item = R>,
     ) -> std::io::Result<()> {
         let records = records.into_iter();
-        // Gateway records are ~450 bytes: one allocation for a batch.
-        let mut buf = Vec::with_capacity(records.size_hint().0.saturating_mul(512));
-        let mut prev = self.prev;
+        let mut pending = Pending::with_capacity(records.size_hint().0);
         for record in records {
+            pending.push(&record)?;
+        }
+        self.append_pending(&pending)
+    }
+
+    /// Chains records serialised beforehand (outside whatever lock guards
+    /// this log) and appends them with one write (a batch of ingest lines
+    /// would otherwise cost a system call each). Only the chain hashes are
+    /// computed here. All or nothing: if the write fails (a full disk),
+    /// what part of it reached the file is cut off again and the chain goes
+    /// on from the last record written, so a later append still verifies.
+    pub fn append_pending(&mut self, pending: &Pending) -> std::io::Result<()> {
+        if pending.ends.is_empty() {
+            return Ok(());
+        }
+        let prev_key = b"\"prev\":\"";
+        let mut buf =
+            Vec::with_capacity(pending.buf.len() + pending.ends.len() * (prev_key.len() + 68));
+        let mut prev = self.prev;
+        let mut from = 0;
+        for &end in &pending.ends {
             let start = buf.len();
-            serde_json::to_writer(&mut buf, &record).map_err(std::io::Error::other)?;
-            // An object ends in `}`: `prev` goes in front of it.
-            if buf.len() < start + 2 || buf[start] != b'{' || buf[buf.len() - 1] != b'}' {
-                buf.truncate(start);
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "an audit record must be a JSON object",
-                ));
-            }
-            buf.pop();
-            if buf.len() > start + 1 {
+            // `{` and the members, without the closing brace.
+            let open = &pending.buf[from..end];
+            buf.extend_from_slice(open);
+            if open.len() > 1 {
                 buf.push(b',');
             }
-            buf.extend_from_slice(b"\"prev\":\"");
+            buf.extend_from_slice(prev_key);
             buf.extend_from_slice(&prev);
             buf.extend_from_slice(b"\"}");
             prev = sha256_hex_array(&buf[start..]);
             buf.push(b'\n');
+            from = end;
         }
         if let Err(e) = self.file.write_all(&buf) {
             // Best effort: if even the cut fails, verify names the line.
@@ -110,6 +119,85 @@ impl AuditLog {
         self.len += buf.len() as u64;
         self.prev = prev;
         Ok(())
+    }
+}
+
+/// Records serialised ahead of the chain, so that the costly part of an
+/// append (building the JSON) needs no lock: each is kept as a JSON
+/// object without its closing brace, which [`AuditLog::append_pending`]
+/// adds after `prev`.
+#[derive(Debug, Default)]
+pub struct Pending {
+    buf: Vec<u8>,
+    /// Where each record ends in `buf`.
+    ends: Vec<usize>,
+}
+
+impl Pending {
+    pub fn with_capacity(records: usize) -> Self {
+        Pending {
+            // Gateway records are ~450 bytes: one allocation for a batch.
+            buf: Vec::with_capacity(records.saturating_mul(448)),
+            ends: Vec::with_capacity(records),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Adds a record that serialises to a JSON object (anything else is
+    /// refused and adds nothing).
+    pub fn push(&mut self, record: &impl serde::Serialize) -> std::io::Result<()> {
+        let start = self.buf.len();
+        serde_json::to_writer(&mut self.buf, record).map_err(std::io::Error::other)?;
+        if self.buf.len() < start + 2
+            || self.buf[start] != b'{'
+            || self.buf[self.buf.len() - 1] != b'}'
+        {
+            self.buf.truncate(start);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "an audit record must be a JSON object",
+            ));
+        }
+        self.buf.pop();
+        self.ends.push(self.buf.len());
+        Ok(())
+    }
+
+    /// Adds a record written by `write`, which must write `{` and the
+    /// members, and not the closing brace (the members must be valid JSON:
+    /// strings through [`json_str`]).
+    pub fn push_open(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> std::io::Result<()> {
+        let start = self.buf.len();
+        write(&mut self.buf);
+        if self.buf.get(start) != Some(&b'{') || self.buf.last() == Some(&b',') {
+            self.buf.truncate(start);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "an audit record must open a JSON object",
+            ));
+        }
+        self.ends.push(self.buf.len());
+        Ok(())
+    }
+}
+
+/// Writes `s` as a JSON string (quoted, escaped as serde_json escapes).
+pub fn json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
     }
 }
 
@@ -201,6 +289,58 @@ mod tests {
         let second: Value = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(second["a"], "x}");
         assert_eq!(second["prev"], sha256_hex(lines[0].as_bytes()));
+        assert_eq!(verify(&p).unwrap(), Verdict::Intact { records: 2 });
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_does_and_raw_records_must_open_an_object() {
+        for s in [
+            "plain",
+            "a\"b",
+            "back\\slash",
+            "new\nline",
+            "\u{1}\u{1f}\u{7f}",
+            "é ☃",
+            "",
+        ] {
+            let mut out = Vec::new();
+            json_str(&mut out, s);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&p).unwrap();
+        let mut pending = Pending::default();
+        assert!(
+            pending
+                .push_open(|o| o.extend_from_slice(b"\"a\":1"))
+                .is_err()
+        );
+        assert!(
+            pending
+                .push_open(|o| o.extend_from_slice(b"{\"a\":1,"))
+                .is_err()
+        );
+        pending
+            .push_open(|o| {
+                o.extend_from_slice(b"{\"id\":");
+                json_str(o, "x\"}\n{");
+            })
+            .unwrap();
+        pending.push_open(|o| o.push(b'{')).unwrap();
+        assert_eq!(pending.len(), 2, "refused records add nothing");
+        log.append_pending(&pending).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["id"], "x\"}\n{");
+        assert_eq!(lines[1].as_object().unwrap().len(), 1, "only prev");
         assert_eq!(verify(&p).unwrap(), Verdict::Intact { records: 2 });
     }
 
