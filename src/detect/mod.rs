@@ -36,6 +36,17 @@ pub enum Decision {
     Block,
 }
 
+impl Decision {
+    /// The wire name (what it serialises to).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "ALLOW",
+            Decision::Throttle => "THROTTLE",
+            Decision::Block => "BLOCK",
+        }
+    }
+}
+
 /// What one alert did on an event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AlertRef {

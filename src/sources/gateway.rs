@@ -850,12 +850,19 @@ async fn ingest_batch(
     st.write_audit(&client, &records);
     let bad = results.len() as u64 - ok;
     tracing::debug!("batch from {}: {ok} accepted, {bad} refused", client.ip());
-    axum::Json(BatchAnswer {
+    let answer = BatchAnswer {
         accepted: ok,
         rejected: bad,
         results,
-    })
-    .into_response()
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        answer.to_json(),
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]
@@ -878,6 +885,53 @@ struct LineResult {
     correlation_reasons: Option<Vec<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'static str>,
+}
+
+impl BatchAnswer {
+    /// The same JSON as its `Serialize` form, written directly: a batch's
+    /// answer is ~100 bytes per line, and serde's generic path cost ~5 %
+    /// of a batch's time.
+    fn to_json(&self) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut out = Vec::with_capacity(48 + self.results.len() * 112);
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
+            "{{\"accepted\":{},\"rejected\":{},\"results\":[",
+            self.accepted, self.rejected
+        );
+        for (n, r) in self.results.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            let _ = write!(out, "{{\"line\":{},\"status\":{}", r.line, r.status);
+            if let Some(id) = &r.event_id {
+                out.extend_from_slice(b",\"event_id\":");
+                json_str(&mut out, id);
+            }
+            if let Some(d) = r.final_decision {
+                out.extend_from_slice(b",\"final_decision\":");
+                json_str(&mut out, d.as_str());
+            }
+            if let Some(reasons) = &r.correlation_reasons {
+                out.extend_from_slice(b",\"correlation_reasons\":[");
+                for (i, reason) in reasons.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    json_str(&mut out, reason);
+                }
+                out.push(b']');
+            }
+            if let Some(d) = r.detail {
+                out.extend_from_slice(b",\"detail\":");
+                json_str(&mut out, d);
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
 }
 
 impl LineResult {
@@ -1067,6 +1121,54 @@ async fn decisions(State(st): State<Arc<GatewayState>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_answers_are_written_as_serde_would() {
+        use crate::detect::Decision;
+        let line = |i, status, id: Option<&str>, d, reasons: Option<Vec<&'static str>>, detail| {
+            LineResult {
+                event_id: id.map(String::from),
+                final_decision: d,
+                correlation_reasons: reasons,
+                detail,
+                ..LineResult::new(i, status)
+            }
+        };
+        for results in [
+            vec![],
+            vec![
+                line(0, 200, Some("a"), Some(Decision::Allow), Some(vec![]), None),
+                line(
+                    1,
+                    200,
+                    Some("id \"q\"\n\u{1}"),
+                    Some(Decision::Block),
+                    Some(vec!["x", "y\\z"]),
+                    None,
+                ),
+                line(2, 400, None, None, None, Some("invalid_json")),
+                line(3, 409, Some("é"), None, None, Some("duplicate_event_id")),
+                line(
+                    4,
+                    200,
+                    Some(""),
+                    Some(Decision::Throttle),
+                    Some(vec!["r"]),
+                    None,
+                ),
+            ],
+        ] {
+            let answer = BatchAnswer {
+                accepted: 3,
+                rejected: results.len() as u64,
+                results,
+            };
+            assert_eq!(
+                String::from_utf8(answer.to_json()).unwrap(),
+                serde_json::to_string(&answer).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn audit_timestamps_keep_the_seed_form() {
