@@ -142,6 +142,10 @@ pub struct SyslogConfig {
     pub max_message_bytes: usize,
     /// Open TCP connections from one address (1..=1024).
     pub max_connections_per_ip: usize,
+    /// Seconds without a whole message after which a TCP connection may be
+    /// closed to make room for a new one that found no place (1..=86400).
+    /// Idle connections are otherwise kept.
+    pub idle_evict_secs: u64,
 }
 
 impl Default for SyslogConfig {
@@ -151,6 +155,7 @@ impl Default for SyslogConfig {
             tcp: None,
             max_message_bytes: crate::sources::syslog::DEFAULT_MAX_MESSAGE_BYTES,
             max_connections_per_ip: crate::sources::syslog::DEFAULT_MAX_CONNECTIONS_PER_IP,
+            idle_evict_secs: crate::sources::syslog::DEFAULT_IDLE_EVICT_SECS,
         }
     }
 }
@@ -182,6 +187,8 @@ pub enum ConfigError {
     SyslogMessageSize(usize),
     #[error("syslog.max_connections_per_ip must be 1..=1024, got {0}")]
     SyslogConnections(usize),
+    #[error("syslog.idle_evict_secs must be 1..=86400, got {0}")]
+    SyslogIdleEvict(u64),
     #[error("policy.analyst_ban_secs must be at least 1")]
     AnalystBan,
     #[error("gateway.{name} must be {range}, got {value}")]
@@ -322,6 +329,9 @@ impl Config {
         if !(1..=crate::sources::syslog::MAX_TCP_CONNECTIONS).contains(&per_ip) {
             return Err(ConfigError::SyslogConnections(per_ip));
         }
+        if !(1..=86_400).contains(&self.syslog.idle_evict_secs) {
+            return Err(ConfigError::SyslogIdleEvict(self.syslog.idle_evict_secs));
+        }
         if self.policy.analyst_ban_secs == 0 {
             return Err(ConfigError::AnalystBan);
         }
@@ -412,6 +422,14 @@ mod tests {
             assert!(e.contains("syslog.max_connections_per_ip"), "{e}");
         }
         c.syslog.max_connections_per_ip = 1024;
+        assert!(c.validate().is_ok());
+        assert_eq!(c.syslog.idle_evict_secs, 30);
+        for bad in [0, 86_401] {
+            c.syslog.idle_evict_secs = bad;
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("syslog.idle_evict_secs"), "{e}");
+        }
+        c.syslog.idle_evict_secs = 86_400;
         assert!(c.validate().is_ok());
     }
 

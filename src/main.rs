@@ -722,8 +722,11 @@ fn serve(
             tokio::spawn(vigil::sources::syslog::run_tcp(
                 l,
                 source_engine.clone(),
-                max,
-                cfg.syslog.max_connections_per_ip,
+                vigil::sources::syslog::TcpLimits {
+                    max_message_bytes: max,
+                    max_per_ip: cfg.syslog.max_connections_per_ip,
+                    idle_evict: std::time::Duration::from_secs(cfg.syslog.idle_evict_secs),
+                },
                 syslog_stats.clone(),
             ));
         }

@@ -177,3 +177,54 @@ fn tcp_connections_per_address_are_capped() {
     assert!(stopped, "{log}");
     assert!(log.contains("1 connections refused"), "{log}");
 }
+
+/// When a connection finds no place, the one that has gone longest without
+/// a whole message (and at least `idle_evict_secs`) is closed for it: idle
+/// connections cannot lock senders out, and one that keeps sending stays.
+#[test]
+fn an_idle_connection_makes_room_for_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigil.toml");
+    std::fs::write(
+        &cfg,
+        "[syslog]\nmax_connections_per_ip = 2\nidle_evict_secs = 1\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let server = common::Server::start_with(
+        dir,
+        &[("ARES_SHARED_SECRET", "unused-here")],
+        &["--config", &cfg, "--syslog-tcp", "127.0.0.1:0"],
+    );
+    let tcp_addr = listener(&server, "tcp");
+    let mut active = std::net::TcpStream::connect(&tcp_addr).unwrap();
+    let mut idle = std::net::TcpStream::connect(&tcp_addr).unwrap();
+    idle.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    // The first one sends (it is no longer idle); the second stays quiet.
+    let line = sshd_fail("evict-host", 0, "192.0.2.77");
+    active.write_all(format!("{line}\n").as_bytes()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut newcomer = std::net::TcpStream::connect(&tcp_addr).unwrap();
+    // The quiet one is closed: reading it ends.
+    let mut buf = [0u8; 1];
+    assert_eq!(std::io::Read::read(&mut idle, &mut buf).unwrap(), 0);
+    // The newcomer and the sender both deliver: 8 failures make an alert.
+    for i in 1..5 {
+        let line = sshd_fail("evict-host", i, "192.0.2.77");
+        newcomer.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+    for i in 5..8 {
+        let line = sshd_fail("evict-host", i, "192.0.2.77");
+        active.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+    server.wait_for_alert("BRUTE_FORCE_V1", "evict-host");
+    let (stopped, log, _dir) = server.stop_keeping_data();
+    assert!(stopped, "{log}");
+    assert!(log.contains("0 connections refused"), "{log}");
+    assert!(
+        log.contains("1 idle connections closed for new ones"),
+        "{log}"
+    );
+}

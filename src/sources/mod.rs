@@ -36,6 +36,13 @@ impl ConnectionSlots {
         let _ = self.open.acquire_many(max).await;
     }
 
+    /// How many places connections from `ip` hold.
+    pub fn open_from(&self, ip: IpAddr) -> usize {
+        self.per_ip
+            .lock()
+            .map_or(0, |counts| counts.get(&ip).copied().unwrap_or(0))
+    }
+
     /// A place for a connection from `ip`, held until the [`Slot`] is
     /// dropped; `None` when either limit is reached.
     pub fn take(&self, ip: IpAddr) -> Option<Slot> {

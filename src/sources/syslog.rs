@@ -11,6 +11,13 @@
 //!
 //! UDP has no back-pressure: when the engine falls behind, the kernel drops
 //! datagrams (counted by the OS, not here). TCP readers wait for the engine.
+//!
+//! TCP connections are capped (in all and per address). Senders such as
+//! rsyslog keep quiet connections open for hours, so an idle connection is
+//! not closed for being idle; but when a new connection finds no place,
+//! the connection that has gone longest without a whole message (and at
+//! least `idle_evict_secs`) is closed to make room for it. Holding places
+//! open without sending therefore cannot lock senders out.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +40,10 @@ pub const MAX_TCP_CONNECTIONS: usize = 1024;
 /// say (a relay needs a few; a flood from one host gets no more).
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
 
+/// Seconds without a whole message after which a TCP connection may be
+/// closed to make room for a new one, when the config does not say.
+pub const DEFAULT_IDLE_EVICT_SECS: u64 = 30;
+
 /// What the listeners saw; printed when `vigil serve` stops.
 #[derive(Debug, Default)]
 pub struct SyslogStats {
@@ -47,22 +58,26 @@ pub struct SyslogStats {
     /// Read with U+FFFD in place of bytes that are not UTF-8.
     pub not_utf8: AtomicU64,
     /// TCP connections closed on accept: [`MAX_TCP_CONNECTIONS`] were open,
-    /// or `max_connections_per_ip` from that address.
+    /// or `max_connections_per_ip` from that address, and none had been
+    /// idle long enough to make room.
     pub refused_connections: AtomicU64,
+    /// Idle TCP connections closed to make room for a new one.
+    pub evicted_connections: AtomicU64,
 }
 
 impl SyslogStats {
     pub fn summary(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "syslog: {} received, {} accepted, {} refused by the engine, {} unparsed, {} malformed, {} not UTF-8 (read with U+FFFD), {} connections refused",
+            "syslog: {} received, {} accepted, {} refused by the engine, {} unparsed, {} malformed, {} not UTF-8 (read with U+FFFD), {} connections refused, {} idle connections closed for new ones",
             g(&self.received),
             g(&self.accepted),
             g(&self.refused),
             g(&self.unparsed),
             g(&self.malformed),
             g(&self.not_utf8),
-            g(&self.refused_connections)
+            g(&self.refused_connections),
+            g(&self.evicted_connections)
         )
     }
 }
@@ -179,35 +194,148 @@ pub async fn run_udp(
     }
 }
 
+/// TCP listener settings (`[syslog]` in the config).
+#[derive(Clone, Copy, Debug)]
+pub struct TcpLimits {
+    pub max_message_bytes: usize,
+    pub max_per_ip: usize,
+    /// A connection with no whole message for this long may be closed to
+    /// make room for a new one.
+    pub idle_evict: std::time::Duration,
+}
+
+/// The open TCP connections, for choosing one to close when a new one
+/// finds no place. Each entry owns its connection's [`super::Slot`], so
+/// removing it frees the place at once; the connection's task is told to
+/// stop, and removes its entry itself when it ends first.
+#[derive(Default)]
+struct OpenStreams {
+    next: u64,
+    streams: std::collections::HashMap<u64, OpenStream>,
+}
+
+struct OpenStream {
+    ip: std::net::IpAddr,
+    /// Milliseconds since the listener started, at the last whole message
+    /// (or the connection's start); [`BUSY`] while a message is on its way
+    /// to the engine.
+    last_message: Arc<AtomicU64>,
+    close: Arc<Closing>,
+    _slot: super::Slot,
+}
+
+/// `last_message` of a connection handing a message to the engine: never
+/// the idlest, however long the engine makes it wait.
+const BUSY: u64 = u64::MAX;
+
+/// Tells a connection's task to stop.
+#[derive(Default)]
+struct Closing {
+    flag: std::sync::atomic::AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl OpenStreams {
+    /// Closes the connection that has gone longest without a whole
+    /// message, if that is at least `idle` (ms); from `ip` only when
+    /// `ip` is at its own limit. True if a place was freed.
+    fn evict_idlest(&mut self, ip: Option<std::net::IpAddr>, now: u64, idle: u64) -> bool {
+        let idlest = self
+            .streams
+            .iter()
+            .filter(|(_, s)| ip.is_none_or(|ip| s.ip == ip))
+            .map(|(id, s)| (s.last_message.load(Ordering::Relaxed), *id))
+            .filter(|(last, _)| *last != BUSY)
+            .min();
+        match idlest {
+            Some((last, id)) if now.saturating_sub(last) >= idle => {
+                if let Some(s) = self.streams.remove(&id) {
+                    s.close.flag.store(true, Ordering::Relaxed);
+                    s.close.wake.notify_one();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Accepts connections until the task is dropped; one task per connection,
 /// at most [`MAX_TCP_CONNECTIONS`] at once and `max_per_ip` from one
 /// address, so one sender cannot take every place and shut the others out.
+/// A connection that finds no place takes the idlest one's (see the
+/// module notes), or is closed.
 pub async fn run_tcp(
     listener: tokio::net::TcpListener,
     engine: EngineHandle,
-    max_message_bytes: usize,
-    max_per_ip: usize,
+    limits: TcpLimits,
     stats: Arc<SyslogStats>,
 ) {
-    let slots = super::ConnectionSlots::new(MAX_TCP_CONNECTIONS, max_per_ip);
+    let slots = super::ConnectionSlots::new(MAX_TCP_CONNECTIONS, limits.max_per_ip);
+    let open = Arc::new(std::sync::Mutex::new(OpenStreams::default()));
+    let started = std::time::Instant::now();
+    let ms = move || started.elapsed().as_millis() as u64;
+    let idle_ms = limits.idle_evict.as_millis() as u64;
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             // Usually out of file descriptors: back off instead of spinning.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
-        let Some(slot) = slots.take(peer.ip()) else {
+        // A panic elsewhere cannot leave the map half-updated: go on.
+        let mut streams = open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = slots.take(peer.ip());
+        if slot.is_none() {
+            // Make room: from this address if it is at its own limit,
+            // else from anyone.
+            let own = slots.open_from(peer.ip()) >= limits.max_per_ip;
+            if streams.evict_idlest(own.then_some(peer.ip()), ms(), idle_ms) {
+                stats.evicted_connections.fetch_add(1, Ordering::Relaxed);
+                slot = slots.take(peer.ip());
+            }
+        }
+        let Some(slot) = slot else {
             // Full: refuse rather than let one sender exhaust descriptors.
             stats.refused_connections.fetch_add(1, Ordering::Relaxed);
             drop(stream);
             continue;
         };
-        let (engine, stats) = (engine.clone(), stats.clone());
+        let id = streams.next;
+        streams.next += 1;
+        let last_message = Arc::new(AtomicU64::new(ms()));
+        let close = Arc::new(Closing::default());
+        streams.streams.insert(
+            id,
+            OpenStream {
+                ip: peer.ip(),
+                last_message: last_message.clone(),
+                close: close.clone(),
+                _slot: slot,
+            },
+        );
+        drop(streams);
+        let (engine, stats, open) = (engine.clone(), stats.clone(), open.clone());
+        let watch = Watch {
+            last_message,
+            ms,
+            close,
+        };
         tokio::spawn(async move {
-            read_stream(stream, peer, engine, max_message_bytes, stats).await;
-            drop(slot);
+            read_stream(stream, peer, engine, limits.max_message_bytes, stats, watch).await;
+            open.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .streams
+                .remove(&id);
         });
     }
+}
+
+/// A connection's link to the listener: where it notes the time of its
+/// last whole message, and the signal to stop (it was closed to make room).
+struct Watch<F> {
+    last_message: Arc<AtomicU64>,
+    ms: F,
+    close: Arc<Closing>,
 }
 
 /// Why a TCP syslog stream was closed early.
@@ -283,6 +411,7 @@ async fn read_stream(
     engine: EngineHandle,
     max: usize,
     stats: Arc<SyslogStats>,
+    watch: Watch<impl Fn() -> u64>,
 ) {
     let mut r = BufReader::new(stream);
     let mut intake = Intake::new(
@@ -294,12 +423,25 @@ async fn read_stream(
     let mut msg = Vec::new();
     let mut truncated = false;
     loop {
-        match read_frame(&mut r, max, &mut msg, &mut truncated).await {
+        // Closed only while waiting for a message: one on its way to the
+        // engine is marked BUSY and never chosen, and a whole frame already
+        // buffered is read first.
+        if watch.close.flag.load(Ordering::Relaxed) {
+            return;
+        }
+        let frame = tokio::select! {
+            biased;
+            frame = read_frame(&mut r, max, &mut msg, &mut truncated) => frame,
+            () = watch.close.wake.notified() => return,
+        };
+        match frame {
             Ok(Ok(true)) => {
                 if truncated {
                     stats.malformed.fetch_add(1, Ordering::Relaxed);
                 }
+                watch.last_message.store(BUSY, Ordering::Relaxed);
                 intake.message(&msg).await;
+                watch.last_message.store((watch.ms)(), Ordering::Relaxed);
             }
             Ok(Err(_)) => {
                 // The framing is lost; nothing after this can be trusted.
@@ -314,6 +456,41 @@ async fn read_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_idlest_connection_is_closed_never_a_busy_one() {
+        let slots = super::super::ConnectionSlots::new(8, 8);
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let b: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+        let mut open = OpenStreams::default();
+        let mut closing = Vec::new();
+        for (id, (ip, last)) in [(a, 100), (b, 500), (a, BUSY)].into_iter().enumerate() {
+            let close = Arc::new(Closing::default());
+            closing.push(close.clone());
+            open.streams.insert(
+                id as u64,
+                OpenStream {
+                    ip,
+                    last_message: Arc::new(AtomicU64::new(last)),
+                    close,
+                    _slot: slots.take(ip).unwrap(),
+                },
+            );
+        }
+        assert_eq!(slots.open_from(a), 2);
+        // Not idle long enough: nothing is closed.
+        assert!(!open.evict_idlest(None, 1000, 901));
+        // From anyone: the idlest (a, last message at 100).
+        assert!(open.evict_idlest(None, 1000, 900));
+        assert!(closing[0].flag.load(Ordering::Relaxed));
+        assert_eq!(slots.open_from(a), 1, "its place is free at once");
+        // From b only: b's, once it has been idle long enough.
+        assert!(!open.evict_idlest(Some(b), 1000, 501));
+        assert!(open.evict_idlest(Some(b), 1000, 500));
+        // Only a busy connection is left: it is never closed.
+        assert!(!open.evict_idlest(None, u64::MAX - 1, 0));
+        assert!(!closing[2].flag.load(Ordering::Relaxed));
+    }
 
     async fn frames(input: &[u8], max: usize) -> Vec<(String, bool)> {
         let mut r = BufReader::new(input);
