@@ -19,6 +19,14 @@
 //! `--report-every N` prints the rate of each N-second interval, to see
 //! whether a long run holds its pace.
 //!
+//! `--pregenerate RATE` builds and signs the requests for RATE events a
+//! second (over `--seconds`, at most 60) before the clock starts, so the
+//! client does not share the cores with the server while it is measured
+//! (its events are the same; their timestamps are up to a minute old, well
+//! inside the replay window). A connection that runs out builds the rest
+//! as it goes, and the summary says how many requests were built during
+//! the run.
+//!
 //! Every request carries a fresh timestamp and a unique event id, so each
 //! one goes through the whole path (signature, schema, replay window,
 //! idempotency, rate limit, correlation, policy, commit). Events spread over
@@ -55,6 +63,8 @@ struct Args {
     /// Print the accepted rate every this many seconds (0: only the total),
     /// to see whether a long run holds its pace.
     report_every: u64,
+    /// Events a second to build and sign before the clock starts (0: none).
+    pregenerate: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -70,6 +80,7 @@ fn parse_args() -> Result<Args, String> {
         batch: 0,
         fail_every: 7,
         report_every: 0,
+        pregenerate: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -83,6 +94,7 @@ fn parse_args() -> Result<Args, String> {
             "--batch" => a.batch = value()?.parse().map_err(|e| format!("{e}"))?,
             "--fail-every" => a.fail_every = value()?.parse().map_err(|e| format!("{e}"))?,
             "--report-every" => a.report_every = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--pregenerate" => a.pregenerate = value()?.parse().map_err(|e| format!("{e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -96,6 +108,9 @@ fn parse_args() -> Result<Args, String> {
         || a.threads > 64
     {
         return Err("--concurrency 1..=1024, --threads 1..=64, --batch 0..=10000".into());
+    }
+    if a.pregenerate > 0 && (a.seconds > 60 || a.pregenerate > 2_000_000) {
+        return Err("--pregenerate needs --seconds 1..=60 and a rate up to 2000000 (its timestamps must stay inside the replay window)".into());
     }
     Ok(a)
 }
@@ -128,9 +143,8 @@ async fn exchange(
     request: &mut Vec<u8>,
     path: &str,
     body: &[u8],
-    secret: &[u8],
+    sig: &str,
 ) -> std::io::Result<(u16, Vec<u8>)> {
-    let sig = sign(secret, body);
     // Head and body in one write, as wrk does: one segment per request.
     request.clear();
     write!(
@@ -187,12 +201,33 @@ struct Tally {
     events: u64,
     /// Lines of 200-answered batches that the server refused.
     refused: u64,
+    /// Requests built during the run (none were left pre-generated).
+    built_live: u64,
     latencies_us: Vec<u32>,
+}
+
+/// One request's body and signature.
+type Request = (Vec<u8>, String);
+
+/// The body of the `n`th request of connection `w` (events numbered from
+/// `*next`, which it advances), signed.
+fn build(a: &Args, w: usize, next: &mut u64) -> Request {
+    let lines = a.batch.max(1);
+    let mut body = Vec::with_capacity(lines * 330);
+    for _ in 0..lines {
+        *next += 1;
+        event(&mut body, a.run, a.fail_every, w, *next);
+        body.push(b'\n');
+    }
+    let sig = sign(a.secret.as_bytes(), &body);
+    (body, sig)
 }
 
 async fn worker(
     a: Arc<Args>,
     w: usize,
+    prebuilt: Vec<Request>,
+    mut n: u64,
     until: Instant,
     progress: Arc<AtomicU64>,
 ) -> std::io::Result<Tally> {
@@ -204,27 +239,27 @@ async fn worker(
         other: 0,
         events: 0,
         refused: 0,
+        built_live: 0,
         latencies_us: Vec::new(),
     };
-    let mut body = Vec::new();
     let mut request = Vec::new();
-    let mut n = 0u64;
+    let mut prebuilt = prebuilt.into_iter();
+    let lines = a.batch.max(1);
     while Instant::now() < until {
-        body.clear();
-        let lines = a.batch.max(1);
-        for _ in 0..lines {
-            n += 1;
-            event(&mut body, a.run, a.fail_every, w, n);
-            body.push(b'\n');
-        }
+        let (body, sig) = match prebuilt.next() {
+            Some(r) => r,
+            None => {
+                t.built_live += 1;
+                build(&a, w, &mut n)
+            }
+        };
         let path = if a.batch == 0 {
             "/ingest"
         } else {
             "/ingest/batch"
         };
         let started = Instant::now();
-        let (status, answer) =
-            exchange(&mut conn, &mut request, path, &body, a.secret.as_bytes()).await?;
+        let (status, answer) = exchange(&mut conn, &mut request, path, &body, &sig).await?;
         t.latencies_us
             .push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
         if status == 200 {
@@ -285,13 +320,36 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // Pre-generated requests, per connection, and where each connection's
+    // event numbers go on from.
+    let per_conn = if a.pregenerate == 0 {
+        0
+    } else {
+        (a.pregenerate * a.seconds).div_ceil(a.concurrency as u64 * a.batch.max(1) as u64)
+    };
+    let mut prebuilt: Vec<(Vec<Request>, u64)> = (0..a.concurrency)
+        .map(|w| {
+            let mut n = 0;
+            let reqs = (0..per_conn).map(|_| build(&a, w, &mut n)).collect();
+            (reqs, n)
+        })
+        .collect();
+    if per_conn > 0 {
+        eprintln!(
+            "load_gateway: {} requests built and signed before the run",
+            per_conn * a.concurrency as u64
+        );
+    }
     let a = Arc::new(a);
     let started = Instant::now();
     let until = started + Duration::from_secs(a.seconds);
     let progress = Arc::new(AtomicU64::new(0));
     let results: Vec<std::io::Result<Tally>> = runtime.block_on(async {
         let handles: Vec<_> = (0..a.concurrency)
-            .map(|w| tokio::spawn(worker(a.clone(), w, until, progress.clone())))
+            .map(|w| {
+                let (reqs, n) = std::mem::take(&mut prebuilt[w]);
+                tokio::spawn(worker(a.clone(), w, reqs, n, until, progress.clone()))
+            })
             .collect();
         if a.report_every > 0 {
             tokio::spawn(report(a.report_every, started, until, progress.clone()));
@@ -307,6 +365,7 @@ fn main() {
     });
     let elapsed = started.elapsed().as_secs_f64();
     let (mut ok, mut other, mut events, mut refused, mut lat) = (0, 0, 0, 0, Vec::new());
+    let mut built_live = 0;
     for r in results {
         match r {
             Ok(t) => {
@@ -314,6 +373,7 @@ fn main() {
                 other += t.other;
                 events += t.events;
                 refused += t.refused;
+                built_live += t.built_live;
                 lat.extend(t.latencies_us);
             }
             Err(e) => {
@@ -327,8 +387,13 @@ fn main() {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
             .map_or(0.0, |us| *us as f64 / 1000.0)
     };
+    let built = if a.pregenerate == 0 {
+        String::new()
+    } else {
+        format!(" [pre-generated; {built_live} built during the run]")
+    };
     println!(
-        "{} {} requests ({} x 200, {} other) = {} events accepted ({} refused) in {:.2} s: {:.0} events/s, {:.0} requests/s; latency ms p50 {:.2} p99 {:.2} max {:.2}",
+        "{} {} requests ({} x 200, {} other) = {} events accepted ({} refused) in {:.2} s: {:.0} events/s, {:.0} requests/s; latency ms p50 {:.2} p99 {:.2} max {:.2}{built}",
         if a.batch == 0 {
             "/ingest".to_string()
         } else {

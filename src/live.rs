@@ -109,6 +109,16 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
     })
 }
 
+/// Async worker threads for the gateway and the sources: one per core and
+/// one more. Requests take the engine's and the audit log's locks, which
+/// block the thread while they wait (microseconds per event); with exactly
+/// one worker per core, a core sat idle whenever its worker waited. On two
+/// cores, three workers measured +2.5 % on quiet batches and +0.5 to +9 %
+/// under attack, `/ingest` at c16 unchanged (alternating A/B runs).
+pub fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
+}
+
 /// Binds the gateway's listener (inside a tokio runtime).
 pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener, LiveError> {
     tokio::net::TcpListener::bind(addr)

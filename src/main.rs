@@ -651,7 +651,7 @@ fn serve(
     // Handed to syslog, tail and journald sources; dropped once they hold theirs.
     let source_engine = engine;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(vigil::live::worker_threads())
         .enable_all()
         .build()
         .context("starting the async runtime")?;

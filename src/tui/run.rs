@@ -216,7 +216,7 @@ pub fn run(opts: ConsoleOptions) -> Result<(), ConsoleError> {
         },
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(crate::live::worker_threads())
         .enable_all()
         .build()
         .map_err(ConsoleError::Runtime)?;
