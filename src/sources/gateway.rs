@@ -716,16 +716,18 @@ pub fn validate_event(
     // steps (parse as JSON, then check the schema), which decide between
     // invalid_json and schema_validation_failed and let a repeated key
     // resolve as Python's json.loads does (the last one wins).
-    let wire: WireEvent = match serde_json::from_slice(body) {
-        Ok(w) => w,
+    // The read-only fields borrowed from the body; a field with escapes
+    // in it (it cannot be borrowed) takes the slow path too, owned.
+    let ev = match serde_json::from_slice::<WireEvent<&str>>(body) {
+        Ok(w) => w.into_event(now),
         Err(_) => {
             let value: Value = serde_json::from_slice(body).map_err(|_| Rejected::InvalidJson)?;
-            serde_json::from_value(value).map_err(|e| Rejected::Schema(e.to_string()))?
+            serde_json::from_value::<WireEvent>(value)
+                .map_err(|e| Rejected::Schema(e.to_string()))?
+                .into_event(now)
         }
-    };
-    let ev = wire
-        .into_event(now)
-        .map_err(|e| Rejected::Schema(e.to_string()))?;
+    }
+    .map_err(|e| Rejected::Schema(e.to_string()))?;
     if (now - ev.timestamp_utc).num_seconds().abs() > replay_window_secs {
         return Err(Rejected::Replay(Box::new(ev)));
     }
@@ -1121,6 +1123,36 @@ async fn decisions(State(st): State<Arc<GatewayState>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_fields_validate_as_their_plain_form() {
+        // Borrowed fields cannot hold escapes: such an event takes the
+        // owned path and must come out the same.
+        let now = Utc::now();
+        let plain = format!(
+            r#"{{"event_type":"sec.event.v1","event_id":"evt-0000001","source":"auth","host":"h1","timestamp_utc":"{}","category":"auth","action":"login_failed","severity":5,"src_ip":"198.51.100.7"}}"#,
+            now.to_rfc3339()
+        );
+        let escaped = plain
+            .replace("sec.event.v1", r"sec\u002eevent.v1")
+            .replace("login_failed", r"login\u005ffailed")
+            .replace(r#""auth","action""#, r#""au\u0074h","action""#)
+            .replace("198.51.100.7", r"198.51.100\u002e7")
+            .replace(
+                &now.to_rfc3339()[..4],
+                &format!(
+                    r"\u00{:x}{}",
+                    now.to_rfc3339().as_bytes()[0],
+                    &now.to_rfc3339()[1..4]
+                ),
+            );
+        assert!(serde_json::from_slice::<WireEvent<&str>>(plain.as_bytes()).is_ok());
+        assert!(serde_json::from_slice::<WireEvent<&str>>(escaped.as_bytes()).is_err());
+        let a = validate_event(plain.as_bytes(), now, 120).unwrap();
+        let b = validate_event(escaped.as_bytes(), now, 120).unwrap();
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(a.action.as_str(), "login_failed");
+    }
 
     #[test]
     fn batch_answers_are_written_as_serde_would() {
