@@ -16,6 +16,21 @@ fn listener(server: &common::Server, proto: &str) -> String {
         .to_string()
 }
 
+/// A server with a TCP listener and these `[syslog]` settings; its address.
+fn tcp_server_with(syslog: &str) -> (common::Server, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigil.toml");
+    std::fs::write(&cfg, format!("[syslog]\n{syslog}")).unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let server = common::Server::start_with(
+        dir,
+        &[("ARES_SHARED_SECRET", "unused-here")],
+        &["--config", &cfg, "--syslog-tcp", "127.0.0.1:0"],
+    );
+    let tcp_addr = listener(&server, "tcp");
+    (server, tcp_addr)
+}
+
 fn sshd_fail(host: &str, i: u32, ip: &str) -> String {
     // RFC 5424 with a full timestamp: event time is exact.
     let ts = (chrono::Utc::now() + chrono::Duration::milliseconds(i as i64))
@@ -145,16 +160,7 @@ fn messages_that_arrive_while_the_store_fails_are_stored_once_it_recovers() {
 /// a single sender cannot take every place; the others still connect.
 #[test]
 fn tcp_connections_per_address_are_capped() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("vigil.toml");
-    std::fs::write(&cfg, "[syslog]\nmax_connections_per_ip = 2\n").unwrap();
-    let cfg = cfg.to_str().unwrap().to_string();
-    let server = common::Server::start_with(
-        dir,
-        &[("ARES_SHARED_SECRET", "unused-here")],
-        &["--config", &cfg, "--syslog-tcp", "127.0.0.1:0"],
-    );
-    let tcp_addr = listener(&server, "tcp");
+    let (server, tcp_addr) = tcp_server_with("max_connections_per_ip = 2\n");
     let held: Vec<_> = (0..2)
         .map(|_| std::net::TcpStream::connect(&tcp_addr).unwrap())
         .collect();
@@ -183,20 +189,7 @@ fn tcp_connections_per_address_are_capped() {
 /// connections cannot lock senders out, and one that keeps sending stays.
 #[test]
 fn an_idle_connection_makes_room_for_a_new_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("vigil.toml");
-    std::fs::write(
-        &cfg,
-        "[syslog]\nmax_connections_per_ip = 2\nidle_evict_secs = 1\n",
-    )
-    .unwrap();
-    let cfg = cfg.to_str().unwrap().to_string();
-    let server = common::Server::start_with(
-        dir,
-        &[("ARES_SHARED_SECRET", "unused-here")],
-        &["--config", &cfg, "--syslog-tcp", "127.0.0.1:0"],
-    );
-    let tcp_addr = listener(&server, "tcp");
+    let (server, tcp_addr) = tcp_server_with("max_connections_per_ip = 2\nidle_evict_secs = 1\n");
     let mut active = std::net::TcpStream::connect(&tcp_addr).unwrap();
     let mut idle = std::net::TcpStream::connect(&tcp_addr).unwrap();
     idle.set_read_timeout(Some(std::time::Duration::from_secs(5)))
