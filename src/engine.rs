@@ -373,6 +373,20 @@ impl BatchReceipt {
 /// of two: on these two-core machines each wake-up of a sleeping thread
 /// costs ~60 µs, as much as the engine's work on a whole group of events. The lock is held per event or per chunk of a batch,
 /// never while waiting for the disk.
+/// What became of an analyst's action ([`EngineHandle::admin`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdminOutcome {
+    /// In force and committed, with its audit row.
+    Done(crate::respond::policy::AdminAction),
+    /// Refused; nothing changed.
+    Refused(String),
+    /// In force now, but its commit failed (a full disk, a locked store):
+    /// the change and its audit row are written with the next commit that
+    /// succeeds (retried every second, see [`EngineHandle::catch_up`]),
+    /// and lost if vigil stops before the store recovers.
+    NotStored(crate::respond::policy::AdminAction),
+}
+
 #[derive(Clone)]
 pub struct EngineHandle {
     shared: std::sync::Arc<std::sync::Mutex<Option<Live>>>,
@@ -382,6 +396,8 @@ pub struct EngineHandle {
     slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     /// Whether the store's commits are failing.
     health: Option<std::sync::Arc<crate::store::StoreHealth>>,
+    /// What failed commits handed back, for [`EngineHandle::catch_up`].
+    failed: Option<std::sync::Arc<crate::store::FailedCommits>>,
     /// When the last handle is dropped, the engine closes its store.
     _alive: std::sync::mpsc::Sender<()>,
 }
@@ -537,24 +553,48 @@ impl EngineHandle {
         self.with_live(|live| live.pipeline.policy().host_state(&host))
     }
 
-    /// Releases a host or lifts a ban; persisted and audited before the answer.
-    pub async fn admin(
-        &self,
-        req: AdminRequest,
-    ) -> Result<Result<crate::respond::policy::AdminAction, String>, EngineGone> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.with_live_sending(|live| {
-            let answer = live.admin(req);
-            // Committed before the analyst hears back; if the commit fails
-            // the reply is dropped and the answer below says so.
-            let done = crate::store::AfterCommit(Box::new(move || {
-                let _ = tx.send(answer);
-            }));
-            live.queue(WriteOp::AfterCommit(done));
-            live.send_queued();
+    /// Releases a host, lifts or sets a ban, quarantines a host or labels
+    /// an alert; answered once the change and its audit row are committed,
+    /// or once that commit has failed (see [`AdminOutcome::NotStored`]).
+    pub async fn admin(&self, req: AdminRequest) -> Result<AdminOutcome, EngineGone> {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let answer = self
+            .with_live_sending(|live| {
+                // Anything an earlier failed commit handed back goes too.
+                live.take_back_failed();
+                let answer = live.admin(req);
+                let done = crate::store::AfterCommit(Box::new(move || {
+                    let _ = tx.send(());
+                }));
+                live.queue(WriteOp::AfterCommit(done));
+                live.send_queued();
+                answer
+            })
+            .await?;
+        // The writer drops the reply when the commit fails.
+        let stored = rx.await.is_ok();
+        Ok(match answer {
+            Ok(action) if stored => AdminOutcome::Done(action),
+            Ok(action) => AdminOutcome::NotStored(action),
+            Err(why) => AdminOutcome::Refused(why),
         })
-        .await?;
-        Ok(rx.await.unwrap_or_else(|_| Err("store unavailable".into())))
+    }
+
+    /// Queues again what failed commits handed back, if anything: the
+    /// engine does so on its next events or admin action, but on a quiet
+    /// system those may be hours away, and an analyst's release that met a
+    /// failed commit must still reach the store. True when it sent writes.
+    pub async fn catch_up(&self) -> Result<bool, EngineGone> {
+        if !self.failed.as_ref().is_some_and(|f| f.pending()) {
+            return Ok(false);
+        }
+        self.with_live_sending(|live| {
+            live.take_back_failed();
+            let any = !live.queued.is_empty();
+            live.send_queued();
+            any
+        })
+        .await
     }
 
     pub async fn decisions(&self) -> Result<Decisions, EngineGone> {
@@ -663,6 +703,7 @@ pub fn spawn_live(
     )?);
     let slots = writer.slots();
     let failed = writer.failed_commits();
+    let failed_for_handle = failed.clone();
     let health = writer.health();
     let mut pipeline = Pipeline::new(cfg, None).keep_changes();
     pipeline.policy_mut().restore(hosts, bans);
@@ -694,10 +735,13 @@ pub fn spawn_live(
                 Ok(mut g) => g.take(),
                 Err(poisoned) => poisoned.into_inner().take(),
             };
-            if let Some(state) = state
-                && let Ok(w) = std::sync::Arc::try_unwrap(state.writer)
-            {
-                let _ = w.close();
+            if let Some(mut state) = state {
+                // One last try for what failed commits handed back.
+                state.take_back_failed();
+                state.send_queued();
+                if let Ok(w) = std::sync::Arc::try_unwrap(state.writer) {
+                    let _ = w.close();
+                }
             }
         })
         .map_err(StoreError::Thread)?;
@@ -706,6 +750,7 @@ pub fn spawn_live(
             shared,
             slots,
             health,
+            failed: failed_for_handle,
             _alive: alive,
         },
         handle,

@@ -146,6 +146,7 @@ pub async fn serve_gateway(
     use tower_service::Service;
     let limits = state.limits;
     let stats = state.stats.clone();
+    let catching_up = tokio::spawn(catch_up_every_second(state.engine.clone()));
     let mut make =
         crate::sources::gateway::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let slots =
@@ -210,7 +211,24 @@ pub async fn serve_gateway(
             DRAIN.as_secs()
         );
     }
+    // Its engine handle must be gone before the engine can close.
+    catching_up.abort();
+    let _ = catching_up.await;
     Ok(())
+}
+
+/// Retries what failed commits handed back once a second (see
+/// [`crate::engine::EngineHandle::catch_up`]), so the store catches up with
+/// memory after a failure even when no event or action comes to carry it.
+async fn catch_up_every_second(engine: crate::engine::EngineHandle) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if engine.catch_up().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// How long a stop waits for requests in flight.

@@ -314,3 +314,81 @@ fn failed_commit_answers_503_and_the_gateway_recovers() {
         .unwrap();
     assert_eq!((alerts, bans), (1, 1));
 }
+
+/// An analyst's action whose commit fails is in force at once and says so
+/// (503 `in_effect`), and reaches the store once it recovers, with no event
+/// or other action to carry it (the engine retries once a second).
+#[test]
+fn an_admin_action_whose_commit_fails_is_in_force_and_stored_later() {
+    let env = [
+        ("ARES_SHARED_SECRET", SECRET),
+        ("VIGIL_ADMIN_TOKEN", "admin-token-123"),
+    ];
+    let server = common::Server::start(&env);
+    let addr = server.addr.clone();
+    for i in 0..8 {
+        let (s, b) = post(
+            &addr,
+            &event(
+                &format!("admin-fail-{i:04}"),
+                "host-admin",
+                "login_failed",
+                "198.51.100.80",
+            ),
+        )
+        .unwrap();
+        assert_eq!(s, 200, "{b}");
+    }
+    let (_, d) = server.request("GET", "/api/v1/decisions", &[], b"");
+    assert!(d.contains("198.51.100.80"), "banned: {d}");
+
+    let db_path = server.dir.path().join("vigil.db");
+    let locker = rusqlite::Connection::open(&db_path).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (s, b) = server.request(
+        "DELETE",
+        "/bans/198.51.100.80",
+        &[("Authorization", "Bearer admin-token-123")],
+        br#"{"reason":"our scanner","by":"alice"}"#,
+    );
+    let answer: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        (s, &answer["detail"], &answer["in_effect"]),
+        (503, &json!("store_unavailable"), &json!(true)),
+        "{b}"
+    );
+    let (_, d) = server.request("GET", "/api/v1/decisions", &[], b"");
+    assert!(
+        !d.contains("198.51.100.80"),
+        "the ban is lifted in memory: {d}"
+    );
+    locker.execute_batch("ROLLBACK").unwrap();
+    drop(locker);
+
+    // Nothing else is sent: the retry alone stores the unban and its row.
+    let db = rusqlite::Connection::open(&db_path).unwrap();
+    let stored = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap_or(-1) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let audited = stored("SELECT count(*) FROM audit WHERE action = 'unban_ip'");
+        let banned = stored("SELECT count(*) FROM ip_bans WHERE ip = '198.51.100.80'");
+        if (audited, banned) == (1, 0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not stored: audit rows {audited}, ban rows {banned}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (stopped, log, dir) = server.stop_keeping_data();
+    assert!(stopped, "{log}");
+    // The gateway's audit trail says what the analyst was told.
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let unban = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["type"] == "admin_action" && r["action"] == "unban_ip")
+        .expect("the unban is audited");
+    assert_eq!(unban["outcome"], "in_effect_not_stored", "{unban}");
+}

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use crate::engine::{EngineHandle, Refusal, decision_json};
+use crate::engine::{AdminOutcome, EngineHandle, Refusal, decision_json};
 use crate::event::WireEvent;
 use crate::store::audit_log::{AuditLog, Pending, json_str, sha256_hex_array};
 
@@ -1051,13 +1051,35 @@ async fn admin(
     let (by, reason) = (parsed.by.clone(), parsed.reason.clone());
     let request = req(parsed);
     match st.engine.admin(request).await {
-        Ok(Ok(done)) => {
+        Ok(AdminOutcome::Done(done)) => {
             st.audit_admin(&client, action, target, &by, &reason, "ok");
             axum::Json(json!({ "ok": true, "action": done })).into_response()
         }
-        Ok(Err(e)) => {
+        Ok(AdminOutcome::Refused(e)) => {
             st.audit_admin(&client, action, target, &by, &reason, &e);
             (StatusCode::CONFLICT, axum::Json(json!({ "detail": e }))).into_response()
+        }
+        Ok(AdminOutcome::NotStored(done)) => {
+            // It took effect: saying only "failed" would invite a second,
+            // different action on a false premise.
+            st.audit_admin(
+                &client,
+                action,
+                target,
+                &by,
+                &reason,
+                "in_effect_not_stored",
+            );
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({
+                    "detail": "store_unavailable",
+                    "in_effect": true,
+                    "action": done,
+                    "note": "in force now; written to the store once it recovers (retried every second), lost if vigil stops first",
+                })),
+            )
+                .into_response()
         }
         Err(_) => reject(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
     }

@@ -208,6 +208,11 @@ impl FailedCommits {
         self.any.store(true, std::sync::atomic::Ordering::Release);
     }
 
+    /// Whether anything waits to be taken.
+    pub fn pending(&self) -> bool {
+        self.any.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// What was pushed since the last call (nothing to lock when none).
     pub fn take(&self) -> HandedBack {
         if !self.any.swap(false, std::sync::atomic::Ordering::Acquire) {

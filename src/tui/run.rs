@@ -568,10 +568,13 @@ fn run_effects(
                         } => Some((alert_id.clone(), *verdict, note.clone())),
                         _ => None,
                     };
-                    let result = match engine.admin(request).await {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err(e)) => Err(e),
-                        Err(_) => Err("the engine has stopped".to_string()),
+                    use crate::engine::AdminOutcome;
+                    let (result, not_stored) = match engine.admin(request).await {
+                        Ok(AdminOutcome::Done(_)) => (Ok(()), false),
+                        // In force: shown as done, then the warning.
+                        Ok(AdminOutcome::NotStored(_)) => (Ok(()), true),
+                        Ok(AdminOutcome::Refused(e)) => (Err(e), false),
+                        Err(_) => (Err("the engine has stopped".to_string()), false),
                     };
                     let action = match (label, result) {
                         (Some((alert_id, verdict, note)), Ok(())) => Action::Labelled {
@@ -579,9 +582,20 @@ fn run_effects(
                             verdict,
                             note,
                         },
-                        (_, result) => Action::AdminDone { what, result },
+                        (_, result) => Action::AdminDone {
+                            what: what.clone(),
+                            result,
+                        },
                     };
                     let _ = tx.send(action);
+                    if not_stored {
+                        let _ = tx.send(Action::AdminDone {
+                            what,
+                            result: Err("in force, but not stored yet: the store is failing; \
+                                         written once it recovers, lost if vigil stops first"
+                                .into()),
+                        });
+                    }
                 });
             }
         }
