@@ -274,7 +274,6 @@ pub async fn run_tcp(
     let slots = super::ConnectionSlots::new(MAX_TCP_CONNECTIONS, limits.max_per_ip);
     let open = Arc::new(std::sync::Mutex::new(OpenStreams::default()));
     let started = std::time::Instant::now();
-    let ms = move || started.elapsed().as_millis() as u64;
     let idle_ms = limits.idle_evict.as_millis() as u64;
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
@@ -289,7 +288,7 @@ pub async fn run_tcp(
             // Make room: from this address if it is at its own limit,
             // else from anyone.
             let own = slots.open_from(peer.ip()) >= limits.max_per_ip;
-            if streams.evict_idlest(own.then_some(peer.ip()), ms(), idle_ms) {
+            if streams.evict_idlest(own.then_some(peer.ip()), ms_since(started), idle_ms) {
                 stats.evicted_connections.fetch_add(1, Ordering::Relaxed);
                 slot = slots.take(peer.ip());
             }
@@ -302,7 +301,7 @@ pub async fn run_tcp(
         };
         let id = streams.next;
         streams.next += 1;
-        let last_message = Arc::new(AtomicU64::new(ms()));
+        let last_message = Arc::new(AtomicU64::new(ms_since(started)));
         let close = Arc::new(Closing::default());
         streams.streams.insert(
             id,
@@ -317,7 +316,7 @@ pub async fn run_tcp(
         let (engine, stats, open) = (engine.clone(), stats.clone(), open.clone());
         let watch = Watch {
             last_message,
-            ms,
+            started,
             close,
         };
         tokio::spawn(async move {
@@ -330,11 +329,16 @@ pub async fn run_tcp(
     }
 }
 
+fn ms_since(started: std::time::Instant) -> u64 {
+    started.elapsed().as_millis() as u64
+}
+
 /// A connection's link to the listener: where it notes the time of its
 /// last whole message, and the signal to stop (it was closed to make room).
-struct Watch<F> {
+struct Watch {
     last_message: Arc<AtomicU64>,
-    ms: F,
+    /// When the listener started (`last_message` counts from it).
+    started: std::time::Instant,
     close: Arc<Closing>,
 }
 
@@ -411,7 +415,7 @@ async fn read_stream(
     engine: EngineHandle,
     max: usize,
     stats: Arc<SyslogStats>,
-    watch: Watch<impl Fn() -> u64>,
+    watch: Watch,
 ) {
     let mut r = BufReader::new(stream);
     let mut intake = Intake::new(
@@ -441,7 +445,9 @@ async fn read_stream(
                 }
                 watch.last_message.store(BUSY, Ordering::Relaxed);
                 intake.message(&msg).await;
-                watch.last_message.store((watch.ms)(), Ordering::Relaxed);
+                watch
+                    .last_message
+                    .store(ms_since(watch.started), Ordering::Relaxed);
             }
             Ok(Err(_)) => {
                 // The framing is lost; nothing after this can be trusted.
