@@ -364,15 +364,6 @@ impl BatchReceipt {
     }
 }
 
-/// A cheap, cloneable handle to the live engine.
-///
-/// The engine's state sits behind a mutex and the task that brings an
-/// event runs detection and response itself, then queues the writes and
-/// its reply for the store writer, which answers after the commit. So an
-/// event crosses one thread boundary on its way in (to the writer) instead
-/// of two: on these two-core machines each wake-up of a sleeping thread
-/// costs ~60 µs, as much as the engine's work on a whole group of events. The lock is held per event or per chunk of a batch,
-/// never while waiting for the disk.
 /// What became of an analyst's action ([`EngineHandle::admin`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum AdminOutcome {
@@ -387,6 +378,15 @@ pub enum AdminOutcome {
     NotStored(crate::respond::policy::AdminAction),
 }
 
+/// A cheap, cloneable handle to the live engine.
+///
+/// The engine's state sits behind a mutex and the task that brings an
+/// event runs detection and response itself, then queues the writes and
+/// its reply for the store writer, which answers after the commit. So an
+/// event crosses one thread boundary on its way in (to the writer) instead
+/// of two: on these two-core machines each wake-up of a sleeping thread
+/// costs ~60 µs, as much as the engine's work on a whole group of events. The lock is held per event or per chunk of a batch,
+/// never while waiting for the disk.
 #[derive(Clone)]
 pub struct EngineHandle {
     shared: std::sync::Arc<std::sync::Mutex<Option<Live>>>,
