@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Gateway throughput of two `vigil` builds, alternated, as the README's
+# figures were measured: each run starts the build on a fresh data dir
+# (ARES_SHARED_SECRET=bench, rate limit lifted), drives it with
+# examples/load_gateway for --seconds, stops it, and prints the client's
+# summary line. The machine is shared and noisy, so only builds measured in
+# the same rounds are compared.
+#
+# usage: scripts/gateway-ab.sh ROUNDS BIN_A BIN_B [load_gateway args...]
+#   e.g. cp target/release/vigil /tmp/vigil-before   (on the old commit)
+#        cargo build --release --examples            (on the new one)
+#        scripts/gateway-ab.sh 3 /tmp/vigil-before target/release/vigil \
+#            --batch 1000 --concurrency 8 --seconds 10 --fail-every 0
+# Set SEED_CMD to a shell command that serves the MiniSIEM seed
+# (hojune02/secure-event-correlator) on 127.0.0.1:8000 from fresh state, its
+# server last and exec'd, to interleave it as a third line per round:
+#   SEED_CMD='cd ~/seed && rm -rf engine/out gateway/audit &&
+#             exec uvicorn gateway.app.main:app --port 8000 --log-level warning'
+# (the seed slows as its idempotency table grows, so fresh state matters).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:?rounds}
+a=${2:?first vigil binary}
+b=${3:?second vigil binary}
+shift 3
+load=target/release/examples/load_gateway
+[[ -x $load ]] || { echo "build the client first: cargo build --release --examples" >&2; exit 2; }
+port=8000
+
+wait_up() {
+    for _ in $(seq 100); do
+        curl -s "127.0.0.1:$port/health" >/dev/null && return 0
+        sleep 0.1
+    done
+    echo "server did not come up" >&2
+    return 1
+}
+
+run_one() {
+    local label=$1; shift
+    local dir pid
+    if curl -s "127.0.0.1:$port/health" >/dev/null; then
+        echo "something already answers on port $port: stop it first" >&2
+        exit 2
+    fi
+    dir=$(mktemp -d)
+    "$@" "$dir" &
+    pid=$!
+    wait_up
+    printf '%-8s ' "$label"
+    $load --addr "127.0.0.1:$port" --secret bench "${client_args[@]}" | tail -1 || true
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rm -rf "$dir"
+}
+
+# Both replace their shell (exec), so the PID run_one stops is the server's.
+serve() {
+    local bin=$1 dir=$2
+    ARES_SHARED_SECRET=bench SEC_RATE_LIMIT_PER_MIN=100000000 \
+        exec "$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir" 2>"$dir/serve.log"
+}
+
+seed() {
+    ARES_SHARED_SECRET=bench SEC_RATE_LIMIT_PER_MIN=100000000 exec bash -c "$SEED_CMD" 2>/dev/null
+}
+
+client_args=("$@")
+for r in $(seq 1 "$rounds"); do
+    echo "round $r"
+    run_one A serve "$a"
+    run_one B serve "$b"
+    if [[ -n ${SEED_CMD:-} ]]; then
+        run_one seed seed
+    fi
+done
