@@ -96,3 +96,90 @@ fn random_paths_and_methods_never_5xx() {
         )
         .unwrap();
 }
+
+fn text(min: usize, max: usize) -> impl Strategy<Value = String> {
+    // Any characters, controls, quotes and backslashes included.
+    proptest::collection::vec(any::<char>(), min..max).prop_map(|c| c.into_iter().collect())
+}
+
+/// The audit records are written by hand, not by serde: whatever a
+/// producer puts in the fields they repeat (ids, host, source), each record
+/// must still be one line of JSON that names the event exactly, on
+/// `/ingest` and `/ingest/batch`, and the chain must verify.
+#[test]
+fn audit_records_of_any_event_text_are_json_and_name_it() {
+    let s = common::Server::start(&[
+        ("ARES_SHARED_SECRET", SECRET),
+        ("SEC_RATE_LIMIT_PER_MIN", "1000000"),
+    ]);
+    let audit = s.dir.path().join("audit.jsonl");
+    let last_records = |n: usize| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&audit).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+            .collect()
+    };
+    let n = std::sync::atomic::AtomicU32::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 100,
+        ..config()
+    });
+    runner
+        .run(
+            &(text(1, 40), text(1, 40), text(1, 20)),
+            |(id_tail, host, source)| {
+                let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let event = |k: u32| {
+                    serde_json::json!({
+                        "event_type": "sec.event.v1",
+                        // Unique, 8 characters or more, then anything.
+                        "event_id": format!("fz{i:05}-{k}{id_tail}"),
+                        "source": source,
+                        "host": host,
+                        "timestamp_utc": chrono::Utc::now().to_rfc3339(),
+                        "category": "auth",
+                        "action": "login_failed",
+                        "severity": 5,
+                    })
+                };
+                let one = serde_json::to_vec(&event(0)).unwrap();
+                let sig = sign(SECRET.as_bytes(), &one);
+                let (status, answer) =
+                    s.request("POST", "/ingest", &[("X-ARES-SIGNATURE", &sig)], &one);
+                prop_assert_eq!(status, 200, "{}", answer);
+                let mut batch = serde_json::to_vec(&event(1)).unwrap();
+                batch.push(b'\n');
+                batch.extend(serde_json::to_vec(&event(2)).unwrap());
+                let sig = sign(SECRET.as_bytes(), &batch);
+                let (status, answer) = s.request(
+                    "POST",
+                    "/ingest/batch",
+                    &[("X-ARES-SIGNATURE", &sig)],
+                    &batch,
+                );
+                prop_assert_eq!(status, 200, "{}", answer);
+                let records = last_records(3);
+                for (r, k) in records.iter().zip(0..) {
+                    let sent = event(k);
+                    prop_assert_eq!(&r["type"], "gateway_accept", "{}", r);
+                    prop_assert_eq!(&r["event_id"], &sent["event_id"]);
+                    prop_assert_eq!(&r["host"], &sent["host"]);
+                    prop_assert_eq!(&r["source"], &sent["source"]);
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    let out = common::vigil()
+        .args(["audit", "verify"])
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
