@@ -325,16 +325,7 @@ fn seed_client_sequence_gets_the_seeds_answers() {
     let text = std::fs::read_to_string(&audit).unwrap();
     assert!(text.lines().count() >= 190, "one audit record per request");
     assert!(text.contains("\"verification_reason\":\"signature_mismatch\""));
-    let out = common::vigil()
-        .args(["audit", "verify"])
-        .arg(&audit)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_audit_verifies(&audit);
     assert!(c.server.stop(), "graceful shutdown exits 0");
 }
 
@@ -740,16 +731,7 @@ fn batch_answers_per_line_and_keeps_order() {
             );
         }
     }
-    let out = common::vigil()
-        .args(["audit", "verify"])
-        .arg(&audit)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_audit_verifies(&audit);
     // The stop summary counts the same decisions, line by line.
     let (ok, log) = c.server.stop_and_log();
     assert!(ok, "{log}");

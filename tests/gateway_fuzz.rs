@@ -172,14 +172,5 @@ fn audit_records_of_any_event_text_are_json_and_name_it() {
             },
         )
         .unwrap();
-    let out = common::vigil()
-        .args(["audit", "verify"])
-        .arg(&audit)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_audit_verifies(&audit);
 }

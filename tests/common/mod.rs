@@ -27,6 +27,21 @@ pub fn vigil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
 }
 
+/// Runs `vigil audit verify` on `path` and fails the test with its message
+/// unless the chain is intact.
+pub fn assert_audit_verifies(path: &Path) {
+    let out = vigil()
+        .args(["audit", "verify"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `vigil parse` with `args` and returns one JSON value per input line.
 pub fn vigil_parse(args: &[&str]) -> Vec<serde_json::Value> {
     let out = vigil()
