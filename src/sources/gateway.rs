@@ -96,17 +96,14 @@ pub struct GatewayStats {
 
 impl GatewayStats {
     fn count(&self, records: &[AuditRecord<'_>]) {
-        let accepted = records
-            .iter()
-            .filter(|r| r.kind == "gateway_accept")
-            .count() as u64;
+        let accepted = records.iter().filter(|r| r.kind == ACCEPT).count() as u64;
         self.accepted
             .fetch_add(accepted, std::sync::atomic::Ordering::Relaxed);
         if accepted as usize == records.len() {
             return;
         }
         if let Ok(mut refused) = self.refused.lock() {
-            for r in records.iter().filter(|r| r.kind != "gateway_accept") {
+            for r in records.iter().filter(|r| r.kind != ACCEPT) {
                 match refused.get_mut(r.reason) {
                     Some(n) => *n += 1,
                     None => {
