@@ -146,7 +146,8 @@ pub async fn serve_gateway(
     use tower_service::Service;
     let limits = state.limits;
     let stats = state.stats.clone();
-    let catching_up = tokio::spawn(catch_up_every_second(state.engine.clone()));
+    let catching_up = tokio::spawn(catch_up_every_second(state.clone()));
+    let gateway = state.clone();
     let mut make =
         crate::sources::gateway::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let slots =
@@ -214,19 +215,25 @@ pub async fn serve_gateway(
     // Its engine handle must be gone before the engine can close.
     catching_up.abort();
     let _ = catching_up.await;
+    gateway.close_audit();
     Ok(())
 }
 
-/// Retries what failed commits handed back once a second (see
+/// Once a second, retries what failed commits handed back (see
 /// [`crate::engine::EngineHandle::catch_up`]), so the store catches up with
-/// memory after a failure even when no event or action comes to carry it.
-async fn catch_up_every_second(engine: crate::engine::EngineHandle) {
+/// memory after a failure even when no event or action comes to carry it,
+/// and writes audit records held while the audit log refused writes (see
+/// [`GatewayState::retry_audit`]), so the gateway takes events again.
+async fn catch_up_every_second(gateway: Arc<GatewayState>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if engine.catch_up().await.is_err() {
+        if gateway.engine.catch_up().await.is_err() {
             return;
+        }
+        if gateway.audit_outage().is_some() {
+            gateway.retry_audit();
         }
     }
 }

@@ -392,3 +392,85 @@ fn an_admin_action_whose_commit_fails_is_in_force_and_stored_later() {
         .expect("the unban is audited");
     assert_eq!(unban["outcome"], "in_effect_not_stored", "{unban}");
 }
+
+/// The gateway refuses what it could not audit. Its audit log is
+/// `/dev/full` here (every write fails with "no space left"): the event
+/// whose accept record met the failure is stored and answered 200, its
+/// record held; from then on events and admin actions get 503
+/// `audit_unavailable` and are not taken, `/health` says why and how much
+/// is held, and the stop says what is lost. (Writing the held records once
+/// the file takes writes again is pinned in `store::audit_log`'s tests.)
+#[test]
+fn an_audit_log_that_refuses_writes_stops_ingestion_and_nothing_is_taken_unaudited() {
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("SKIP: no /dev/full to stand in for a full disk");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("audit.jsonl")).unwrap();
+    let env = [
+        ("ARES_SHARED_SECRET", SECRET),
+        ("VIGIL_ADMIN_TOKEN", "admin-token-123"),
+    ];
+    let server = common::Server::start_in(dir, &env);
+    let addr = server.addr.clone();
+    let (s, b) = post(
+        &addr,
+        &event("audit-full-1", "host-af", "login_failed", "198.51.100.90"),
+    )
+    .unwrap();
+    assert_eq!(s, 200, "stored before the audit write failed: {b}");
+    let (s, b) = post(
+        &addr,
+        &event("audit-full-2", "host-af", "login_failed", "198.51.100.90"),
+    )
+    .unwrap();
+    assert_eq!((s, b.as_str()), (503, r#"{"detail":"audit_unavailable"}"#));
+    let batch = [
+        event("audit-full-3", "host-af", "login_ok", "198.51.100.91"),
+        event("audit-full-4", "host-af", "login_ok", "198.51.100.91"),
+    ]
+    .join(&b'\n');
+    let (s, b) = post_to(&addr, "/ingest/batch", &batch).unwrap();
+    assert_eq!((s, b.as_str()), (503, r#"{"detail":"audit_unavailable"}"#));
+    // An unsigned request is still refused for what it is.
+    let (s, _) = server.request("POST", "/ingest", &[], b"{}");
+    assert_eq!(s, 401);
+    let (s, b) = server.request(
+        "POST",
+        "/hosts/host-af/release",
+        &[("Authorization", "Bearer admin-token-123")],
+        br#"{"reason":"test","by":"alice"}"#,
+    );
+    assert_eq!((s, b.as_str()), (503, r#"{"detail":"audit_unavailable"}"#));
+
+    let (s, b) = server.request("GET", "/health", &[], b"");
+    let health: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!((s, &health["status"]), (503, &json!("degraded")), "{b}");
+    let audit = &health["audit"];
+    assert_eq!(audit["failing"], true, "{b}");
+    assert!(
+        audit["error"].as_str().unwrap().contains("No space left"),
+        "{b}"
+    );
+    // The accept, two refused events, the unsigned request, the admin refusal.
+    assert_eq!(audit["records_held"], 5, "{b}");
+    assert_eq!(audit["records_lost"], 0, "{b}");
+
+    let (stopped, log, dir) = server.stop_keeping_data();
+    assert!(stopped, "{log}");
+    assert!(
+        log.contains("audit log: 5 records could not be written and are lost with this stop"),
+        "{log}"
+    );
+    // Only the first event was taken.
+    let db = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
+    let ids: Vec<String> = db
+        .prepare("SELECT event_id FROM events ORDER BY event_id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ids, ["audit-full-1"]);
+}

@@ -280,16 +280,22 @@ fn sanitize_path(path: &str) -> String {
 /// monitoring notices a full disk before the producers' retries pile up.
 async fn health(State(st): State<Arc<GatewayState>>) -> Response {
     let store = st.engine.store_problem();
-    let audit = st.audit_failing.load(std::sync::atomic::Ordering::Relaxed);
-    if store.is_none() && !audit {
+    let audit = st.audit_outage();
+    if store.is_none() && audit.is_none() {
         return axum::Json(json!({ "status": "ok", "service": "vigil" })).into_response();
     }
     let mut body = json!({ "status": "degraded", "service": "vigil" });
     if let Some((since, error)) = store {
         body["store"] = json!({ "failing_since_utc": since, "error": error });
     }
-    if audit {
-        body["audit"] = json!({ "failing": true });
+    if let Some(o) = audit {
+        body["audit"] = json!({
+            "failing": true,
+            "failing_since_utc": o.since,
+            "error": o.error,
+            "records_held": o.held,
+            "records_lost": o.lost,
+        });
     }
     (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
@@ -410,9 +416,84 @@ impl GatewayState {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut c) = self.audit_failures.lock() {
             c.say(&format!(
-                "audit log write failed (records not written): {e}"
+                "audit log write failed (records held in memory, ingestion and admin actions \
+                 refused until it takes writes again): {e}"
             ));
         }
+    }
+
+    /// Whether the audit log takes writes. While it does not, the gateway
+    /// refuses what it could not audit: events and admin actions get 503
+    /// `audit_unavailable` (their refusals are held with the other records,
+    /// see [`AuditLog`]). Events already accepted when the write failed are
+    /// stored, their records held and written on recovery.
+    fn audit_ready(&self) -> bool {
+        !self
+            .audit_failing
+            .load(std::sync::atomic::Ordering::Relaxed)
+            || self.retry_audit()
+    }
+
+    /// Writes what the audit log holds, if it takes writes again (tried at
+    /// most every [`crate::store::audit_log::RETRY_EVERY`]); `true` when
+    /// nothing is held.
+    pub fn retry_audit(&self) -> bool {
+        let Ok(mut log) = self.audit.lock() else {
+            return false;
+        };
+        match log.retry() {
+            Ok(()) => {
+                self.audit_failing
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Why the audit log refuses writes, if it does.
+    pub fn audit_outage(&self) -> Option<crate::store::audit_log::OutageReport> {
+        if !self
+            .audit_failing
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
+        self.audit.lock().ok().and_then(|log| log.outage())
+    }
+
+    /// At stop: one last try to write what the audit log holds; says what
+    /// is lost if that fails.
+    pub fn close_audit(&self) {
+        if self.retry_audit() {
+            return;
+        }
+        if let Some(o) = self.audit_outage() {
+            tracing::error!(
+                "audit log: {} records could not be written and are lost with this stop \
+                 ({} more were dropped earlier); it refuses writes since {}: {}",
+                o.held,
+                o.lost,
+                o.since.to_rfc3339(),
+                o.error
+            );
+        }
+    }
+
+    /// Refuses a request the audit log could not record (see
+    /// [`GatewayState::audit_ready`]); `None` when it can.
+    fn audit_unavailable(
+        &self,
+        client: &SocketAddr,
+        body: &[u8],
+        path: &'static str,
+    ) -> Option<Response> {
+        if self.audit_ready() {
+            return None;
+        }
+        let r = AuditRecord::reject(AUDIT_UNAVAILABLE, path, Some(sha256_hex_array(body)));
+        self.write_audit(client, &[r]);
+        Some(reject(StatusCode::SERVICE_UNAVAILABLE, AUDIT_UNAVAILABLE))
     }
 
     /// Counts and appends one request's records. The JSON is built before
@@ -447,6 +528,10 @@ impl GatewayState {
         }
     }
 }
+
+/// The reason (and 503 `detail`) for a request refused because the audit
+/// log does not take writes.
+pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
 
 const ACCEPT: &str = "gateway_accept";
 const REJECT: &str = "gateway_reject";
@@ -573,6 +658,7 @@ pub fn serialise_audit(
     let ts = audit_ts(at);
     let ip = client.ip().to_string();
     let mut pending = Pending::with_capacity(records.len());
+    pending.taken = records.iter().any(|r| r.kind == ACCEPT);
     for r in records {
         // `write_open` always opens an object: this cannot be refused.
         let _ = pending.push_open(|out| r.write_open(out, &ts, &ip));
@@ -598,6 +684,9 @@ async fn ingest(
         Ok(key_id) => key_id,
         Err(reason) => return reject(StatusCode::UNAUTHORIZED, reason),
     };
+    if let Some(refused) = st.audit_unavailable(&client, &body, "/ingest") {
+        return refused;
+    }
     let body_sha = sha256_hex_array(&body);
     let now = Utc::now();
     let ev = match check_event(&st, &body, now) {
@@ -745,6 +834,9 @@ async fn ingest_batch(
         Ok(key_id) => key_id,
         Err(reason) => return reject(StatusCode::UNAUTHORIZED, reason),
     };
+    if let Some(refused) = st.audit_unavailable(&client, &body, BATCH) {
+        return refused;
+    }
     let lines: Vec<&[u8]> = body
         .split(|b| *b == b'\n')
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
@@ -1046,6 +1138,11 @@ async fn admin(
         Err(_) => return reject(StatusCode::BAD_REQUEST, "reason_and_by_required"),
     };
     let (by, reason) = (parsed.by.clone(), parsed.reason.clone());
+    // An admin action must be audited: none is taken while it cannot be.
+    if !st.audit_ready() {
+        st.audit_admin(&client, action, target, &by, &reason, AUDIT_UNAVAILABLE);
+        return reject(StatusCode::SERVICE_UNAVAILABLE, AUDIT_UNAVAILABLE);
+    }
     let request = req(parsed);
     match st.engine.admin(request).await {
         Ok(AdminOutcome::Done(done)) => {
