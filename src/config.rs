@@ -72,6 +72,13 @@ pub struct GatewayConfig {
     /// Seconds a client has to send a request's body once its headers are
     /// in (408 beyond).
     pub body_timeout_secs: u32,
+    /// The audit log moves to a fresh file (the old one renamed
+    /// `audit-<UTC time>.jsonl`, the chain running on) before it would
+    /// pass this many MiB.
+    pub audit_max_mib: u32,
+    /// Rotated audit files kept; the oldest beyond this are deleted. 0
+    /// keeps them all.
+    pub audit_keep: u32,
 }
 
 impl Default for GatewayConfig {
@@ -88,6 +95,8 @@ impl Default for GatewayConfig {
             max_connections_per_ip: 256,
             header_timeout_secs: 30,
             body_timeout_secs: 30,
+            audit_max_mib: 256,
+            audit_keep: 20,
         }
     }
 }
@@ -111,6 +120,8 @@ impl std::fmt::Debug for GatewayConfig {
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("header_timeout_secs", &self.header_timeout_secs)
             .field("body_timeout_secs", &self.body_timeout_secs)
+            .field("audit_max_mib", &self.audit_max_mib)
+            .field("audit_keep", &self.audit_keep)
             .finish()
     }
 }
@@ -361,6 +372,12 @@ impl Config {
                 "1..=3600",
                 (1..=3600).contains(&g.body_timeout_secs),
             ),
+            (
+                "audit_max_mib",
+                g.audit_max_mib,
+                "1..=1048576",
+                (1..=1 << 20).contains(&g.audit_max_mib),
+            ),
         ] {
             if !ok {
                 return Err(ConfigError::GatewayLimit { name, range, value });
@@ -410,6 +427,24 @@ mod tests {
             .apply_env(|k| (k == "SEC_SEVERITY_FLOOR").then(|| "eleven".to_string()))
             .unwrap_err();
         assert!(e.to_string().contains("SEC_SEVERITY_FLOOR"), "{e}");
+    }
+
+    #[test]
+    fn audit_rotation_size_is_checked() {
+        let mut c = Config::default();
+        for bad in [0, (1 << 20) + 1] {
+            c.gateway.audit_max_mib = bad;
+            let e = c.validate().unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!("gateway.audit_max_mib must be 1..=1048576, got {bad}")
+            );
+        }
+        c.gateway.audit_max_mib = 1;
+        c.gateway.audit_keep = 0;
+        assert!(c.validate().is_ok());
+        let c = Config::from_toml("[gateway]\naudit_max_mib = 64\naudit_keep = 3\n").unwrap();
+        assert_eq!((c.gateway.audit_max_mib, c.gateway.audit_keep), (64, 3));
     }
 
     #[test]

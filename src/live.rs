@@ -74,9 +74,15 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
             source,
         })?;
     let audit_path = data_dir.join("audit.jsonl");
-    let audit = AuditLog::open(&audit_path).map_err(|source| LiveError::Audit {
-        path: audit_path.clone(),
-        source,
+    let rotation = crate::store::audit_log::Rotation {
+        max_bytes: u64::from(cfg.gateway.audit_max_mib) << 20,
+        keep: cfg.gateway.audit_keep as usize,
+    };
+    let audit = AuditLog::open_rotating(&audit_path, Some(rotation)).map_err(|source| {
+        LiveError::Audit {
+            path: audit_path.clone(),
+            source,
+        }
     })?;
     let gateway = Arc::new(GatewayState {
         secret: secret.into_bytes(),

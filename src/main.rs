@@ -610,17 +610,32 @@ fn console(opts: vigil::tui::ConsoleOptions) -> Result<()> {
     Ok(())
 }
 
+/// Verifies `file` and the rotated files before it (oldest first), one
+/// line each; fails at the first broken one.
 fn audit_verify(file: &Path) -> Result<()> {
-    use vigil::store::audit_log::{Verdict, verify};
-    match verify(file).with_context(|| format!("reading {}", file.display()))? {
-        Verdict::Intact { records } => {
-            println!("{}: intact, {records} records", file.display());
-            Ok(())
-        }
-        Verdict::Broken { line, reason } => {
-            bail!("{}: chain broken at line {line}: {reason}", file.display())
+    use vigil::store::audit_log::{Verdict, verify_chain};
+    let files = verify_chain(file).with_context(|| format!("reading {}", file.display()))?;
+    for f in files {
+        let path = f.path.display().to_string();
+        let shown = vigil::util::sanitize_for_terminal(&path);
+        match f.verdict {
+            Verdict::Intact { records, previous } => {
+                let how = match (previous, f.linked) {
+                    (_, true) => ", continues the file above".to_string(),
+                    (Some(p), false) => {
+                        let p = vigil::util::sanitize_for_terminal(&p);
+                        format!(" (continues {p}, which is not here: checked from this file on)")
+                    }
+                    (None, false) => String::new(),
+                };
+                println!("{shown}: intact, {records} records{how}");
+            }
+            Verdict::Broken { line, reason } => {
+                bail!("{shown}: chain broken at line {line}: {reason}")
+            }
         }
     }
+    Ok(())
 }
 
 fn serve(

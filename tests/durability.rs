@@ -427,8 +427,8 @@ fn an_audit_log_that_refuses_writes_stops_ingestion_and_nothing_is_taken_unaudit
     .unwrap();
     assert_eq!((s, b.as_str()), (503, r#"{"detail":"audit_unavailable"}"#));
     let batch = [
-        event("audit-full-3", "host-af", "login_ok", "198.51.100.91"),
-        event("audit-full-4", "host-af", "login_ok", "198.51.100.91"),
+        event("audit-full-3", "host-af", "login_success", "198.51.100.91"),
+        event("audit-full-4", "host-af", "login_success", "198.51.100.91"),
     ]
     .join(&b'\n');
     let (s, b) = post_to(&addr, "/ingest/batch", &batch).unwrap();

@@ -235,3 +235,91 @@ fn limits_out_of_range_are_refused_at_start() {
         assert!(err.contains(name), "{toml}: {err}");
     }
 }
+
+/// `[gateway] audit_max_mib`: the audit log moves to a fresh file before it
+/// passes the bound, the chain runs on across files, and `vigil audit
+/// verify` follows it back through every file: each accepted event has its
+/// record exactly once.
+#[test]
+fn the_audit_log_rotates_by_size_and_verifies_across_files() {
+    let server =
+        serve_with("[gateway]\naudit_max_mib = 1\naudit_keep = 0\nrate_limit_per_min = 1000000\n");
+    let mut accepted = 0;
+    for b in 0..6 {
+        let body = (0..1000)
+            .map(|i| {
+                let e = common::wire_event(
+                    &format!("rot-{b}-{i:04}"),
+                    &format!("rot-host-{}", i % 50),
+                    "login_success",
+                    Some("alice"),
+                    Some("192.0.2.10"),
+                );
+                serde_json::to_string(&e).unwrap()
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let sig = vigil::sources::gateway::sign(SECRET.as_bytes(), body.as_bytes());
+        let (s, answer) = server.request(
+            "POST",
+            "/ingest/batch",
+            &[("X-ARES-SIGNATURE", &sig)],
+            body.as_bytes(),
+        );
+        assert_eq!(s, 200, "{answer}");
+        let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        accepted += v["accepted"].as_u64().unwrap();
+    }
+    assert_eq!(accepted, 6000);
+    let (ok, log, dir) = server.stop_keeping_data();
+    assert!(ok, "{log}");
+
+    let out = common::vigil()
+        .args(["audit", "verify"])
+        .arg(dir.path().join("audit.jsonl"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = said.lines().collect();
+    // ~480 bytes a record, 1 000 to a batch (one write): two batches to a file.
+    assert_eq!(lines.len(), 3, "{said}");
+    assert!(
+        lines[0].contains("/audit-") && !lines[0].contains("continues"),
+        "{said}"
+    );
+    assert!(lines[1].ends_with("continues the file above"), "{said}");
+    assert!(
+        lines[2].contains("/audit.jsonl: intact") && lines[2].ends_with("continues the file above"),
+        "{said}"
+    );
+
+    let mut ids = std::collections::BTreeSet::new();
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !(name.starts_with("audit") && name.ends_with(".jsonl")) {
+            continue;
+        }
+        files += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.len() <= (1 << 20) + 600_000, "{name}: {}", text.len());
+        for r in text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        {
+            if r["type"] == "gateway_accept" {
+                assert!(
+                    ids.insert(r["event_id"].as_str().unwrap().to_string()),
+                    "{r}"
+                );
+            }
+        }
+    }
+    assert_eq!((files, ids.len()), (3, 6000));
+}

@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -55,7 +55,27 @@ pub struct AuditLog {
     /// Records not written yet, oldest first.
     held: Pending,
     outage: Option<Outage>,
+    path: PathBuf,
+    rotation: Option<Rotation>,
+    /// Records in the current file.
+    records: u64,
+    /// After a rotation, until the new file's first record is written: the
+    /// name the previous file was given and how many records it holds.
+    opening: Option<(String, u64)>,
 }
+
+/// When the log moves to a fresh file (see [`AuditLog::open_rotating`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// A write that would take the file past this many bytes goes to a
+    /// new file instead (a file holds at least one write).
+    pub max_bytes: u64,
+    /// Rotated files kept; the oldest beyond this are deleted. 0 keeps all.
+    pub keep: usize,
+}
+
+/// The `type` of the first record of a file that continues a rotated one.
+pub const ROTATED: &str = "audit_rotated";
 
 /// Most bytes of records held while the file refuses writes; past it,
 /// refusals are counted as lost (and the count is written on recovery).
@@ -93,16 +113,29 @@ impl AuditLog {
     /// Only a regular file's lines are read: anything else (a device, a
     /// pipe) starts a new chain rather than blocking or reading forever.
     pub fn open(path: &Path) -> std::io::Result<AuditLog> {
+        Self::open_rotating(path, None)
+    }
+
+    /// Like [`AuditLog::open`]; with `rotation`, a write that would take the
+    /// file past `max_bytes` first renames it to `STEM-<UTC time>.EXT`
+    /// beside it (`audit-20261121T203913.123456Z.jsonl`) and starts `path`
+    /// afresh. The new file's first record, `audit_rotated`, names the
+    /// previous file and its record count, and its `prev` is the hash of
+    /// that file's last record: the chain runs on across files, and
+    /// [`verify_chain`] follows it back.
+    pub fn open_rotating(path: &Path, rotation: Option<Rotation>) -> std::io::Result<AuditLog> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
         let mut prev = [0u8; 64];
         prev.copy_from_slice(GENESIS.as_bytes());
+        let mut records = 0;
         if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
             for line in BufReader::new(File::open(path)?).lines() {
                 let line = line?;
                 if !line.is_empty() {
                     prev = sha256_hex_array(line.as_bytes());
+                    records += 1;
                 }
             }
         }
@@ -114,6 +147,10 @@ impl AuditLog {
             len,
             held: Pending::default(),
             outage: None,
+            path: path.to_path_buf(),
+            rotation,
+            records,
+            opening: None,
         })
     }
 
@@ -240,14 +277,38 @@ impl AuditLog {
         }
     }
 
-    /// Chains and writes `pending`, all or nothing.
+    /// Chains and writes `pending`, all or nothing, moving to a new file
+    /// first if this write would take the current one past its bound.
     fn write_chained(&mut self, pending: &Pending) -> std::io::Result<()> {
         if pending.ends.is_empty() {
             return Ok(());
         }
         let prev_key = b"\"prev\":\"";
-        let mut buf =
-            Vec::with_capacity(pending.buf.len() + pending.ends.len() * (prev_key.len() + 68));
+        let size = pending.buf.len() + pending.ends.len() * (prev_key.len() + 68);
+        if let Some(r) = self.rotation {
+            if self.opening.is_none() && self.len > 0 && self.len + size as u64 > r.max_bytes {
+                self.rotate(r);
+            }
+        }
+        let opening = match &self.opening {
+            Some((name, records)) => {
+                let mut first = Pending::default();
+                first.push_open(|o| {
+                    o.extend_from_slice(b"{\"type\":");
+                    json_str(o, ROTATED);
+                    o.extend_from_slice(b",\"ts\":");
+                    json_str(o, &chrono::Utc::now().to_rfc3339());
+                    o.extend_from_slice(b",\"previous_file\":");
+                    json_str(o, name);
+                    o.extend_from_slice(format!(",\"previous_records\":{records}").as_bytes());
+                })?;
+                first.extend(pending);
+                Some(first)
+            }
+            None => None,
+        };
+        let pending = opening.as_ref().unwrap_or(pending);
+        let mut buf = Vec::with_capacity(size + 256);
         let mut prev = self.prev;
         let mut from = 0;
         for &end in &pending.ends {
@@ -272,7 +333,101 @@ impl AuditLog {
         }
         self.len += buf.len() as u64;
         self.prev = prev;
+        self.records += pending.len() as u64;
+        self.opening = None;
         Ok(())
+    }
+
+    /// Renames the current file aside and opens a fresh one at `path`;
+    /// its first record is written with the next write. On failure the log
+    /// carries on in the current file (and says why).
+    fn rotate(&mut self, r: Rotation) {
+        let (dir, stem, ext) = rotation_parts(&self.path);
+        let now = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ").to_string();
+        let mut name = format!("{stem}-{now}.{ext}");
+        let mut n = 1;
+        while dir.join(&name).exists() {
+            n += 1;
+            name = format!("{stem}-{now}-{n}.{ext}");
+        }
+        if let Err(e) = std::fs::rename(&self.path, dir.join(&name)) {
+            tracing::warn!("audit log: cannot rotate (rename failed), writing on: {e}");
+            return;
+        }
+        match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
+            Ok(file) => {
+                self.file = file;
+                self.len = 0;
+                self.opening = Some((name, std::mem::take(&mut self.records)));
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "audit log: cannot start a new file, writing on in the old one: {e}"
+                );
+                if let Err(e) = std::fs::rename(dir.join(&name), &self.path) {
+                    tracing::warn!("audit log: cannot rename {name} back either: {e}");
+                }
+                return;
+            }
+        }
+        if r.keep > 0 {
+            prune_rotated(&dir, &stem, &ext, r.keep);
+        }
+    }
+}
+
+/// The directory, stem and extension rotated files are named from.
+fn rotation_parts(path: &Path) -> (PathBuf, String, String) {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "audit".into(), |s| s.to_string_lossy().into_owned());
+    let ext = path
+        .extension()
+        .map_or_else(|| "jsonl".into(), |s| s.to_string_lossy().into_owned());
+    (dir, stem, ext)
+}
+
+/// Whether `name` is a rotated file of `stem`.`ext`: `STEM-<time>.EXT`
+/// with a time as [`AuditLog::rotate`] writes it.
+fn is_rotated_name(name: &str, stem: &str, ext: &str) -> bool {
+    name.strip_prefix(stem)
+        .and_then(|r| r.strip_prefix('-'))
+        .and_then(|r| r.strip_suffix(ext))
+        .and_then(|r| r.strip_suffix('.'))
+        .is_some_and(|t| {
+            t.len() >= 16
+                && t.as_bytes()[0].is_ascii_digit()
+                && t.bytes()
+                    .all(|b| b.is_ascii_digit() || matches!(b, b'T' | b'Z' | b'.' | b'-'))
+        })
+}
+
+/// Deletes the oldest rotated files beyond `keep` (their names sort by
+/// time).
+fn prune_rotated(dir: &Path, stem: &str, ext: &str, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut rotated: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| is_rotated_name(n, stem, ext))
+        .collect();
+    rotated.sort();
+    let excess = rotated.len().saturating_sub(keep);
+    for name in &rotated[..excess] {
+        match std::fs::remove_file(dir.join(name)) {
+            Ok(()) => tracing::info!("audit log: removed {name} (keeping the newest {keep})"),
+            Err(e) => tracing::warn!("audit log: cannot remove {name}: {e}"),
+        }
     }
 }
 
@@ -377,48 +532,147 @@ pub fn json_str(out: &mut Vec<u8>, s: &str) {
 /// The first place a chain is broken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Intact { records: u64 },
-    Broken { line: u64, reason: String },
+    /// `previous`: the file continues a rotated one of that name (its
+    /// first record is `audit_rotated`).
+    Intact {
+        records: u64,
+        previous: Option<String>,
+    },
+    Broken {
+        line: u64,
+        reason: String,
+    },
 }
 
-/// Re-computes the chain of an audit file.
+/// One file's part in [`verify_chain`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileVerdict {
+    pub path: PathBuf,
+    pub verdict: Verdict,
+    /// Whether its first record was checked against the file before it
+    /// (false for the oldest file: it starts the chain, or continues one
+    /// no longer present).
+    pub linked: bool,
+}
+
+/// Re-computes the chain of one audit file. Its first record's `prev`
+/// must be the genesis hash, unless that record is `audit_rotated` (the
+/// file continues another; [`verify_chain`] checks that link).
 pub fn verify(path: &Path) -> std::io::Result<Verdict> {
-    let mut prev = GENESIS.to_string();
+    Ok(scan(path, None)?.0)
+}
+
+/// Verifies `path` and, back through their `audit_rotated` records, the
+/// rotated files before it that are still beside it, oldest first: each
+/// file's chain, and that each one's first record continues the file
+/// before. Stops at the first broken file.
+pub fn verify_chain(path: &Path) -> std::io::Result<Vec<FileVerdict>> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let mut files = vec![path.to_path_buf()];
+    // Back through the files each one names (a plain name beside it; at
+    // most one visit each, so a loop cannot trap this).
+    while let Some(previous) = first_record_previous(&files[0])? {
+        let p = dir.join(&previous);
+        if files.contains(&p) || !p.is_file() {
+            break;
+        }
+        files.insert(0, p);
+    }
+    let mut out = Vec::with_capacity(files.len());
+    let mut last: Option<String> = None;
+    for (i, f) in files.into_iter().enumerate() {
+        let (verdict, end) = scan(&f, last.as_deref())?;
+        let broken = matches!(verdict, Verdict::Broken { .. });
+        out.push(FileVerdict {
+            path: f,
+            verdict,
+            linked: i > 0,
+        });
+        if broken {
+            break;
+        }
+        last = Some(end);
+    }
+    Ok(out)
+}
+
+/// The `previous_file` named by `path`'s first record, if that is an
+/// `audit_rotated` record naming a plain file name.
+fn first_record_previous(path: &Path) -> std::io::Result<Option<String>> {
+    let Some(first) = BufReader::new(File::open(path)?)
+        .lines()
+        .find(|l| l.as_ref().map_or(true, |l| !l.is_empty()))
+    else {
+        return Ok(None);
+    };
+    let Ok(v) = serde_json::from_str::<Value>(&first?) else {
+        return Ok(None);
+    };
+    Ok(rotated_from(&v))
+}
+
+fn rotated_from(v: &Value) -> Option<String> {
+    if v.get("type").and_then(Value::as_str) != Some(ROTATED) {
+        return None;
+    }
+    v.get("previous_file")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty() && !n.contains(['/', '\\']) && *n != "." && *n != "..")
+        .map(str::to_string)
+}
+
+/// One file's chain; `start`: the hash its first record must carry (the
+/// previous file's last), or `None` for genesis (or, for an
+/// `audit_rotated` first record, anything). Returns the verdict and the
+/// hash of the last record.
+fn scan(path: &Path, start: Option<&str>) -> std::io::Result<(Verdict, String)> {
+    let mut prev = start.unwrap_or(GENESIS).to_string();
     let mut n = 0u64;
+    let mut previous = None;
     for (i, line) in BufReader::new(File::open(path)?).lines().enumerate() {
         let line = line?;
         let no = i as u64 + 1;
         if line.is_empty() {
             continue;
         }
+        let broken = |reason: String| Ok((Verdict::Broken { line: no, reason }, String::new()));
         let v: Value = match serde_json::from_str(&line) {
             Ok(v) => v,
-            Err(e) => {
-                return Ok(Verdict::Broken {
-                    line: no,
-                    reason: format!("not JSON: {e}"),
-                });
-            }
+            Err(e) => return broken(format!("not JSON: {e}")),
         };
+        if n == 0 {
+            previous = rotated_from(&v);
+        }
         match v.get("prev").and_then(Value::as_str) {
             Some(p) if p == prev => {}
+            // The first record of a file that continues another: its link
+            // is checked only with that file at hand.
+            Some(p) if n == 0 && start.is_none() && previous.is_some() && p.len() == 64 => {}
+            Some(p) if n == 0 && start.is_some() => {
+                return broken(format!(
+                    "prev {p} does not continue the previous file (its last record's hash is {prev})"
+                ));
+            }
             Some(p) => {
-                return Ok(Verdict::Broken {
-                    line: no,
-                    reason: format!("prev {p} does not match the previous record's hash {prev}"),
-                });
+                return broken(format!(
+                    "prev {p} does not match the previous record's hash {prev}"
+                ));
             }
-            None => {
-                return Ok(Verdict::Broken {
-                    line: no,
-                    reason: "record has no prev hash".into(),
-                });
-            }
+            None => return broken("record has no prev hash".into()),
         }
         prev = sha256_hex(line.as_bytes());
         n += 1;
     }
-    Ok(Verdict::Intact { records: n })
+    Ok((
+        Verdict::Intact {
+            records: n,
+            previous,
+        },
+        prev,
+    ))
 }
 
 #[cfg(test)]
@@ -435,7 +689,13 @@ mod tests {
             m.insert("n".into(), i.into());
             log.append(m).unwrap();
         }
-        assert_eq!(verify(&p).unwrap(), Verdict::Intact { records: 3 });
+        assert_eq!(
+            verify(&p).unwrap(),
+            Verdict::Intact {
+                records: 3,
+                previous: None
+            }
+        );
         let text = std::fs::read_to_string(&p)
             .unwrap()
             .replace("\"n\":1", "\"n\":7");
@@ -504,7 +764,13 @@ mod tests {
                 .unwrap()
                 .contains("Bad file descriptor")
         );
-        assert_eq!(verify(&p).unwrap(), Verdict::Intact { records: 6 });
+        assert_eq!(
+            verify(&p).unwrap(),
+            Verdict::Intact {
+                records: 6,
+                previous: None
+            }
+        );
         // Nothing held: a retry writes nothing.
         log.retry().unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
@@ -543,7 +809,241 @@ mod tests {
         assert_eq!(lines[3]["type"], "audit_resumed");
         assert_eq!(lines[3]["records_held"], 3);
         assert_eq!(lines[3]["records_lost"], 2);
-        assert_eq!(verify(&p).unwrap(), Verdict::Intact { records: 4 });
+        assert_eq!(
+            verify(&p).unwrap(),
+            Verdict::Intact {
+                records: 4,
+                previous: None
+            }
+        );
+    }
+
+    fn rotated_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| is_rotated_name(n, "audit", "jsonl"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_rotated_log_chains_across_files_and_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let rotation = Rotation {
+            max_bytes: 1000,
+            keep: 0,
+        };
+        let mut log = AuditLog::open_rotating(&p, Some(rotation)).unwrap();
+        // 83 bytes a record: twelve to the first file; the others start with
+        // `audit_rotated` (~150 bytes).
+        for n in 0..25 {
+            log.append_pending(&record(n)).unwrap();
+        }
+        let rotated = rotated_files(dir.path());
+        assert_eq!(rotated.len(), 2, "{rotated:?}");
+        let chain = verify_chain(&p).unwrap();
+        let summary: Vec<_> = chain
+            .iter()
+            .map(|f| {
+                (
+                    f.path.file_name().unwrap().to_str().unwrap().to_string(),
+                    f.verdict.clone(),
+                    f.linked,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    rotated[0].clone(),
+                    Verdict::Intact {
+                        records: 12,
+                        previous: None
+                    },
+                    false
+                ),
+                (
+                    rotated[1].clone(),
+                    Verdict::Intact {
+                        records: 10,
+                        previous: Some(rotated[0].clone())
+                    },
+                    true
+                ),
+                (
+                    "audit.jsonl".into(),
+                    Verdict::Intact {
+                        records: 5,
+                        previous: Some(rotated[1].clone())
+                    },
+                    true
+                ),
+            ]
+        );
+        // Every record is there once, in order, and no file is past its bound
+        // but for its last write.
+        let mut ns = Vec::new();
+        for f in &chain {
+            let text = std::fs::read_to_string(&f.path).unwrap();
+            assert!(text.len() <= 1000 + 100, "{}", text.len());
+            for l in text.lines() {
+                let v: Value = serde_json::from_str(l).unwrap();
+                match v["n"].as_u64() {
+                    Some(n) => ns.push(n),
+                    None => {
+                        assert_eq!(v["type"], ROTATED);
+                        assert!(
+                            v["previous_records"] == 12 || v["previous_records"] == 10,
+                            "{v}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(ns, (0..25).collect::<Vec<_>>());
+        // Reopened, the log goes on in the current file.
+        drop(log);
+        let mut log = AuditLog::open_rotating(&p, Some(rotation)).unwrap();
+        log.append_pending(&record(25)).unwrap();
+        assert!(matches!(
+            verify_chain(&p).unwrap()[2].verdict,
+            Verdict::Intact { records: 6, .. }
+        ));
+
+        // An edit in an older file breaks the chain there...
+        let first = dir.path().join(&rotated[0]);
+        let text = std::fs::read_to_string(&first).unwrap();
+        std::fs::write(&first, text.replace("\"n\":9", "\"n\":90")).unwrap();
+        let chain = verify_chain(&p).unwrap();
+        assert_eq!(chain.len(), 1);
+        assert!(
+            // (the record after it no longer matches)
+            matches!(chain[0].verdict, Verdict::Broken { line: 11, .. }),
+            "{chain:?}"
+        );
+        // ...and so does dropping its last record: the next file no longer
+        // continues it.
+        let lines: Vec<&str> = text.lines().collect();
+        std::fs::write(&first, lines[..9].join("\n") + "\n").unwrap();
+        let chain = verify_chain(&p).unwrap();
+        assert_eq!(chain.len(), 2);
+        assert!(matches!(
+            chain[0].verdict,
+            Verdict::Intact { records: 9, .. }
+        ));
+        match &chain[1].verdict {
+            Verdict::Broken { line: 1, reason } => {
+                assert!(reason.contains("does not continue"), "{reason}")
+            }
+            v => panic!("{v:?}"),
+        }
+        // Without the older files, the current one is checked from its start.
+        std::fs::remove_file(&first).unwrap();
+        std::fs::remove_file(dir.path().join(&rotated[1])).unwrap();
+        let chain = verify_chain(&p).unwrap();
+        assert_eq!(chain.len(), 1);
+        assert_eq!(
+            chain[0].verdict,
+            Verdict::Intact {
+                records: 6,
+                previous: Some(rotated[1].clone())
+            }
+        );
+        assert!(!chain[0].linked);
+    }
+
+    #[test]
+    fn rotation_keeps_the_newest_files_and_names_only_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        // Not ours: never deleted.
+        for other in [
+            "audit-notes.jsonl",
+            "audit-2026.jsonl",
+            "other-20261121T000000.000000Z.jsonl",
+        ] {
+            std::fs::write(dir.path().join(other), "x").unwrap();
+        }
+        let mut log = AuditLog::open_rotating(
+            &p,
+            Some(Rotation {
+                max_bytes: 200,
+                keep: 2,
+            }),
+        )
+        .unwrap();
+        for n in 0..20 {
+            log.append_pending(&record(n)).unwrap();
+        }
+        let rotated = rotated_files(dir.path());
+        assert_eq!(rotated.len(), 2, "{rotated:?}");
+        for other in [
+            "audit-notes.jsonl",
+            "audit-2026.jsonl",
+            "other-20261121T000000.000000Z.jsonl",
+        ] {
+            assert!(dir.path().join(other).exists(), "{other}");
+        }
+        let chain = verify_chain(&p).unwrap();
+        assert_eq!(chain.len(), 3);
+        assert!(
+            chain
+                .iter()
+                .all(|f| matches!(f.verdict, Verdict::Intact { .. })),
+            "{chain:?}"
+        );
+        assert!(!chain[0].linked && chain[1].linked && chain[2].linked);
+        // A previous_file that is not a plain name is not followed.
+        assert_eq!(
+            rotated_from(&serde_json::json!({"type": ROTATED, "previous_file": "../etc/passwd"})),
+            None
+        );
+        assert_eq!(
+            rotated_from(&serde_json::json!({"type": ROTATED, "previous_file": ".."})),
+            None
+        );
+    }
+
+    #[test]
+    fn a_rotation_whose_first_record_meets_a_full_disk_writes_it_on_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open_rotating(
+            &p,
+            Some(Rotation {
+                max_bytes: 100,
+                keep: 0,
+            }),
+        )
+        .unwrap();
+        log.append_pending(&record(0)).unwrap();
+        // The next write rotates; the new file refuses it.
+        log.rotate(log.rotation.unwrap());
+        log.file = File::open(&p).unwrap();
+        assert!(log.append_pending(&record(1)).is_err());
+        fix(&mut log, &p);
+        log.append_pending(&record(2)).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let types: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect();
+        assert_eq!(types[0]["type"], ROTATED);
+        assert_eq!(types[1]["n"], 1);
+        assert_eq!(types[2]["type"], "audit_resumed");
+        assert_eq!(types[3]["n"], 2);
+        let chain = verify_chain(&p).unwrap();
+        assert_eq!(chain.len(), 2);
+        assert!(
+            chain
+                .iter()
+                .all(|f| matches!(f.verdict, Verdict::Intact { .. })),
+            "{chain:?}"
+        );
     }
 
     #[test]
@@ -575,7 +1075,13 @@ mod tests {
         let second: Value = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(second["a"], "x}");
         assert_eq!(second["prev"], sha256_hex(lines[0].as_bytes()));
-        assert_eq!(verify(&p).unwrap(), Verdict::Intact { records: 2 });
+        assert_eq!(
+            verify(&p).unwrap(),
+            Verdict::Intact {
+                records: 2,
+                previous: None
+            }
+        );
     }
 
     #[test]
@@ -627,6 +1133,12 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["id"], "x\"}\n{");
         assert_eq!(lines[1].as_object().unwrap().len(), 1, "only prev");
-        assert_eq!(verify(&p).unwrap(), Verdict::Intact { records: 2 });
+        assert_eq!(
+            verify(&p).unwrap(),
+            Verdict::Intact {
+                records: 2,
+                previous: None
+            }
+        );
     }
 }
