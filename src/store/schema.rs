@@ -136,7 +136,51 @@ const MIGRATIONS: &[&str] = &[
         key INTEGER NOT NULL,           -- first 8 bytes of SHA-256(event_id), LE
         expires_at INTEGER NOT NULL     -- ms since the epoch
     );",
+    // 5: one row of keys per group commit instead of a row per key (a row
+    // per key cost ~5 % of the batch ingest rate); the keys of v4 are
+    // moved into blocks by [`block_idempotency_keys`].
+    "CREATE TABLE idempotency_blocks (
+        expires_at INTEGER NOT NULL,    -- ms since the epoch: the latest of its keys'
+        keys BLOB NOT NULL              -- per key 16 bytes: key, expiry (ms), both i64 LE
+    );",
 ];
+
+/// Keys per block when v4's rows are moved into blocks.
+const MIGRATED_BLOCK_KEYS: usize = 4096;
+
+/// Migration 5's data step: moves `idempotency_keys` rows into
+/// `idempotency_blocks`, in order, then drops the table.
+fn block_idempotency_keys(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    {
+        let mut read = tx.prepare("SELECT key, expires_at FROM idempotency_keys ORDER BY rowid")?;
+        let mut write =
+            tx.prepare("INSERT INTO idempotency_blocks (expires_at, keys) VALUES (?1, ?2)")?;
+        let mut rows = read.query([])?;
+        let mut block = Vec::with_capacity(MIGRATED_BLOCK_KEYS * 16);
+        let mut latest = i64::MIN;
+        let mut flush = |block: &mut Vec<u8>, latest: &mut i64| -> Result<(), StoreError> {
+            if !block.is_empty() {
+                write.execute(rusqlite::params![*latest, &*block])?;
+                block.clear();
+                *latest = i64::MIN;
+            }
+            Ok(())
+        };
+        while let Some(row) = rows.next()? {
+            let key: i64 = row.get(0)?;
+            let exp: i64 = row.get(1)?;
+            block.extend_from_slice(&key.to_le_bytes());
+            block.extend_from_slice(&exp.to_le_bytes());
+            latest = latest.max(exp);
+            if block.len() == MIGRATED_BLOCK_KEYS * 16 {
+                flush(&mut block, &mut latest)?;
+            }
+        }
+        flush(&mut block, &mut latest)?;
+    }
+    tx.execute_batch("DROP TABLE idempotency_keys;")?;
+    Ok(())
+}
 
 /// Migration 4's data step: copies `idempotency_log` (ids) into
 /// `idempotency_keys` (digests) in the same order, then drops it.
@@ -174,6 +218,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         if i + 1 == 4 {
             rekey_idempotency_log(&tx)?;
         }
+        if i + 1 == 5 {
+            block_idempotency_keys(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
@@ -183,6 +230,68 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v4_keys_move_into_blocks_in_order_with_their_expiries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("v4.db")).unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        let n = MIGRATED_BLOCK_KEYS * 2 + 5;
+        {
+            let tx = conn.transaction().unwrap();
+            let mut insert = tx
+                .prepare("INSERT INTO idempotency_keys (key, expires_at) VALUES (?1, ?2)")
+                .unwrap();
+            for i in 0..n as i64 {
+                // Negative keys too: they are u64 digests stored as i64.
+                insert
+                    .execute(rusqlite::params![i.wrapping_mul(-7_919), 1_000 + i])
+                    .unwrap();
+            }
+            drop(insert);
+            tx.commit().unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let blocks: Vec<(i64, i64)> = conn
+            .prepare("SELECT expires_at, length(keys) FROM idempotency_blocks ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let b = MIGRATED_BLOCK_KEYS as i64;
+        assert_eq!(
+            blocks,
+            [
+                (1_000 + b - 1, b * 16),
+                (1_000 + 2 * b - 1, b * 16),
+                (1_000 + n as i64 - 1, 5 * 16)
+            ]
+        );
+        // Keys whose own expiry has passed are skipped, even in a block
+        // still in force.
+        let now = chrono::DateTime::from_timestamp_millis(1_000 + b + 10).unwrap();
+        let mut keys = Vec::new();
+        super::super::for_each_idempotency_key(&conn, now, |k, exp| {
+            keys.push((k as i64, exp.timestamp_millis()))
+        })
+        .unwrap();
+        let want: Vec<(i64, i64)> = (b + 11..n as i64)
+            .map(|i| (i.wrapping_mul(-7_919), 1_000 + i))
+            .collect();
+        assert_eq!(keys, want);
+        // A block that is not whole keys is reported, not misread.
+        conn.execute(
+            "INSERT INTO idempotency_blocks (expires_at, keys) VALUES (?1, x'0102')",
+            [i64::MAX],
+        )
+        .unwrap();
+        let e = super::super::for_each_idempotency_key(&conn, now, |_, _| {}).unwrap_err();
+        assert!(e.to_string().contains("not a multiple of 16"), "{e}");
+    }
 
     #[test]
     fn v1_store_migrates_keeping_events_and_idempotency_keys() {
@@ -217,15 +326,15 @@ mod tests {
                 ("e-2".to_string(), 2000, "two".to_string())
             ]
         );
-        // Re-keyed by v4: digests of the ids, in the same order.
-        let keys: Vec<(i64, i64)> = conn
-            .prepare("SELECT key, expires_at FROM idempotency_keys ORDER BY rowid")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let key = |id: &str| super::super::idempotency_key(id) as i64;
+        // Re-keyed by v4 (digests of the ids), put in blocks by v5, in the
+        // same order.
+        let mut keys = Vec::new();
+        let epoch = chrono::DateTime::from_timestamp_millis(0).unwrap();
+        super::super::for_each_idempotency_key(&conn, epoch, |k, exp| {
+            keys.push((k, exp.timestamp_millis()))
+        })
+        .unwrap();
+        let key = super::super::idempotency_key;
         assert_eq!(keys, [(key("e-2"), 98), (key("e-1"), 99)]);
         let old_log: i64 = conn
             .query_row(
@@ -235,6 +344,14 @@ mod tests {
             )
             .unwrap();
         assert_eq!(old_log, 0);
+        let old_keys: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'idempotency_keys'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old_keys, 0);
         // (ts, event_id) is unique; the same id at another time is another event.
         let dup = conn.execute(
             "INSERT INTO events (event_id, ts, host, source, category, action, outcome, severity, message)
