@@ -11,7 +11,7 @@ use vigil::detect::{Alert, AlertStatus, Decision};
 use vigil::engine::{AdminRequest, Feed, FeedEvent, PolicySnapshot};
 use vigil::event::Event;
 use vigil::respond::policy::{Ban, HostState, Quarantine};
-use vigil::tui::app::{Action, App, Effect, Label, Mode, Pane, Pending, Session, SortKey};
+use vigil::tui::app::{Action, App, Effect, Health, Label, Mode, Pane, Pending, Session, SortKey};
 use vigil::tui::keymap::map_key;
 
 fn t(s: i64) -> DateTime<Utc> {
@@ -203,6 +203,19 @@ macro_rules! snap {
 }
 
 snap!(pane_overview, |_app: &mut App| {});
+// The header says when the engine cannot keep or audit what it is sent
+// (escape sequences in the errors shown inert).
+snap!(overview_store_and_audit_failing, |app: &mut App| {
+    app.update(Action::Health(Health {
+        store: Some((t(100), "database is locked\x1b[2J".into())),
+        audit: Some(vigil::store::audit_log::OutageReport {
+            since: t(90),
+            error: "No space left on device (os error 28)".into(),
+            held: 64_528,
+            lost: 179_022,
+        }),
+    }));
+});
 snap!(pane_alerts, |app: &mut App| {
     app.update(Action::FocusPane(Pane::Alerts));
 });

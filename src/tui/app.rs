@@ -229,6 +229,17 @@ pub enum Action {
         events: u64,
         alerts: u64,
     },
+    /// The store's and the audit log's state, polled once a second.
+    Health(Health),
+}
+
+/// What keeps the engine from doing its job, for the overview header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Commits fail: since when, and the latest error.
+    pub store: Option<(DateTime<Utc>, String)>,
+    /// The audit log refuses writes (the gateway refuses events meanwhile).
+    pub audit: Option<crate::store::audit_log::OutageReport>,
 }
 
 /// Work for the runner.
@@ -277,6 +288,7 @@ pub struct App {
     top_cache: Vec<(IpAddr, u64)>,
     pub dropped_events: u64,
     pub dropped_alerts: u64,
+    pub health: Health,
 
     // Alerts
     pub alerts: Vec<Alert>,
@@ -333,6 +345,7 @@ impl App {
             top_cache: Vec::new(),
             dropped_events: 0,
             dropped_alerts: 0,
+            health: Health::default(),
             alerts: Vec::new(),
             alert_index: HashMap::new(),
             alert_view: Vec::new(),
@@ -563,6 +576,7 @@ impl App {
                 self.dropped_events = events;
                 self.dropped_alerts = alerts;
             }
+            Action::Health(h) => self.health = h,
         }
         effects
     }

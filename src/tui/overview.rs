@@ -27,8 +27,24 @@ pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 
 fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let block = panel(" Vigil ", theme);
-    let inner = block.inner(area);
+    let mut inner = block.inner(area);
     frame.render_widget(block, area);
+    // A failing store or audit log takes the last lines, full width: the
+    // engine is not keeping (or not auditing) what it is sent.
+    let problems = health_lines(app);
+    if !problems.is_empty() {
+        let [top, last] = Layout::vertical([
+            Constraint::Min(1),
+            Constraint::Length(problems.len() as u16),
+        ])
+        .areas(inner);
+        inner = top;
+        let lines: Vec<Line> = problems
+            .iter()
+            .map(|p| Line::from(Span::styled(p.as_str(), Style::new().fg(theme.bad))))
+            .collect();
+        frame.render_widget(Paragraph::new(lines), last);
+    }
     let [figures, spark] =
         Layout::horizontal([Constraint::Length(58), Constraint::Min(10)]).areas(inner);
     let per_sec = app.rate.iter().rev().nth(1).copied().unwrap_or(0);
@@ -70,7 +86,9 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             Span::styled("rules only (ML not built)", theme.text()),
         ]),
     ];
-    if app.dropped_events > 0 || app.dropped_alerts > 0 {
+    if !problems.is_empty() {
+        // The last lines are the problems'.
+    } else if app.dropped_events > 0 || app.dropped_alerts > 0 {
         lines.push(Line::from(Span::styled(
             format!(
                 "console behind: {} events not shown, {} alert updates re-read from the store",
@@ -107,6 +125,28 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             .style(Style::new().fg(theme.accent)),
         chart,
     );
+}
+
+/// The store's and the audit log's failures, a line each.
+fn health_lines(app: &App) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some((since, error)) = &app.health.store {
+        lines.push(format!(
+            "STORE FAILING since {}: events get 503 ({})",
+            since.format("%H:%M:%S"),
+            clean(error)
+        ));
+    }
+    if let Some(o) = &app.health.audit {
+        lines.push(format!(
+            "AUDIT LOG FAILING since {}: gateway refuses events; {} records held, {} lost ({})",
+            o.since.format("%H:%M:%S"),
+            o.held,
+            o.lost,
+            clean(&o.error)
+        ));
+    }
+    lines
 }
 
 fn render_stream(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {

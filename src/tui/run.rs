@@ -14,7 +14,7 @@ use crossterm::{execute, terminal};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
-use super::app::{Action, App, Effect, Label, Session};
+use super::app::{Action, App, Effect, Health, Label, Session};
 use crate::config::Config;
 use crate::engine::{AdminRequest, EngineHandle, FeedReceiver, LiveConfig};
 
@@ -249,7 +249,7 @@ pub fn run(opts: ConsoleOptions) -> Result<(), ConsoleError> {
         session,
         dark,
         &runtime,
-        engine,
+        (engine, live.gateway.clone()),
         feed_rx,
         &live.db,
         &stop_requested,
@@ -270,7 +270,7 @@ fn ui_loop(
     session: Session,
     dark: bool,
     runtime: &tokio::runtime::Runtime,
-    engine: EngineHandle,
+    (engine, gateway): (EngineHandle, Arc<crate::sources::gateway::GatewayState>),
     mut feed: FeedReceiver,
     db: &Path,
     stop_requested: &AtomicBool,
@@ -343,6 +343,13 @@ fn ui_loop(
         }
         if last_snapshot.elapsed() >= Duration::from_secs(1) {
             last_snapshot = Instant::now();
+            let health = Health {
+                store: engine.store_problem(),
+                audit: gateway.audit_outage(),
+            };
+            if health != app.health {
+                app.update(Action::Health(health));
+            }
             let engine = engine.clone();
             let tx = done_tx.clone();
             runtime.spawn(async move {
