@@ -73,7 +73,7 @@ pub struct GatewayConfig {
     /// in (408 beyond).
     pub body_timeout_secs: u32,
     /// The audit log moves to a fresh file (the old one renamed
-    /// `audit-<UTC time>.jsonl`, the chain running on) before it would
+    /// `audit-<n>-<UTC time>.jsonl`, the chain running on) before it would
     /// pass this many MiB.
     pub audit_max_mib: u32,
     /// Rotated audit files kept; the oldest beyond this are deleted. 0

@@ -117,8 +117,9 @@ impl AuditLog {
     }
 
     /// Like [`AuditLog::open`]; with `rotation`, a write that would take the
-    /// file past `max_bytes` first renames it to `STEM-<UTC time>.EXT`
-    /// beside it (`audit-20261121T203913.123456Z.jsonl`) and starts `path`
+    /// file past `max_bytes` first renames it to `STEM-<n>-<UTC time>.EXT`
+    /// beside it (`audit-000001-20261121T203913.123456Z.jsonl`, `n` one
+    /// more than the newest rotated file's there) and starts `path`
     /// afresh. The new file's first record, `audit_rotated`, names the
     /// previous file and its record count, and its `prev` is the hash of
     /// that file's last record: the chain runs on across files, and
@@ -343,12 +344,16 @@ impl AuditLog {
     /// carries on in the current file (and says why).
     fn rotate(&mut self, r: Rotation) {
         let (dir, stem, ext) = rotation_parts(&self.path);
-        let now = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ").to_string();
-        let mut name = format!("{stem}-{now}.{ext}");
-        let mut n = 1;
-        while dir.join(&name).exists() {
-            n += 1;
-            name = format!("{stem}-{now}-{n}.{ext}");
+        // Numbered after the newest rotated file there, so that their order
+        // (and which go first) never depends on the clock.
+        let seq = rotated_files(&dir, &stem, &ext)
+            .last()
+            .map_or(1, |(seq, _)| seq + 1);
+        let now = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+        let name = format!("{stem}-{seq:06}-{now}.{ext}");
+        if dir.join(&name).exists() {
+            tracing::warn!("audit log: cannot rotate ({name} exists), writing on");
+            return;
         }
         if let Err(e) = std::fs::rename(&self.path, dir.join(&name)) {
             tracing::warn!("audit log: cannot rotate (rename failed), writing on: {e}");
@@ -395,35 +400,45 @@ fn rotation_parts(path: &Path) -> (PathBuf, String, String) {
     (dir, stem, ext)
 }
 
-/// Whether `name` is a rotated file of `stem`.`ext`: `STEM-<time>.EXT`
-/// with a time as [`AuditLog::rotate`] writes it.
-fn is_rotated_name(name: &str, stem: &str, ext: &str) -> bool {
-    name.strip_prefix(stem)
-        .and_then(|r| r.strip_prefix('-'))
-        .and_then(|r| r.strip_suffix(ext))
-        .and_then(|r| r.strip_suffix('.'))
-        .is_some_and(|t| {
-            t.len() >= 16
-                && t.as_bytes()[0].is_ascii_digit()
-                && t.bytes()
-                    .all(|b| b.is_ascii_digit() || matches!(b, b'T' | b'Z' | b'.' | b'-'))
-        })
+/// The sequence number of `name` if it is a rotated file of `stem`.`ext`:
+/// `STEM-<seq>-<UTC time>.EXT`, as [`AuditLog::rotate`] names them.
+fn rotated_seq(name: &str, stem: &str, ext: &str) -> Option<u64> {
+    let (seq, time) = name
+        .strip_prefix(stem)?
+        .strip_prefix('-')?
+        .strip_suffix(ext)?
+        .strip_suffix('.')?
+        .split_once('-')?;
+    let time_ok = time.len() >= 16
+        && time
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'T' | b'Z' | b'.'));
+    if !time_ok || seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    seq.parse().ok()
 }
 
-/// Deletes the oldest rotated files beyond `keep` (their names sort by
-/// time).
-fn prune_rotated(dir: &Path, stem: &str, ext: &str, keep: usize) {
+/// The rotated files of `stem`.`ext` in `dir`, oldest (lowest number)
+/// first.
+fn rotated_files(dir: &Path, stem: &str, ext: &str) -> Vec<(u64, String)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+        return Vec::new();
     };
-    let mut rotated: Vec<String> = entries
+    let mut rotated: Vec<(u64, String)> = entries
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| is_rotated_name(n, stem, ext))
+        .filter_map(|n| rotated_seq(&n, stem, ext).map(|seq| (seq, n)))
         .collect();
     rotated.sort();
+    rotated
+}
+
+/// Deletes the oldest rotated files beyond `keep`.
+fn prune_rotated(dir: &Path, stem: &str, ext: &str, keep: usize) {
+    let rotated = rotated_files(dir, stem, ext);
     let excess = rotated.len().saturating_sub(keep);
-    for name in &rotated[..excess] {
+    for (_, name) in &rotated[..excess] {
         match std::fs::remove_file(dir.join(name)) {
             Ok(()) => tracing::info!("audit log: removed {name} (keeping the newest {keep})"),
             Err(e) => tracing::warn!("audit log: cannot remove {name}: {e}"),
@@ -818,14 +833,11 @@ mod tests {
         );
     }
 
-    fn rotated_files(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| is_rotated_name(n, "audit", "jsonl"))
-            .collect();
-        names.sort();
-        names
+    fn rotated_names(dir: &Path) -> Vec<String> {
+        super::rotated_files(dir, "audit", "jsonl")
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect()
     }
 
     #[test]
@@ -842,7 +854,7 @@ mod tests {
         for n in 0..25 {
             log.append_pending(&record(n)).unwrap();
         }
-        let rotated = rotated_files(dir.path());
+        let rotated = rotated_names(dir.path());
         assert_eq!(rotated.len(), 2, "{rotated:?}");
         let chain = verify_chain(&p).unwrap();
         let summary: Vec<_> = chain
@@ -961,13 +973,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("audit.jsonl");
         // Not ours: never deleted.
-        for other in [
+        let others = [
             "audit-notes.jsonl",
-            "audit-2026.jsonl",
-            "other-20261121T000000.000000Z.jsonl",
-        ] {
+            "audit-000001.jsonl",
+            "audit-x-20261121T000000.000000Z.jsonl",
+            "other-000001-20261121T000000.000000Z.jsonl",
+        ];
+        for other in others {
             std::fs::write(dir.path().join(other), "x").unwrap();
         }
+        // Ours, from a clock far ahead: numbered 7, so it is the oldest
+        // once newer files follow it, whatever their times say.
+        let ahead = "audit-000007-29991231T000000.000000Z.jsonl";
+        std::fs::write(dir.path().join(ahead), "x").unwrap();
         let mut log = AuditLog::open_rotating(
             &p,
             Some(Rotation {
@@ -979,13 +997,16 @@ mod tests {
         for n in 0..20 {
             log.append_pending(&record(n)).unwrap();
         }
-        let rotated = rotated_files(dir.path());
+        let rotated = rotated_names(dir.path());
         assert_eq!(rotated.len(), 2, "{rotated:?}");
-        for other in [
-            "audit-notes.jsonl",
-            "audit-2026.jsonl",
-            "other-20261121T000000.000000Z.jsonl",
-        ] {
+        assert!(!dir.path().join(ahead).exists());
+        let seqs: Vec<u64> = super::rotated_files(dir.path(), "audit", "jsonl")
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        let last = *seqs.last().unwrap();
+        assert!(last > 8 && seqs == [last - 1, last], "{rotated:?}");
+        for other in others {
             assert!(dir.path().join(other).exists(), "{other}");
         }
         let chain = verify_chain(&p).unwrap();
