@@ -435,7 +435,8 @@ impl GatewayState {
     }
 
     /// Writes what the audit log holds, if it takes writes again (tried at
-    /// most every [`crate::store::audit_log::RETRY_EVERY`]); `true` when
+    /// most as often as [`crate::store::audit_log::RETRY_EVERY`], backing
+    /// off to [`crate::store::audit_log::RETRY_MAX`]); `true` when
     /// nothing is held.
     pub fn retry_audit(&self) -> bool {
         let Ok(mut log) = self.audit.lock() else {

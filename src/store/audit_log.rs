@@ -38,8 +38,9 @@ pub fn sha256_hex_array(bytes: &[u8]) -> [u8; 64] {
 /// the file takes writes again, followed by an `audit_resumed` record that
 /// says since when it failed, why, how many records were held and how many
 /// were lost past the bounds. The chain runs through them in the order they
-/// were made. Until then every append fails fast (one attempt per
-/// [`RETRY_EVERY`]), so callers can refuse what they cannot audit.
+/// were made. Until then every append fails fast (the file is tried again
+/// after [`RETRY_EVERY`], doubling after each failed try up to
+/// [`RETRY_MAX`]), so callers can refuse what they cannot audit.
 ///
 /// Refusals are held up to [`HOLD_MAX_BYTES`]; records of something taken
 /// ([`Pending::taken`]: an accepted event, an admin action) up to
@@ -84,8 +85,20 @@ pub const HOLD_MAX_BYTES: usize = 16 << 20;
 /// Like [`HOLD_MAX_BYTES`], for records of something taken.
 pub const HOLD_TAKEN_MAX_BYTES: usize = 64 << 20;
 
-/// How often appends try the file again while it refuses writes.
+/// How soon appends try the file again after it refused a write; the wait
+/// doubles after each failed try, up to [`RETRY_MAX`] (each try writes what
+/// is held, up to 64 MiB, before a full disk says no).
 pub const RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The longest wait between tries.
+pub const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// The wait after `failures` failed tries in a row.
+fn retry_delay(failures: u32) -> std::time::Duration {
+    RETRY_EVERY
+        .saturating_mul(1 << failures.saturating_sub(1).min(8))
+        .min(RETRY_MAX)
+}
 
 #[derive(Debug)]
 struct Outage {
@@ -93,6 +106,8 @@ struct Outage {
     error: String,
     /// Records dropped past [`HOLD_MAX_BYTES`].
     lost: u64,
+    /// Failed tries in a row (the first write included).
+    failures: u32,
     next_try: std::time::Instant,
 }
 
@@ -209,7 +224,8 @@ impl AuditLog {
                         since: chrono::Utc::now(),
                         error: e.to_string(),
                         lost: 0,
-                        next_try: std::time::Instant::now() + RETRY_EVERY,
+                        failures: 1,
+                        next_try: std::time::Instant::now() + retry_delay(1),
                     });
                     self.hold(pending);
                     Err(e)
@@ -226,13 +242,13 @@ impl AuditLog {
             self.hold(pending);
             return Err(e);
         }
-        outage.next_try = now + RETRY_EVERY;
         let mut all = std::mem::take(&mut self.held);
         let held = all.len();
         let lost = outage.lost;
         let since = outage.since.to_rfc3339();
         let error = outage.error.clone();
-        all.push_open(|o| {
+        // Opens an object, so it cannot be refused.
+        let _ = all.push_open(|o| {
             o.extend_from_slice(b"{\"type\":\"audit_resumed\",\"ts\":");
             json_str(o, &chrono::Utc::now().to_rfc3339());
             o.extend_from_slice(b",\"failing_since\":");
@@ -242,7 +258,7 @@ impl AuditLog {
             o.extend_from_slice(
                 format!(",\"records_held\":{held},\"records_lost\":{lost}").as_bytes(),
             );
-        })?;
+        });
         all.extend(pending);
         match self.write_chained(&all) {
             Ok(()) => {
@@ -254,6 +270,8 @@ impl AuditLog {
                 self.held = all;
                 if let Some(o) = &mut self.outage {
                     o.error = e.to_string();
+                    o.failures = o.failures.saturating_add(1);
+                    o.next_try = std::time::Instant::now() + retry_delay(o.failures);
                 }
                 self.hold(pending);
                 Err(e)
@@ -1065,6 +1083,30 @@ mod tests {
                 .all(|f| matches!(f.verdict, Verdict::Intact { .. })),
             "{chain:?}"
         );
+    }
+
+    #[test]
+    fn tries_back_off_while_the_file_refuses_writes() {
+        let ms = |n| retry_delay(n).as_millis();
+        assert_eq!(
+            [ms(1), ms(2), ms(3), ms(4), ms(5), ms(6), ms(u32::MAX)],
+            [250, 500, 1000, 2000, 4000, 4000, 4000]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let mut log = refusing(&p);
+        assert!(log.append_pending(&record(1)).is_err());
+        for failures in 2..=4 {
+            log.outage.as_mut().unwrap().next_try = std::time::Instant::now();
+            let before = std::time::Instant::now();
+            assert!(log.retry().is_err());
+            let o = log.outage.as_ref().unwrap();
+            assert_eq!(o.failures, failures);
+            assert!(o.next_try >= before + retry_delay(failures));
+        }
+        fix(&mut log, &p);
+        log.retry().unwrap();
+        assert_eq!(log.outage(), None);
     }
 
     #[test]
