@@ -1084,12 +1084,3 @@ impl Live {
         }
     }
 }
-
-/// Seed-compatible JSON for a decision (`{decision, reasons, context}`).
-pub fn decision_json(
-    d: Decision,
-    reasons: &[&str],
-    context: &impl serde::Serialize,
-) -> serde_json::Value {
-    serde_json::json!({ "decision": d, "reasons": reasons, "context": context })
-}
