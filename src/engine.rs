@@ -742,6 +742,13 @@ pub fn spawn_live(
                 if let Ok(w) = std::sync::Arc::try_unwrap(state.writer) {
                     let _ = w.close();
                 }
+                // What even that try could not store is said, not dropped
+                // silently: the store is behind what the engine knew.
+                if let Some(failed) = &state.failed {
+                    if let Some(line) = crate::store::describe_unstored(&failed.take().1) {
+                        tracing::error!("{line}");
+                    }
+                }
             }
         })
         .map_err(StoreError::Thread)?;

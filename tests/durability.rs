@@ -474,3 +474,53 @@ fn an_audit_log_that_refuses_writes_stops_ingestion_and_nothing_is_taken_unaudit
         .collect();
     assert_eq!(ids, ["audit-full-1"]);
 }
+
+/// An analyst's action whose commits keep failing until vigil stops is
+/// named in the log at stop (it is in force only in memory, and a restart
+/// undoes it), not dropped silently.
+#[test]
+fn writes_never_stored_by_the_stop_are_named_in_the_log() {
+    let env = [
+        ("ARES_SHARED_SECRET", SECRET),
+        ("VIGIL_ADMIN_TOKEN", "admin-token-123"),
+    ];
+    let server = common::Server::start(&env);
+    let addr = server.addr.clone();
+    for i in 0..8 {
+        let (s, b) = post(
+            &addr,
+            &event(
+                &format!("stop-fail-{i:04}"),
+                "host-stop",
+                "login_failed",
+                "198.51.100.81",
+            ),
+        )
+        .unwrap();
+        assert_eq!(s, 200, "{b}");
+    }
+    let locker = rusqlite::Connection::open(server.dir.path().join("vigil.db")).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (s, b) = server.request(
+        "DELETE",
+        "/bans/198.51.100.81",
+        &[("Authorization", "Bearer admin-token-123")],
+        br#"{"reason":"our scanner","by":"alice"}"#,
+    );
+    assert_eq!(s, 503, "{b}");
+    assert!(b.contains("\"in_effect\":true"), "{b}");
+    // Stopped with the lock still held: the last retry fails too.
+    let (stopped, log) = server.stop_and_log();
+    drop(locker);
+    assert!(stopped, "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("stopping with writes the store never took"))
+        .unwrap_or_else(|| panic!("no such line: {log}"));
+    eprintln!("{line}");
+    assert!(line.contains("1 ban changes"), "{line}");
+    assert!(
+        line.contains("analyst actions: unban_ip 198.51.100.81 by alice"),
+        "{line}"
+    );
+}

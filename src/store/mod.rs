@@ -225,6 +225,42 @@ impl FailedCommits {
     }
 }
 
+/// What `writes` (handed back by failed commits and never stored) hold, in
+/// one line for the log, analyst actions named; `None` when nothing.
+pub fn describe_unstored(writes: &[WriteOp]) -> Option<String> {
+    use crate::respond::policy::StateChange;
+    let (mut alerts, mut hosts, mut bans, mut labels) = (0u64, 0u64, 0u64, 0u64);
+    let mut actions = Vec::new();
+    for w in writes {
+        match w {
+            WriteOp::Alert(_) => alerts += 1,
+            WriteOp::State(StateChange::Host { .. } | StateChange::ForgetHost { .. }) => hosts += 1,
+            WriteOp::State(StateChange::Ban(_) | StateChange::Unban { .. }) => bans += 1,
+            WriteOp::State(StateChange::Admin(a)) => actions.push(format!(
+                "{} {} by {}",
+                crate::util::sanitize_for_terminal(&a.action),
+                crate::util::sanitize_for_terminal(&a.target),
+                crate::util::sanitize_for_terminal(&a.actor)
+            )),
+            WriteOp::Feedback { .. } => labels += 1,
+            _ => {}
+        }
+    }
+    if alerts + hosts + bans + labels == 0 && actions.is_empty() {
+        return None;
+    }
+    let mut line = format!(
+        "store: stopping with writes the store never took (their commits failed, and the last \
+         retry too): {alerts} alert updates, {hosts} host states, {bans} ban changes, {labels} \
+         analyst labels"
+    );
+    if !actions.is_empty() {
+        line.push_str(&format!(", analyst actions: {}", actions.join("; ")));
+    }
+    line.push_str(". After a restart these are as the store last had them.");
+    Some(line)
+}
+
 /// Free places in the live writer's queue, for async callers to wait on
 /// before they send (see [`StoreWriter::slots`]). Closed when the writer
 /// stops, so nobody waits for a place that will never come.
