@@ -181,8 +181,8 @@ impl AuditLog {
     }
 
     /// Writes what is held (then `audit_resumed`), if the file takes it;
-    /// `Ok` when nothing is held any more. Tries the file at most once per
-    /// [`RETRY_EVERY`].
+    /// `Ok` when nothing is held any more. Does not touch the file before
+    /// the wait after its last refusal is over (see [`RETRY_EVERY`]).
     pub fn retry(&mut self) -> std::io::Result<()> {
         self.append_pending(&Pending::default())
     }
