@@ -216,6 +216,19 @@ snap!(overview_store_and_audit_failing, |app: &mut App| {
         }),
     }));
 });
+// Other panes say so in the tab bar.
+snap!(alerts_pane_with_the_audit_log_failing, |app: &mut App| {
+    app.update(Action::Health(Health {
+        store: None,
+        audit: Some(vigil::store::audit_log::OutageReport {
+            since: t(90),
+            error: "No space left on device (os error 28)".into(),
+            held: 12,
+            lost: 0,
+        }),
+    }));
+    app.update(Action::FocusPane(Pane::Alerts));
+});
 snap!(pane_alerts, |app: &mut App| {
     app.update(Action::FocusPane(Pane::Alerts));
 });

@@ -289,11 +289,32 @@ fn render_tabs(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         spans.push(Span::styled(label, style));
         spans.push(Span::raw(" "));
     }
-    let right = format!("vigil · {} ", clean(&app.session.listen));
+    // On every pane, in place of the address: the store or the audit log
+    // failing (the overview's header says since when and why).
+    let failing: Vec<&str> = [
+        app.health.store.is_some().then_some("STORE"),
+        app.health.audit.is_some().then_some("AUDIT"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let (right, style) = if failing.is_empty() {
+        (
+            format!("vigil · {} ", clean(&app.session.listen)),
+            theme.dimmed(),
+        )
+    } else {
+        (
+            format!("{} FAILING ", failing.join("+")),
+            Style::new()
+                .fg(theme.bad)
+                .add_modifier(Modifier::BOLD),
+        )
+    };
     let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
     let pad = (area.width as usize).saturating_sub(used + right.chars().count());
     spans.push(Span::raw(" ".repeat(pad)));
-    spans.push(Span::styled(right, theme.dimmed()));
+    spans.push(Span::styled(right, style));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
