@@ -3,12 +3,15 @@
 # figures were measured: each run starts the build on a fresh data dir
 # (ARES_SHARED_SECRET=bench, rate limit lifted), drives it with
 # examples/load_gateway for --seconds, stops it, and prints the client's
-# summary line. The machine is shared and noisy, so only builds measured in
-# the same rounds are compared.
+# summary line; at the end, the mean rates and B/A (and B/seed). The
+# machine is shared and noisy, so only builds measured in the same rounds
+# are compared.
 #
 # usage: scripts/gateway-ab.sh ROUNDS BIN_A BIN_B [load_gateway args...]
 #   e.g. cp target/release/vigil /tmp/vigil-before   (on the old commit)
-#        cargo build --release --examples            (on the new one)
+#        cargo build --release --bins --examples     (on the new one;
+#                                                     --examples alone leaves
+#                                                     the old vigil binary)
 #        scripts/gateway-ab.sh 3 /tmp/vigil-before target/release/vigil \
 #            --batch 1000 --concurrency 8 --seconds 10 --fail-every 0
 # Set SEED_CMD to a shell command that serves the MiniSIEM seed
@@ -24,7 +27,7 @@ a=${2:?first vigil binary}
 b=${3:?second vigil binary}
 shift 3
 load=target/release/examples/load_gateway
-[[ -x $load ]] || { echo "build the client first: cargo build --release --examples" >&2; exit 2; }
+[[ -x $load ]] || { echo "build the client first: cargo build --release --bins --examples" >&2; exit 2; }
 port=8000
 
 wait_up() {
@@ -48,7 +51,13 @@ run_one() {
     pid=$!
     wait_up
     printf '%-8s ' "$label"
-    $load --addr "127.0.0.1:$port" --secret bench "${client_args[@]}" | tail -1 || true
+    local line
+    line=$($load --addr "127.0.0.1:$port" --secret bench "${client_args[@]}" | tail -1 || true)
+    echo "$line"
+    # "...: 123456 events/s, ..." -> the rate, for the summary.
+    local rate
+    rate=$(sed -nE 's/.*: ([0-9]+) events\/s.*/\1/p' <<<"$line")
+    [[ -n $rate ]] && echo "$label $rate" >>"$rates"
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     rm -rf "$dir"
@@ -66,6 +75,8 @@ seed() {
 }
 
 client_args=("$@")
+rates=$(mktemp)
+trap 'rm -f "$rates"' EXIT
 for r in $(seq 1 "$rounds"); do
     echo "round $r"
     run_one A serve "$a"
@@ -74,3 +85,13 @@ for r in $(seq 1 "$rounds"); do
         run_one seed seed
     fi
 done
+
+# Means over the rounds, and B and the seed as ratios (B/A is the change;
+# B/seed the multiple of the seed measured in the same rounds).
+awk '{ n[$1]++; sum[$1] += $2 }
+     END {
+       for (l in n) mean[l] = sum[l] / n[l]
+       printf "mean     A %.0f  B %.0f events/s  B/A %.3f", mean["A"], mean["B"], mean["B"] / mean["A"]
+       if ("seed" in mean) printf "  seed %.0f  B/seed %.1f", mean["seed"], mean["B"] / mean["seed"]
+       printf "\n"
+     }' "$rates"
