@@ -306,9 +306,7 @@ fn render_tabs(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     } else {
         (
             format!("{} FAILING ", failing.join("+")),
-            Style::new()
-                .fg(theme.bad)
-                .add_modifier(Modifier::BOLD),
+            Style::new().fg(theme.bad).add_modifier(Modifier::BOLD),
         )
     };
     let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
