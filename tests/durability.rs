@@ -315,32 +315,30 @@ fn failed_commit_answers_503_and_the_gateway_recovers() {
     assert_eq!((alerts, bans), (1, 1));
 }
 
-/// An analyst's action whose commit fails is in force at once and says so
-/// (503 `in_effect`), and reaches the store once it recovers, with no event
-/// or other action to carry it (the engine retries once a second).
-#[test]
-fn an_admin_action_whose_commit_fails_is_in_force_and_stored_later() {
+/// `vigil serve` with admin routes on (token `admin-token-123`), after 8
+/// failed logins on `host` from `ip` have banned it.
+fn server_with_a_ban(ids: &str, host: &str, ip: &str) -> common::Server {
     let env = [
         ("ARES_SHARED_SECRET", SECRET),
         ("VIGIL_ADMIN_TOKEN", "admin-token-123"),
     ];
     let server = common::Server::start(&env);
-    let addr = server.addr.clone();
     for i in 0..8 {
-        let (s, b) = post(
-            &addr,
-            &event(
-                &format!("admin-fail-{i:04}"),
-                "host-admin",
-                "login_failed",
-                "198.51.100.80",
-            ),
-        )
-        .unwrap();
+        let id = format!("{ids}-{i:04}");
+        let (s, b) = post(&server.addr, &event(&id, host, "login_failed", ip)).unwrap();
         assert_eq!(s, 200, "{b}");
     }
     let (_, d) = server.request("GET", "/api/v1/decisions", &[], b"");
-    assert!(d.contains("198.51.100.80"), "banned: {d}");
+    assert!(d.contains(ip), "banned: {d}");
+    server
+}
+
+/// An analyst's action whose commit fails is in force at once and says so
+/// (503 `in_effect`), and reaches the store once it recovers, with no event
+/// or other action to carry it (the engine retries once a second).
+#[test]
+fn an_admin_action_whose_commit_fails_is_in_force_and_stored_later() {
+    let server = server_with_a_ban("admin-fail", "host-admin", "198.51.100.80");
 
     let db_path = server.dir.path().join("vigil.db");
     let locker = rusqlite::Connection::open(&db_path).unwrap();
@@ -480,25 +478,7 @@ fn an_audit_log_that_refuses_writes_stops_ingestion_and_nothing_is_taken_unaudit
 /// undoes it), not dropped silently.
 #[test]
 fn writes_never_stored_by_the_stop_are_named_in_the_log() {
-    let env = [
-        ("ARES_SHARED_SECRET", SECRET),
-        ("VIGIL_ADMIN_TOKEN", "admin-token-123"),
-    ];
-    let server = common::Server::start(&env);
-    let addr = server.addr.clone();
-    for i in 0..8 {
-        let (s, b) = post(
-            &addr,
-            &event(
-                &format!("stop-fail-{i:04}"),
-                "host-stop",
-                "login_failed",
-                "198.51.100.81",
-            ),
-        )
-        .unwrap();
-        assert_eq!(s, 200, "{b}");
-    }
+    let server = server_with_a_ban("stop-fail", "host-stop", "198.51.100.81");
     let locker = rusqlite::Connection::open(server.dir.path().join("vigil.db")).unwrap();
     locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let (s, b) = server.request(
