@@ -134,6 +134,7 @@ fn bench_ingest(c: &mut Criterion) {
         &dir.path().join("writer.db"),
         vigil::store::Retention {
             max_events: u64::MAX,
+            max_alerts: u64::MAX,
         },
         true,
     )

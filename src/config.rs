@@ -131,12 +131,15 @@ impl std::fmt::Debug for GatewayConfig {
 pub struct StoreConfig {
     /// The events table keeps at most this many rows.
     pub max_events: u64,
+    /// The alerts table keeps at most the newest this many alerts.
+    pub max_alerts: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             max_events: crate::store::Retention::default().max_events,
+            max_alerts: crate::store::Retention::default().max_alerts,
         }
     }
 }
@@ -202,6 +205,8 @@ pub enum ConfigError {
     SyslogIdleEvict(u64),
     #[error("policy.analyst_ban_secs must be at least 1")]
     AnalystBan,
+    #[error("store.max_alerts must be at least 1 (0 would delete every alert)")]
+    MaxAlerts,
     #[error("gateway.{name} must be {range}, got {value}")]
     GatewayLimit {
         name: &'static str,
@@ -346,6 +351,9 @@ impl Config {
         if self.policy.analyst_ban_secs == 0 {
             return Err(ConfigError::AnalystBan);
         }
+        if self.store.max_alerts == 0 {
+            return Err(ConfigError::MaxAlerts);
+        }
         let g = &self.gateway;
         for (name, value, range, ok) in [
             (
@@ -430,7 +438,7 @@ mod tests {
     }
 
     #[test]
-    fn audit_rotation_size_is_checked() {
+    fn audit_rotation_size_and_alert_retention_are_checked() {
         let mut c = Config::default();
         for bad in [0, (1 << 20) + 1] {
             c.gateway.audit_max_mib = bad;
@@ -442,6 +450,15 @@ mod tests {
         }
         c.gateway.audit_max_mib = 1;
         c.gateway.audit_keep = 0;
+        assert!(c.validate().is_ok());
+        c.store.max_alerts = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("store.max_alerts")
+        );
+        c.store.max_alerts = 1;
         assert!(c.validate().is_ok());
         let c = Config::from_toml("[gateway]\naudit_max_mib = 64\naudit_keep = 3\n").unwrap();
         assert_eq!((c.gateway.audit_max_mib, c.gateway.audit_keep), (64, 3));

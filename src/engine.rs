@@ -698,6 +698,7 @@ pub fn spawn_live(
         db,
         Retention {
             max_events: cfg.store.max_events,
+            max_alerts: cfg.store.max_alerts,
         },
         true,
     )?);

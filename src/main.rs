@@ -498,6 +498,7 @@ fn scan(args: &InputArgs, data_dir: Option<&Path>) -> Result<()> {
                     &db,
                     Retention {
                         max_events: cfg.store.max_events,
+                        max_alerts: cfg.store.max_alerts,
                     },
                 )
                 .with_context(|| format!("opening store {}", db.display()))?,

@@ -210,7 +210,14 @@ fn expired_bans_and_idle_hosts_leave_the_store_and_quarantines_stay() {
 fn events_table_is_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("v.db");
-    let writer = StoreWriter::spawn(&db, Retention { max_events: 100 }).unwrap();
+    let writer = StoreWriter::spawn(
+        &db,
+        Retention {
+            max_events: 100,
+            ..Retention::default()
+        },
+    )
+    .unwrap();
     let text: String = (0..250)
         .map(|i| format!("Mar 14 13:{:02}:{:02} h sshd[1]: Failed password for root from 192.0.2.1 port {i} ssh2\n", i / 60, i % 60))
         .collect();
@@ -453,5 +460,68 @@ fn evidence_lookup_reads_only_the_asked_ids_in_the_window() {
         store::events_in_range(&conn, &[], t0, t0)
             .unwrap()
             .is_empty()
+    );
+}
+
+/// `[store] max_alerts`: the alerts that opened first go once there are
+/// more; an update to a kept alert keeps it (its row stays), and the
+/// newest alerts are the ones left.
+#[test]
+fn alerts_table_is_bounded_oldest_opened_first() {
+    use vigil::detect::{Alert, AlertStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let writer = StoreWriter::spawn(
+        &db,
+        Retention {
+            max_alerts: 3,
+            ..Retention::default()
+        },
+    )
+    .unwrap();
+    let at = |s: i64| Utc.timestamp_opt(1_780_000_000 + s, 0).unwrap();
+    let alert = |n: i64, count: u64| Alert {
+        alert_id: format!("al-{n:04}"),
+        rule_id: "BRUTE_FORCE_V1".into(),
+        host: "h".into(),
+        severity: 7,
+        confidence: 0.75,
+        risk_score: 70.0,
+        created_time_utc: at(n),
+        first_seen_utc: at(n),
+        last_seen_utc: at(n),
+        count,
+        user: Some("root".into()),
+        src_ip: format!("192.0.2.{n}").parse().ok(),
+        reasons: vec!["brute_force_suspected".into()],
+        context: Default::default(),
+        evidence: Vec::new(),
+        recommended_action: "BLOCK_IP".into(),
+        mitre: Vec::new(),
+        status: AlertStatus::Open,
+    };
+    for n in 1..=5 {
+        writer.send(WriteOp::Alert(Box::new(alert(n, 1)))).unwrap();
+        writer.flush().unwrap();
+    }
+    // An update to the newest: still one row, still kept.
+    writer.send(WriteOp::Alert(Box::new(alert(5, 9)))).unwrap();
+    writer.flush().unwrap();
+    writer.close().unwrap();
+    let conn = store::open(&db).unwrap();
+    let kept: Vec<(String, i64)> = conn
+        .prepare("SELECT alert_id, count FROM alerts ORDER BY alert_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        kept,
+        [
+            ("al-0003".to_string(), 1),
+            ("al-0004".to_string(), 1),
+            ("al-0005".to_string(), 9)
+        ]
     );
 }

@@ -42,17 +42,23 @@ pub enum StoreError {
     Thread(std::io::Error),
 }
 
-/// Retention for the events table.
+/// Retention for the events and alerts tables.
 #[derive(Clone, Copy, Debug)]
 pub struct Retention {
     /// Keep at most this many events; the oldest (by event time) go first.
     pub max_events: u64,
+    /// Keep at most the newest this many alerts (by when they opened): an
+    /// attack from many addresses opens an alert per address, ~1.3 KB
+    /// each, and without a bound they filled the disk (5 MB/s under the
+    /// load client's attack mix).
+    pub max_alerts: u64,
 }
 
 impl Default for Retention {
     fn default() -> Self {
         Retention {
             max_events: 2_000_000,
+            max_alerts: 1_000_000,
         }
     }
 }
@@ -772,8 +778,8 @@ fn apply<'t>(
     Ok(())
 }
 
-/// Drops the oldest events (by event time) beyond the limit, and idempotency
-/// keys that have expired. `stored` is the writer's running count of event
+/// Drops the oldest events (by event time) beyond the limit, the oldest
+/// alerts beyond theirs, and idempotency keys that have expired. `stored` is the writer's running count of event
 /// rows, so no `COUNT(*)` over the table is needed.
 fn enforce_retention(conn: &Connection, r: Retention, stored: &mut u64) -> Result<(), StoreError> {
     let excess = stored.saturating_sub(r.max_events);
@@ -784,6 +790,13 @@ fn enforce_retention(conn: &Connection, r: Retention, stored: &mut u64) -> Resul
         )?;
         *stored = stored.saturating_sub(deleted as u64);
     }
+    // Alerts are rows in the order they opened (an update keeps its row):
+    // everything below the newest `max_alerts` rowids goes, a leading run,
+    // so this costs nothing until there is something to delete.
+    conn.execute(
+        "DELETE FROM alerts WHERE rowid <= (SELECT max(rowid) FROM alerts) - ?1",
+        params![i64::try_from(r.max_alerts).unwrap_or(i64::MAX)],
+    )?;
     // Blocks are appended in order of expiry (accept time + a fixed TTL),
     // so the expired ones are a leading run: finding its end costs one row
     // per expired block, and nothing when none has expired.

@@ -143,6 +143,9 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL,    -- ms since the epoch: the latest of its keys'
         keys BLOB NOT NULL              -- per key 16 bytes: key, expiry (ms), both i64 LE
     );",
+    // 6: no query reads alerts by status, but every new alert and every
+    // analyst label wrote this index.
+    "DROP INDEX alerts_status;",
 ];
 
 /// Keys per block when v4's rows are moved into blocks.
