@@ -143,15 +143,18 @@ impl AuditLog {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let mut prev = [0u8; 64];
-        prev.copy_from_slice(GENESIS.as_bytes());
-        let mut records = 0;
-        if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
-            for line in BufReader::new(File::open(path)?).lines() {
-                let line = line?;
-                if !line.is_empty() {
-                    prev = sha256_hex_array(line.as_bytes());
-                    records += 1;
+        let (mut prev, records) = chain_end(path)?;
+        // An empty file beside rotated ones (a stop between a rotation and
+        // the new file's first record, or the file removed): the chain goes
+        // on from the newest rotated file, so the link is not lost.
+        let mut opening = None;
+        if records == 0 && rotation.is_some() {
+            let (dir, stem, ext) = rotation_parts(path);
+            if let Some((_, name)) = rotated_files(&dir, &stem, &ext).pop() {
+                let (last, n) = chain_end(&dir.join(&name))?;
+                if n > 0 {
+                    prev = last;
+                    opening = Some((name, n));
                 }
             }
         }
@@ -166,7 +169,7 @@ impl AuditLog {
             path: path.to_path_buf(),
             rotation,
             records,
-            opening: None,
+            opening,
         })
     }
 
@@ -401,6 +404,25 @@ impl AuditLog {
             prune_rotated(&dir, &stem, &ext, r.keep);
         }
     }
+}
+
+/// The hash of `path`'s last record (genesis when it has none) and how many
+/// records it holds. Only a regular file is read: anything else (a device,
+/// a pipe) starts a new chain rather than blocking or reading forever.
+fn chain_end(path: &Path) -> std::io::Result<([u8; 64], u64)> {
+    let mut prev = [0u8; 64];
+    prev.copy_from_slice(GENESIS.as_bytes());
+    let mut records = 0;
+    if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        for line in BufReader::new(File::open(path)?).lines() {
+            let line = line?;
+            if !line.is_empty() {
+                prev = sha256_hex_array(line.as_bytes());
+                records += 1;
+            }
+        }
+    }
+    Ok((prev, records))
 }
 
 /// The directory, stem and extension rotated files are named from.
@@ -1107,6 +1129,39 @@ mod tests {
         fix(&mut log, &p);
         log.retry().unwrap();
         assert_eq!(log.outage(), None);
+    }
+
+    #[test]
+    fn a_stop_between_a_rotation_and_the_first_record_keeps_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let rotation = Rotation {
+            max_bytes: 1 << 20,
+            keep: 0,
+        };
+        let mut log = AuditLog::open_rotating(&p, Some(rotation)).unwrap();
+        log.append_pending(&record(1)).unwrap();
+        log.append_pending(&record(2)).unwrap();
+        // Renamed aside and a fresh file opened; then the process stops.
+        log.rotate(rotation);
+        drop(log);
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
+        let mut log = AuditLog::open_rotating(&p, Some(rotation)).unwrap();
+        log.append_pending(&record(3)).unwrap();
+        let chain = verify_chain(&p).unwrap();
+        assert_eq!(chain.len(), 2, "{chain:?}");
+        assert_eq!(
+            chain[1].verdict,
+            Verdict::Intact {
+                records: 2,
+                previous: Some(rotated_names(dir.path())[0].clone())
+            }
+        );
+        assert!(chain[1].linked);
+        let first: Value =
+            serde_json::from_str(std::fs::read_to_string(&p).unwrap().lines().next().unwrap())
+                .unwrap();
+        assert_eq!(first["previous_records"], 2);
     }
 
     #[test]
