@@ -504,3 +504,133 @@ fn writes_never_stored_by_the_stop_are_named_in_the_log() {
         "{line}"
     );
 }
+
+/// Unmounts (lazily) when dropped, so a failing test leaves no mount.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A real full disk under `vigil serve`, then room again: every event
+/// answered 200 is in the store and has its accept record, the audit chain
+/// verifies, and the gateway took events again by itself. Needs a tmpfs it
+/// can mount (root); skipped with a note otherwise.
+#[test]
+fn a_full_disk_and_its_recovery_lose_no_acknowledged_event_or_record() {
+    let outer = tempfile::tempdir().unwrap();
+    let mp = outer.path().join("fs");
+    std::fs::create_dir(&mp).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(&mp)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIP: cannot mount a tmpfs here (needs root) to fill a disk");
+        return;
+    }
+    let _mount = Mount(mp.clone());
+    let server = common::Server::start_in(
+        tempfile::tempdir_in(&mp).unwrap(),
+        &[("ARES_SHARED_SECRET", SECRET)],
+    );
+    let addr = server.addr.clone();
+    let mut acked = std::collections::BTreeSet::new();
+    let mut refused = std::collections::BTreeMap::<String, u32>::new();
+    let mut n = 0;
+    let mut send = |acked: &mut std::collections::BTreeSet<String>| {
+        n += 1;
+        let id = format!("full-{n:06}");
+        let host = format!("full-host-{}", n % 20);
+        let (s, b) = post(&addr, &event(&id, &host, "login_success", "192.0.2.7")).unwrap();
+        if s == 200 {
+            acked.insert(id);
+        } else {
+            let reason = serde_json::from_str::<Value>(&b)
+                .ok()
+                .and_then(|v| v["detail"].as_str().map(str::to_string))
+                .unwrap_or(b);
+            *refused.entry(format!("{s} {reason}")).or_default() += 1;
+        }
+        s
+    };
+    for _ in 0..50 {
+        assert_eq!(send(&mut acked), 200);
+    }
+    // Fill the disk to the last byte.
+    let filler = mp.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let one = [0u8; 1];
+        while f.write_all(&one).is_ok() {}
+    }
+    let mut failed = 0;
+    for _ in 0..300 {
+        if send(&mut acked) != 200 {
+            failed += 1;
+        }
+    }
+    assert!(failed > 0, "a full disk refused nothing: {refused:?}");
+    std::fs::remove_file(&filler).unwrap();
+    // Room again: the gateway takes events by itself (the audit log's
+    // back-off is at most 4 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while send(&mut acked) != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recovery: {refused:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for _ in 0..50 {
+        assert_eq!(send(&mut acked), 200, "{refused:?}");
+    }
+    let (stopped, log, dir) = server.stop_keeping_data();
+    assert!(stopped, "{log}");
+    let data = dir.path();
+
+    let db = rusqlite::Connection::open(data.join("vigil.db")).unwrap();
+    let stored: std::collections::BTreeSet<String> = db
+        .prepare("SELECT event_id FROM events")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let audit = std::fs::read_to_string(data.join("audit.jsonl")).unwrap();
+    let records: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let accepted: std::collections::BTreeSet<String> = records
+        .iter()
+        .filter(|r| r["type"] == "gateway_accept")
+        .map(|r| r["event_id"].as_str().unwrap().to_string())
+        .collect();
+    eprintln!(
+        "full disk: {} acknowledged, {} stored, {} accept records; refused {refused:?}; \
+         audit_resumed records: {}",
+        acked.len(),
+        stored.len(),
+        accepted.len(),
+        records
+            .iter()
+            .filter(|r| r["type"] == "audit_resumed")
+            .count()
+    );
+    assert!(acked.is_subset(&stored), "acknowledged but not stored");
+    assert_eq!(
+        accepted, acked,
+        "accept records are exactly the acknowledged events"
+    );
+    common::assert_audit_verifies(&data.join("audit.jsonl"));
+}

@@ -463,10 +463,14 @@ impl GatewayState {
         self.audit.lock().ok().and_then(|log| log.outage())
     }
 
-    /// At stop: one last try to write what the audit log holds; says what
-    /// is lost if that fails.
+    /// At stop: one last try to write what the audit log holds (back-off or
+    /// not); says what is lost if that fails.
     pub fn close_audit(&self) {
-        if self.retry_audit() {
+        let written = match self.audit.lock() {
+            Ok(mut log) => log.retry_now().is_ok(),
+            Err(_) => false,
+        };
+        if written {
             return;
         }
         if let Some(o) = self.audit_outage() {

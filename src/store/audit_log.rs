@@ -190,6 +190,15 @@ impl AuditLog {
         self.append_pending(&Pending::default())
     }
 
+    /// Like [`AuditLog::retry`], without waiting out the back-off (a last
+    /// try before stopping).
+    pub fn retry_now(&mut self) -> std::io::Result<()> {
+        if let Some(o) = &mut self.outage {
+            o.next_try = std::time::Instant::now();
+        }
+        self.retry()
+    }
+
     /// Appends one record (anything that serialises to a JSON object);
     /// `prev` is added as its last key.
     pub fn append(&mut self, record: impl serde::Serialize) -> std::io::Result<()> {
@@ -1126,9 +1135,18 @@ mod tests {
             assert_eq!(o.failures, failures);
             assert!(o.next_try >= before + retry_delay(failures));
         }
-        fix(&mut log, &p);
-        log.retry().unwrap();
+        // Within the wait, a retry does not touch the file; a last one does.
+        log.file = OpenOptions::new().append(true).open(&p).unwrap();
+        assert!(log.retry().is_err());
+        log.retry_now().unwrap();
         assert_eq!(log.outage(), None);
+        assert_eq!(
+            verify(&p).unwrap(),
+            Verdict::Intact {
+                records: 2,
+                previous: None
+            }
+        );
     }
 
     #[test]
