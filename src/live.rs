@@ -84,6 +84,8 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
             source,
         }
     })?;
+    let (head, records) = audit.head();
+    tracing::info!("audit log: {records} records, chain head {head}");
     let gateway = Arc::new(GatewayState {
         secret: secret.into_bytes(),
         producer_keys: cfg

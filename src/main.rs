@@ -169,6 +169,11 @@ enum AuditCommand {
     Verify {
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// A chain head `vigil serve` logged (at start, rotation or stop):
+        /// also check that the record with this hash is still in the chain,
+        /// so nothing up to it was cut off the end.
+        #[arg(long, value_name = "HASH")]
+        head: Option<String>,
     },
 }
 
@@ -238,8 +243,8 @@ fn main() {
             (tail, from_start, journald),
         ),
         Some(Command::Audit {
-            command: AuditCommand::Verify { file },
-        }) => audit_verify(&file),
+            command: AuditCommand::Verify { file, head },
+        }) => audit_verify(&file, head.as_deref()),
     });
     if let Err(e) = result {
         // A closed stdout (e.g. `| head`) is a normal way to stop.
@@ -613,9 +618,19 @@ fn console(opts: vigil::tui::ConsoleOptions) -> Result<()> {
 
 /// Verifies `file` and the rotated files before it (oldest first), one
 /// line each; fails at the first broken one.
-fn audit_verify(file: &Path) -> Result<()> {
-    use vigil::store::audit_log::{Verdict, verify_chain};
+fn audit_verify(file: &Path, head: Option<&str>) -> Result<()> {
+    use vigil::store::audit_log::{Verdict, find_record, verify_chain};
+    if let Some(h) = head {
+        if h.len() != 64
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            bail!("--head takes a chain head as vigil serve logs it: 64 lowercase hex digits");
+        }
+    }
     let files = verify_chain(file).with_context(|| format!("reading {}", file.display()))?;
+    let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
     for f in files {
         let path = f.path.display().to_string();
         let shown = vigil::util::sanitize_for_terminal(&path);
@@ -634,6 +649,21 @@ fn audit_verify(file: &Path) -> Result<()> {
             Verdict::Broken { line, reason } => {
                 bail!("{shown}: chain broken at line {line}: {reason}")
             }
+        }
+    }
+    if let Some(h) = head {
+        match find_record(&paths, h).with_context(|| format!("reading {}", file.display()))? {
+            Some((at, line, after)) => {
+                let at = at.display().to_string();
+                println!(
+                    "head {h}: {} line {line}, {after} records after it",
+                    vigil::util::sanitize_for_terminal(&at)
+                );
+            }
+            None => bail!(
+                "head {h}: no record in the chain hashes to it: records up to it were cut off \
+                 (or it was logged for another audit log)"
+            ),
         }
     }
     Ok(())

@@ -322,4 +322,41 @@ fn the_audit_log_rotates_by_size_and_verifies_across_files() {
         }
     }
     assert_eq!((files, ids.len()), (3, 6000));
+
+    // The chain head the stop logged anchors the end of the chain: with the
+    // last record cut off, the chain alone still verifies, the head does not.
+    let head = log
+        .lines()
+        .rev()
+        .filter_map(|l| {
+            l.split_once("chain head ")
+                .map(|(_, h)| h.trim().to_string())
+        })
+        .next()
+        .expect("the stop logs the chain head");
+    let verify_head = || {
+        common::vigil()
+            .args(["audit", "verify"])
+            .arg(dir.path().join("audit.jsonl"))
+            .args(["--head", &head])
+            .output()
+            .unwrap()
+    };
+    let out = verify_head();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("head {head}: ")) && said.ends_with("0 records after it\n"),
+        "{said}"
+    );
+    let current = dir.path().join("audit.jsonl");
+    let text = std::fs::read_to_string(&current).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.pop();
+    std::fs::write(&current, lines.join("\n") + "\n").unwrap();
+    common::assert_audit_verifies(&current);
+    let out = verify_head();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no record in the chain hashes to it"), "{err}");
 }

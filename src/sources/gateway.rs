@@ -467,7 +467,13 @@ impl GatewayState {
     /// not); says what is lost if that fails.
     pub fn close_audit(&self) {
         let written = match self.audit.lock() {
-            Ok(mut log) => log.retry_now().is_ok(),
+            Ok(mut log) => {
+                let ok = log.retry_now().is_ok();
+                let (head, records) = log.head();
+                // The anchor for `vigil audit verify FILE --head HASH`.
+                tracing::info!("audit log: {records} records, chain head {head}");
+                ok
+            }
             Err(_) => false,
         };
         if written {

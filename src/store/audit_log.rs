@@ -173,6 +173,18 @@ impl AuditLog {
         })
     }
 
+    /// The hash of the last record written (the chain's head; genesis for
+    /// an empty log) and how many records the current file holds. Logged
+    /// at start, at each rotation and at stop, it anchors the chain
+    /// outside the file: `vigil audit verify FILE --head HASH` then shows
+    /// that no record up to it was cut off the end.
+    pub fn head(&self) -> (String, u64) {
+        (
+            String::from_utf8_lossy(&self.prev).into_owned(),
+            self.records,
+        )
+    }
+
     /// Whether the file refuses writes, and what is held meanwhile.
     pub fn outage(&self) -> Option<OutageReport> {
         self.outage.as_ref().map(|o| OutageReport {
@@ -395,6 +407,11 @@ impl AuditLog {
             .open(&self.path)
         {
             Ok(file) => {
+                tracing::info!(
+                    "audit log: rotated to {name} ({} records, chain head {})",
+                    self.records,
+                    String::from_utf8_lossy(&self.prev)
+                );
                 self.file = file;
                 self.len = 0;
                 self.opening = Some((name, std::mem::take(&mut self.records)));
@@ -661,6 +678,29 @@ pub fn verify_chain(path: &Path) -> std::io::Result<Vec<FileVerdict>> {
         last = Some(end);
     }
     Ok(out)
+}
+
+/// Where in `files` (in chain order, as [`verify_chain`] lists them) the
+/// record whose hash is `head` lies: its file, its line, and how many
+/// records follow it in that file and the later ones. `None` when no record
+/// hashes to it.
+pub fn find_record(files: &[PathBuf], head: &str) -> std::io::Result<Option<(PathBuf, u64, u64)>> {
+    let mut found = None;
+    let mut after = 0u64;
+    for f in files {
+        for (i, line) in BufReader::new(File::open(f)?).lines().enumerate() {
+            let line = line?;
+            if line.is_empty() {
+                continue;
+            }
+            if found.is_some() {
+                after += 1;
+            } else if sha256_hex(line.as_bytes()) == head {
+                found = Some((f.clone(), i as u64 + 1));
+            }
+        }
+    }
+    Ok(found.map(|(f, line)| (f, line, after)))
 }
 
 /// The `previous_file` named by `path`'s first record, if that is an
