@@ -440,15 +440,29 @@ fn chain_end(path: &Path) -> std::io::Result<([u8; 64], u64)> {
     prev.copy_from_slice(GENESIS.as_bytes());
     let mut records = 0;
     if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
-        for line in BufReader::new(File::open(path)?).lines() {
+        for line in raw_lines(path)? {
             let line = line?;
             if !line.is_empty() {
-                prev = sha256_hex_array(line.as_bytes());
+                prev = sha256_hex_array(&line);
                 records += 1;
             }
         }
     }
     Ok((prev, records))
+}
+
+/// `path`'s lines as bytes, without `\n` (or `\r\n`), as the chain hashes
+/// them. Bytes, not text: a line that is not UTF-8 (a damaged or edited
+/// file) is a broken link to report at its line, not a read error.
+fn raw_lines(path: &Path) -> std::io::Result<impl Iterator<Item = std::io::Result<Vec<u8>>>> {
+    Ok(BufReader::new(File::open(path)?).split(b'\n').map(|l| {
+        l.map(|mut l| {
+            if l.last() == Some(&b'\r') {
+                l.pop();
+            }
+            l
+        })
+    }))
 }
 
 /// The directory, stem and extension rotated files are named from.
@@ -688,14 +702,14 @@ pub fn find_record(files: &[PathBuf], head: &str) -> std::io::Result<Option<(Pat
     let mut found = None;
     let mut after = 0u64;
     for f in files {
-        for (i, line) in BufReader::new(File::open(f)?).lines().enumerate() {
+        for (i, line) in raw_lines(f)?.enumerate() {
             let line = line?;
             if line.is_empty() {
                 continue;
             }
             if found.is_some() {
                 after += 1;
-            } else if sha256_hex(line.as_bytes()) == head {
+            } else if sha256_hex(&line) == head {
                 found = Some((f.clone(), i as u64 + 1));
             }
         }
@@ -706,13 +720,10 @@ pub fn find_record(files: &[PathBuf], head: &str) -> std::io::Result<Option<(Pat
 /// The `previous_file` named by `path`'s first record, if that is an
 /// `audit_rotated` record naming a plain file name.
 fn first_record_previous(path: &Path) -> std::io::Result<Option<String>> {
-    let Some(first) = BufReader::new(File::open(path)?)
-        .lines()
-        .find(|l| l.as_ref().map_or(true, |l| !l.is_empty()))
-    else {
+    let Some(first) = raw_lines(path)?.find(|l| l.as_ref().map_or(true, |l| !l.is_empty())) else {
         return Ok(None);
     };
-    let Ok(v) = serde_json::from_str::<Value>(&first?) else {
+    let Ok(v) = serde_json::from_slice::<Value>(&first?) else {
         return Ok(None);
     };
     Ok(rotated_from(&v))
@@ -736,14 +747,17 @@ fn scan(path: &Path, start: Option<&str>) -> std::io::Result<(Verdict, String)> 
     let mut prev = start.unwrap_or(GENESIS).to_string();
     let mut n = 0u64;
     let mut previous = None;
-    for (i, line) in BufReader::new(File::open(path)?).lines().enumerate() {
+    for (i, line) in raw_lines(path)?.enumerate() {
         let line = line?;
         let no = i as u64 + 1;
         if line.is_empty() {
             continue;
         }
         let broken = |reason: String| Ok((Verdict::Broken { line: no, reason }, String::new()));
-        let v: Value = match serde_json::from_str(&line) {
+        let Ok(line) = std::str::from_utf8(&line) else {
+            return broken("not UTF-8".into());
+        };
+        let v: Value = match serde_json::from_str(line) {
             Ok(v) => v,
             Err(e) => return broken(format!("not JSON: {e}")),
         };
@@ -1220,6 +1234,33 @@ mod tests {
             serde_json::from_str(std::fs::read_to_string(&p).unwrap().lines().next().unwrap())
                 .unwrap();
         assert_eq!(first["previous_records"], 2);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_a_broken_link_at_their_line_and_do_not_stop_a_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&p).unwrap();
+        log.append_pending(&record(1)).unwrap();
+        log.append_pending(&record(2)).unwrap();
+        drop(log);
+        let mut bytes = std::fs::read(&p).unwrap();
+        // `"n":1` becomes `"n":` and a stray byte.
+        let at = bytes.windows(5).position(|w| w == b"\"n\":1").unwrap() + 4;
+        bytes[at] = 0xff;
+        std::fs::write(&p, &bytes).unwrap();
+        match verify(&p).unwrap() {
+            Verdict::Broken { line: 1, reason } => assert_eq!(reason, "not UTF-8"),
+            v => panic!("{v:?}"),
+        }
+        // The log still opens and goes on from the (damaged) last record.
+        let mut log = AuditLog::open(&p).unwrap();
+        assert_eq!(log.head().1, 2);
+        log.append_pending(&record(3)).unwrap();
+        assert!(matches!(
+            verify(&p).unwrap(),
+            Verdict::Broken { line: 1, .. }
+        ));
     }
 
     #[test]
