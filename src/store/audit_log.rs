@@ -797,6 +797,14 @@ fn scan(path: &Path, start: Option<&str>) -> std::io::Result<(Verdict, String)> 
 mod tests {
     use super::*;
 
+    /// An intact file that starts the chain.
+    fn intact(records: u64) -> Verdict {
+        Verdict::Intact {
+            records,
+            previous: None,
+        }
+    }
+
     #[test]
     fn chain_detects_edits_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -807,13 +815,7 @@ mod tests {
             m.insert("n".into(), i.into());
             log.append(m).unwrap();
         }
-        assert_eq!(
-            verify(&p).unwrap(),
-            Verdict::Intact {
-                records: 3,
-                previous: None
-            }
-        );
+        assert_eq!(verify(&p).unwrap(), intact(3));
         let text = std::fs::read_to_string(&p)
             .unwrap()
             .replace("\"n\":1", "\"n\":7");
@@ -882,13 +884,7 @@ mod tests {
                 .unwrap()
                 .contains("Bad file descriptor")
         );
-        assert_eq!(
-            verify(&p).unwrap(),
-            Verdict::Intact {
-                records: 6,
-                previous: None
-            }
-        );
+        assert_eq!(verify(&p).unwrap(), intact(6));
         // Nothing held: a retry writes nothing.
         log.retry().unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
@@ -927,13 +923,7 @@ mod tests {
         assert_eq!(lines[3]["type"], "audit_resumed");
         assert_eq!(lines[3]["records_held"], 3);
         assert_eq!(lines[3]["records_lost"], 2);
-        assert_eq!(
-            verify(&p).unwrap(),
-            Verdict::Intact {
-                records: 4,
-                previous: None
-            }
-        );
+        assert_eq!(verify(&p).unwrap(), intact(4));
     }
 
     fn rotated_names(dir: &Path) -> Vec<String> {
@@ -973,14 +963,7 @@ mod tests {
         assert_eq!(
             summary,
             [
-                (
-                    rotated[0].clone(),
-                    Verdict::Intact {
-                        records: 12,
-                        previous: None
-                    },
-                    false
-                ),
+                (rotated[0].clone(), intact(12), false),
                 (
                     rotated[1].clone(),
                     Verdict::Intact {
@@ -1194,13 +1177,7 @@ mod tests {
         assert!(log.retry().is_err());
         log.retry_now().unwrap();
         assert_eq!(log.outage(), None);
-        assert_eq!(
-            verify(&p).unwrap(),
-            Verdict::Intact {
-                records: 2,
-                previous: None
-            }
-        );
+        assert_eq!(verify(&p).unwrap(), intact(2));
     }
 
     #[test]
@@ -1292,13 +1269,7 @@ mod tests {
         let second: Value = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(second["a"], "x}");
         assert_eq!(second["prev"], sha256_hex(lines[0].as_bytes()));
-        assert_eq!(
-            verify(&p).unwrap(),
-            Verdict::Intact {
-                records: 2,
-                previous: None
-            }
-        );
+        assert_eq!(verify(&p).unwrap(), intact(2));
     }
 
     #[test]
@@ -1350,12 +1321,6 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["id"], "x\"}\n{");
         assert_eq!(lines[1].as_object().unwrap().len(), 1, "only prev");
-        assert_eq!(
-            verify(&p).unwrap(),
-            Verdict::Intact {
-                records: 2,
-                previous: None
-            }
-        );
+        assert_eq!(verify(&p).unwrap(), intact(2));
     }
 }
