@@ -969,3 +969,39 @@ fn enter_on_the_stream_opens_the_event_and_esc_closes_it() {
     press(&mut app, key('2'));
     assert!(app.event_detail.is_none(), "switching panes closes it");
 }
+
+/// A producer may send 100k attributes (1 MiB): the stream row builds a
+/// bounded text from them, and the event detail lists a screenful and says
+/// how many more there are.
+#[test]
+fn huge_attributes_are_shown_bounded_in_the_stream_and_the_detail() {
+    let mut ev = Event::login_failed("ev-huge", t(100), "h", "root", None);
+    ev.message.clear();
+    let object: Vec<String> = (0..100_000).map(|i| format!("\"k{i}\":{i}")).collect();
+    ev.attributes = serde_json::from_str(&format!("{{{}}}", object.join(","))).unwrap();
+    let text = vigil::tui::view::event_text(&ev);
+    assert_eq!(
+        text.chars().count(),
+        vigil::tui::view::EVENT_TEXT_MAX + 1,
+        "{}",
+        &text[..80]
+    );
+    assert!(text.starts_with("k0=0 k1=1 ") && text.ends_with('…'));
+
+    let mut app = fixture();
+    app.update(Action::Feed(Feed::Event(Box::new(FeedEvent {
+        event: ev,
+        correlation: Decision::Allow,
+        final_decision: Decision::Allow,
+        reasons: vec![],
+    }))));
+    let screen = draw(&mut app, 120, 40);
+    assert!(screen.contains("k0=0 k1=1 k2=2"), "{screen}");
+    press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(app.event_detail.as_ref().unwrap().event.event_id, "ev-huge");
+    // On a tall terminal the whole list shows: cut at 100, the rest counted.
+    let screen = draw(&mut app, 120, 200);
+    assert!(screen.contains("· k99 "), "{screen}");
+    assert!(!screen.contains("· k100 "), "{screen}");
+    assert!(screen.contains("… 99900 more attributes"), "{screen}");
+}

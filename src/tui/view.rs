@@ -30,22 +30,40 @@ pub fn clean(s: &str) -> String {
         .collect()
 }
 
+/// Most characters of an event's text the stream builds (no terminal row is
+/// wider): a producer may send 1 MiB of attributes, and the stream builds
+/// the text of every visible row each frame.
+pub const EVENT_TEXT_MAX: usize = 1024;
+
 /// What the stream shows for an event: its log line, or for events sent as
-/// JSON (which carry none) their attributes as `key=value`.
+/// JSON (which carry none) their attributes as `key=value`; at most
+/// [`EVENT_TEXT_MAX`] characters of either, then `…`.
 pub fn event_text(ev: &crate::event::Event) -> String {
+    let capped = |s: &str| match s.char_indices().nth(EVENT_TEXT_MAX) {
+        Some((at, _)) => format!("{}…", clean(&s[..at])),
+        None => clean(s),
+    };
     if !ev.message.is_empty() || ev.attributes.is_empty() {
-        return clean(&ev.message);
+        return capped(&ev.message);
     }
-    let parts: Vec<String> = ev
-        .attributes
-        .iter()
-        .map(|(k, v)| match v.as_str() {
-            Some(s) => format!("{k}={s}"),
-            None => format!("{k}={v}"),
-        })
-        .collect();
-    clean(&parts.join(" "))
+    let mut text = String::new();
+    for (k, v) in ev.attributes.iter() {
+        if text.len() > EVENT_TEXT_MAX * 4 {
+            break;
+        }
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        match v.as_str() {
+            Some(s) => text.push_str(&format!("{k}={s}")),
+            None => text.push_str(&format!("{k}={v}")),
+        }
+    }
+    capped(&text)
 }
+
+/// Attributes the event detail lists.
+const DETAIL_ATTRIBUTES: usize = 100;
 
 /// A pane's bordered box with its title.
 pub fn panel<'a>(title: impl Into<String>, theme: &Theme) -> Block<'a> {
@@ -238,9 +256,19 @@ fn render_event(frame: &mut Frame, theme: &Theme, area: Rect, e: &crate::engine:
             ),
         ));
     }
-    for (k, v) in ev.attributes.iter() {
+    // A screenful at most: a producer may send 100k attributes.
+    for (k, v) in ev.attributes.iter().take(DETAIL_ATTRIBUTES) {
         let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
         lines.push(field(&format!("· {}", fit(k, 10)), v));
+    }
+    if ev.attributes.len() > DETAIL_ATTRIBUTES {
+        lines.push(Line::from(Span::styled(
+            format!(
+                "  … {} more attributes (in the store)",
+                ev.attributes.len() - DETAIL_ATTRIBUTES
+            ),
+            theme.dimmed(),
+        )));
     }
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled("line", theme.dimmed())));
