@@ -647,7 +647,9 @@ struct Live {
     /// Keys of events answered 503 after a failed commit, with their
     /// decisions (see [`Live::take_back_failed`]).
     unstored: FastMap<u64, u16>,
-    rate: FastMap<String, (Instant, u32)>,
+    /// Host names inline (see `compact_str`): a heap string per key cost a
+    /// cache miss per event once a fleet's names no longer fit the cache.
+    rate: FastMap<compact_str::CompactString, (Instant, u32)>,
     recent: VecDeque<Alert>,
     last_purge: Instant,
     /// The next key table to purge of the current round ([`seen::SHARDS`]:
@@ -781,9 +783,18 @@ impl Live {
             self.idempotency.purge_shard(self.purge_next, wall);
             self.purge_next += 1;
         }
+        // Every key first, its slot asked for ahead: the key set is far
+        // larger than the cache, and the loads then overlap.
+        let keys: Vec<u64> = events
+            .iter()
+            .map(|ev| crate::store::idempotency_key(&ev.event_id))
+            .collect();
+        for key in &keys {
+            self.idempotency.prefetch(*key);
+        }
         let mut answers = Vec::with_capacity(events.len());
-        for ev in events {
-            answers.push(self.ingest(ev, wall, origin));
+        for (ev, key) in events.into_iter().zip(keys) {
+            answers.push(self.ingest(ev, key, wall, origin));
         }
         self.announce_touched_alerts();
         // Group commit: nothing is acknowledged before it is durable. The
@@ -947,13 +958,14 @@ impl Live {
     fn ingest(
         &mut self,
         ev: Event,
+        key: u64,
         wall: DateTime<Utc>,
         origin: Origin,
     ) -> Result<Accepted, Refusal> {
         // One probe of the (large, cache-cold) key set for both the check
         // and the insert; taken back if the rate limit refuses the event.
+        // `key` is the event id's (`crate::store::idempotency_key`).
         let expires = wall + chrono::Duration::seconds(IDEMPOTENCY_TTL_SECS);
-        let key = crate::store::idempotency_key(&ev.event_id);
         if let Some(tag) = self.unstored.remove(&key) {
             return Ok(self.store_resent(ev, key, expires, tag));
         }
@@ -967,7 +979,10 @@ impl Live {
             // host costs a second one to insert its name.
             let slot = match self.rate.get_mut(ev.host.as_str()) {
                 Some(slot) => slot,
-                None => self.rate.entry(ev.host.clone()).or_insert((now, 0)),
+                None => self
+                    .rate
+                    .entry(compact_str::CompactString::from(ev.host.as_str()))
+                    .or_insert((now, 0)),
             };
             if now.duration_since(slot.0) >= Duration::from_secs(60) {
                 *slot = (now, 0);
