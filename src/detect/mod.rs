@@ -248,7 +248,12 @@ impl Detector {
                 // Each occurrence has its own id, so no duplicate check is needed.
                 if a.evidence.len() < max_evidence {
                     a.evidence.push(id.to_string());
-                } else if !a.context.contains_key(EVIDENCE_TRUNCATED) {
+                } else if a.count <= a.evidence.len() as u64 + 1
+                    && !a.context.contains_key(EVIDENCE_TRUNCATED)
+                {
+                    // Marked when the list first overflows (or at opening,
+                    // below); past that the context is not searched again
+                    // for every event an alert folds in.
                     a.context.insert(EVIDENCE_TRUNCATED.into(), true.into());
                 }
                 return aref(open.id.clone(), false);
@@ -465,6 +470,34 @@ mod tests {
         }
         let ids = |a: &[Alert]| a.iter().map(|a| a.alert_id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&again.finish()), ids(&alerts));
+    }
+
+    #[test]
+    fn an_alert_says_its_evidence_is_truncated_once_the_list_is_full() {
+        let cfg = RuleConfig {
+            max_evidence: 10,
+            ..RuleConfig::default()
+        };
+        let now = Utc::now();
+        // Brute force opens at the 8th failure; the list holds 10 ids.
+        for (failures, truncated) in [(10, false), (11, true), (200, true)] {
+            let mut d = Detector::new(cfg.clone());
+            for i in 0..failures {
+                d.process(&failure(i, "h", "root", "192.0.2.1"), now);
+            }
+            let a = d
+                .finish()
+                .into_iter()
+                .find(|a| a.rule_id == "BRUTE_FORCE_V1")
+                .expect("brute force fired");
+            assert_eq!(a.count, failures as u64, "{failures}");
+            assert_eq!(a.evidence.len(), 10, "{failures}");
+            assert_eq!(
+                a.context.get(EVIDENCE_TRUNCATED),
+                truncated.then_some(&serde_json::Value::Bool(true)),
+                "{failures}"
+            );
+        }
     }
 
     #[test]

@@ -623,6 +623,58 @@ const INSERT_EVENT: &str = "INSERT OR IGNORE INTO events (event_id, ts, received
      severity, user, src_ip, src_port, dest_ip, dest_port, process, pid, http, message, attributes, repeat)
  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
 
+/// An address as text without allocating: an IPv4 address written by
+/// hand (`to_string` through the formatter was ~1.3 % of the gateway's
+/// CPU on batches), IPv6 through the standard formatter. Same text as
+/// `Display`.
+struct IpText {
+    buf: [u8; 45],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: &std::net::IpAddr) -> IpText {
+        let mut t = IpText {
+            buf: [0; 45],
+            len: 0,
+        };
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        t.push(b'.');
+                    }
+                    if octet >= 100 {
+                        t.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        t.push(b'0' + octet / 10 % 10);
+                    }
+                    t.push(b'0' + octet % 10);
+                }
+            }
+            std::net::IpAddr::V6(v6) => {
+                use std::io::Write as _;
+                let mut w = &mut t.buf[..];
+                // The longest IPv6 text is 45 bytes (IPv4-mapped form).
+                let _ = write!(w, "{v6}");
+                t.len = 45 - w.len();
+            }
+        }
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits, dots, colons and hex letters were written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
 /// Applies a write, or keeps what waits for the commit.
 fn route<'t>(
     tx: &'t rusqlite::Transaction<'_>,
@@ -693,9 +745,17 @@ fn apply<'t>(
                 ev.outcome.as_str(),
                 ev.severity,
                 ev.user,
-                ev.src_ip.map(|i| i.to_string()),
+                ev.src_ip
+                    .as_ref()
+                    .map(IpText::new)
+                    .as_ref()
+                    .map(IpText::as_str),
                 ev.src_port,
-                ev.dest_ip.map(|i| i.to_string()),
+                ev.dest_ip
+                    .as_ref()
+                    .map(IpText::new)
+                    .as_ref()
+                    .map(IpText::as_str),
                 ev.dest_port,
                 ev.process.as_deref(),
                 ev.pid,
@@ -1074,4 +1134,41 @@ pub fn for_each_idempotency_key(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IpText;
+    use proptest::prelude::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn ip_text_is_the_display_text() {
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.100.9",
+            "192.0.2.10",
+            "::",
+            "::1",
+            "2001:db8::1",
+            "::ffff:192.0.2.1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(IpText::new(&ip).as_str(), ip.to_string());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_address_reads_as_display_does(v4: u32, v6: u128) {
+            let a = IpAddr::V4(Ipv4Addr::from(v4));
+            let t = IpText::new(&a);
+            prop_assert_eq!(t.as_str(), a.to_string());
+            let b = IpAddr::V6(Ipv6Addr::from(v6));
+            let t = IpText::new(&b);
+            prop_assert_eq!(t.as_str(), b.to_string());
+        }
+    }
 }
