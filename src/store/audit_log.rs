@@ -613,7 +613,12 @@ impl Pending {
 
 /// Writes `s` as a JSON string (quoted, escaped as serde_json escapes).
 pub fn json_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    // Without an early exit the check vectorises (these strings are short
+    // and almost never need escaping).
+    let plain = !s.bytes().fold(false, |bad, b| {
+        bad | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
