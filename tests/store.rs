@@ -251,6 +251,63 @@ fn events_table_is_bounded() {
 }
 
 #[test]
+fn retention_keeps_the_newest_by_event_time_with_ties_and_late_arrivals() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let writer = StoreWriter::spawn(
+        &db,
+        Retention {
+            max_events: 100,
+            ..Retention::default()
+        },
+    )
+    .unwrap();
+    let base = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+    // 300 events over 40 distinct seconds (so many share a time), sent out
+    // of time order, in three groups so retention runs more than once.
+    let mut all = Vec::new();
+    for group in 0..3 {
+        for i in 0..100 {
+            let n = group * 100 + i;
+            let ts = base + chrono::Duration::seconds((n * 17 % 40) as i64);
+            let id = format!("ev-{:03}", (n * 131) % 300);
+            all.push((ts.timestamp_micros(), id.clone()));
+            writer
+                .send(WriteOp::Event(Box::new(vigil::event::Event::new(
+                    id, ts, "h",
+                ))))
+                .unwrap();
+        }
+        writer.flush().unwrap();
+    }
+    writer.close().unwrap();
+    all.sort();
+    let want: Vec<(i64, String)> = all[200..].to_vec();
+    let conn = store::open(&db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT ts, event_id FROM events ORDER BY ts, event_id")
+        .unwrap();
+    let kept: Vec<(i64, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(kept, want);
+    // The delete walks the index, not the table.
+    let plan: Vec<String> = conn
+        .prepare("EXPLAIN QUERY PLAN DELETE FROM events WHERE (ts, event_id) <= (?1, ?2)")
+        .unwrap()
+        .query_map(rusqlite::params![0, ""], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        plan.iter().any(|p| p.contains("USING INDEX events_ts_id")),
+        "{plan:?}"
+    );
+}
+
+#[test]
 fn stored_events_read_back_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("v.db");
