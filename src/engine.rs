@@ -793,6 +793,9 @@ impl Live {
             self.idempotency.prefetch(*key);
         }
         let mut answers = Vec::with_capacity(events.len());
+        // An event queues its key and itself (more if it changes state):
+        // room up front rather than a doubling every few events.
+        self.queued.reserve(2 * events.len() + 1);
         for (ev, key) in events.into_iter().zip(keys) {
             answers.push(self.ingest(ev, key, wall, origin));
         }

@@ -233,6 +233,10 @@ async fn read_body_in_time(
             None => first = Some(data),
             Some(f) => {
                 if more.is_empty() {
+                    // Room for the declared length at once (within the
+                    // bound), not a doubling per frame.
+                    let want = declared.map_or(0, |n| n.min(MAX_BODY_BYTES as u64) as usize);
+                    more.reserve(want.max(f.len() + data.len()));
                     more.extend_from_slice(f);
                 }
                 more.extend_from_slice(&data);
