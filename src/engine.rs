@@ -124,7 +124,7 @@ impl Pipeline {
                 .entry(a.rule_id.clone())
                 .or_default() += 1;
             if let Some(store) = &self.store {
-                store.send(WriteOp::Alert(Box::new(a.clone())))?;
+                store.send(WriteOp::Alert(std::sync::Arc::new(a.clone())))?;
             }
         }
         Ok(())
@@ -632,7 +632,11 @@ impl EngineHandle {
     pub async fn recent_alerts(&self, limit: usize) -> Result<Vec<Alert>, EngineGone> {
         self.with_live(|live| {
             let skip = live.recent.len().saturating_sub(limit);
-            live.recent.iter().skip(skip).cloned().collect()
+            live.recent
+                .iter()
+                .skip(skip)
+                .map(|a| (**a).clone())
+                .collect()
         })
     }
 }
@@ -650,7 +654,7 @@ struct Live {
     /// Host names inline (see `compact_str`): a heap string per key cost a
     /// cache miss per event once a fleet's names no longer fit the cache.
     rate: FastMap<compact_str::CompactString, (Instant, u32)>,
-    recent: VecDeque<Alert>,
+    recent: VecDeque<std::sync::Arc<Alert>>,
     last_purge: Instant,
     /// The next key table to purge of the current round ([`seen::SHARDS`]:
     /// round done).
@@ -690,10 +694,12 @@ pub fn spawn_live(
     let bans = crate::store::bans(&conn)?;
     // `GET /alerts/recent` lists what the store holds, oldest first, as the
     // seed's did from its alerts file after a restart.
-    let mut recent: VecDeque<Alert> =
+    let recent: VecDeque<std::sync::Arc<Alert>> =
         crate::store::recent_alerts(&conn, live.recent_alerts.min(u32::MAX as usize) as u32)?
-            .into();
-    recent.make_contiguous().reverse();
+            .into_iter()
+            .rev()
+            .map(std::sync::Arc::new)
+            .collect();
     drop(conn);
     // The gateway acknowledges only committed events: fsync each group commit.
     let writer = std::sync::Arc::new(Writer::spawn_with(
@@ -1024,7 +1030,8 @@ impl Live {
         }
         for r in verdict.alerts.iter().filter(|r| r.new) {
             if let Some(a) = self.pipeline.detector().open_alert(r).cloned() {
-                self.queue(WriteOp::Alert(Box::new(a.clone())));
+                let a = std::sync::Arc::new(a);
+                self.queue(WriteOp::Alert(a.clone()));
                 if self.recent.len() == self.cfg.recent_alerts {
                     self.recent.pop_front();
                 }
@@ -1041,16 +1048,17 @@ impl Live {
                 if let Some(feed) = &self.cfg.feed {
                     feed.send(Feed::Alert(Box::new(c.alert.clone())));
                 }
+                let alert = std::sync::Arc::new(c.alert);
                 // Listed with its final count, not the one it opened with.
                 if let Some(listed) = self
                     .recent
                     .iter_mut()
                     .rev()
-                    .find(|a| a.alert_id == c.alert.alert_id)
+                    .find(|a| a.alert_id == alert.alert_id)
                 {
-                    *listed = c.alert.clone();
+                    *listed = alert.clone();
                 }
-                self.queue(WriteOp::Alert(Box::new(c.alert)));
+                self.queue(WriteOp::Alert(alert));
             }
         }
         Ok(Accepted { verdict, policy })

@@ -352,10 +352,36 @@ fn idempotency_and_host_state_survive_a_restart() {
             200
         );
     }
+    // A second alert, on another host, after the first.
+    for _ in 0..8 {
+        let id = c.id();
+        let answer = c.post(&event(
+            &id,
+            "host-s",
+            "login_failed",
+            Some("root"),
+            Some("10.9.9.8"),
+        ));
+        assert_eq!(answer.0, 200, "{answer:?}");
+    }
     let (_, before) = c.get("/hosts/host-r/state");
     assert!(!before["cooldown_until_utc"].is_null());
     let (_, alerts_before) = c.get("/alerts/recent?limit=10");
-    assert_eq!(alerts_before["alerts"].as_array().map(Vec::len), Some(1));
+    let hosts = |v: &serde_json::Value| -> Vec<String> {
+        v["alerts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| x["host"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        hosts(&alerts_before),
+        ["host-r", "host-s"],
+        "{alerts_before}"
+    );
     let Client { server, .. } = c;
     let dir = {
         let mut s = server;
@@ -389,6 +415,8 @@ fn idempotency_and_host_state_survive_a_restart() {
         alerts_after["alerts"][0]["alert_id"], alerts_before["alerts"][0]["alert_id"],
         "{alerts_after}"
     );
+    // Oldest first after the restart too.
+    assert_eq!(hosts(&alerts_after), ["host-r", "host-s"], "{alerts_after}");
     assert_eq!(alerts_after["alerts"][0]["rule_id"], "BRUTE_FORCE_V1");
 }
 

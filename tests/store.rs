@@ -558,11 +558,15 @@ fn alerts_table_is_bounded_oldest_opened_first() {
         status: AlertStatus::Open,
     };
     for n in 1..=5 {
-        writer.send(WriteOp::Alert(Box::new(alert(n, 1)))).unwrap();
+        writer
+            .send(WriteOp::Alert(std::sync::Arc::new(alert(n, 1))))
+            .unwrap();
         writer.flush().unwrap();
     }
     // An update to the newest: still one row, still kept.
-    writer.send(WriteOp::Alert(Box::new(alert(5, 9)))).unwrap();
+    writer
+        .send(WriteOp::Alert(std::sync::Arc::new(alert(5, 9))))
+        .unwrap();
     writer.flush().unwrap();
     writer.close().unwrap();
     let conn = store::open(&db).unwrap();

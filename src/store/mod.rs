@@ -98,7 +98,9 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
 #[derive(Debug)]
 pub enum WriteOp {
     Event(Box<Event>),
-    Alert(Box<Alert>),
+    /// Shared with the engine's list of recent alerts: a new alert is
+    /// copied once from the detector, not once per holder.
+    Alert(std::sync::Arc<Alert>),
     State(StateChange),
     /// An accepted event's id, as [`idempotency_key`]. `tag` is the
     /// caller's, handed back with the key if the commit fails (the live
