@@ -665,6 +665,8 @@ struct Live {
     queued: Vec<WriteOp>,
     /// Messages sent to the writer so far (each call sends at most one).
     sent: u64,
+    /// The current call's idempotency keys (kept to reuse its memory).
+    keys: Vec<u64>,
 }
 
 /// Longest analyst note kept with a verdict.
@@ -730,6 +732,7 @@ pub fn spawn_live(
         touched: Vec::new(),
         queued: Vec::new(),
         sent: 0,
+        keys: Vec::new(),
     };
     let shared = std::sync::Arc::new(std::sync::Mutex::new(Some(state)));
     let (alive, gone) = std::sync::mpsc::channel::<()>();
@@ -791,20 +794,27 @@ impl Live {
         }
         // Every key first, its slot asked for ahead: the key set is far
         // larger than the cache, and the loads then overlap.
-        let keys: Vec<u64> = events
-            .iter()
-            .map(|ev| crate::store::idempotency_key(&ev.event_id))
-            .collect();
-        for key in &keys {
-            self.idempotency.prefetch(*key);
+        // (A buffer kept between calls: most calls are one event.)
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.clear();
+        keys.extend(
+            events
+                .iter()
+                .map(|ev| crate::store::idempotency_key(&ev.event_id)),
+        );
+        if keys.len() > 1 {
+            for key in &keys {
+                self.idempotency.prefetch(*key);
+            }
         }
         let mut answers = Vec::with_capacity(events.len());
         // An event queues its key and itself (more if it changes state):
         // room up front rather than a doubling every few events.
         self.queued.reserve(2 * events.len() + 1);
-        for (ev, key) in events.into_iter().zip(keys) {
+        for (ev, key) in events.into_iter().zip(keys.iter().copied()) {
             answers.push(self.ingest(ev, key, wall, origin));
         }
+        self.keys = keys;
         self.announce_touched_alerts();
         // Group commit: nothing is acknowledged before it is durable. The
         // writer sends the replies after its commit, so the lock is not held
