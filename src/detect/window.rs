@@ -94,7 +94,13 @@ impl<T> Recent<T> {
     fn bounds(&self, now: Micros, window: Micros) -> (usize, usize) {
         let cutoff = now - window;
         let lo = self.items.partition_point(|(t, _)| *t < cutoff);
-        let hi = self.items.partition_point(|(t, _)| *t <= now);
+        // The usual case (events in order, the window ending at the newest)
+        // needs no second search: every item is at or before `now`.
+        let hi = if self.newest().is_some_and(|n| n <= now) {
+            self.items.len()
+        } else {
+            self.items.partition_point(|(t, _)| *t <= now)
+        };
         (lo, hi.max(lo))
     }
 
@@ -207,5 +213,29 @@ mod tests {
         w.evict_idle(t(100));
         assert_eq!(w.keys(), 1);
         assert!(w.get(&"b").is_some());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn counts_and_ranges_match_a_plain_scan(
+            times in proptest::collection::vec(0i64..200, 0..40),
+            now in -10i64..260,
+            window in 0i64..120,
+        ) {
+            let mut r = Recent::new(64);
+            for t in &times {
+                r.push(*t, ());
+            }
+            let mut sorted = times.clone();
+            sorted.sort_unstable();
+            let want: Vec<i64> = sorted
+                .iter()
+                .copied()
+                .filter(|t| *t >= now - window && *t <= now)
+                .collect();
+            proptest::prop_assert_eq!(r.count_within(now, window), want.len());
+            let got: Vec<i64> = r.within(now, window).map(|x| x.0).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 }
