@@ -38,6 +38,18 @@ fn lines(start: usize, now: chrono::DateTime<Utc>) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The next `N` events, validated, stamped now; `next` moves past them
+/// so every iteration stores new ids.
+fn fresh_events(next: &mut usize) -> (chrono::DateTime<Utc>, Vec<vigil::event::Event>) {
+    let now = Utc::now();
+    let events = lines(*next, now)
+        .iter()
+        .filter_map(|l| validate_event(l, now, 120).ok())
+        .collect();
+    *next += N;
+    (now, events)
+}
+
 fn bench_ingest(c: &mut Criterion) {
     let now = Utc::now();
     let batch = lines(0, now);
@@ -109,15 +121,7 @@ fn bench_ingest(c: &mut Criterion) {
     // `validate` above).
     g.bench_function("engine_and_commit", |b| {
         b.iter_batched(
-            || {
-                let now = Utc::now();
-                let events: Vec<_> = lines(next, now)
-                    .iter()
-                    .filter_map(|l| validate_event(l, now, 120).ok())
-                    .collect();
-                next += N;
-                events
-            },
+            || fresh_events(&mut next).1,
             |events| {
                 rt.block_on(async {
                     let answers = engine
@@ -152,12 +156,7 @@ fn bench_ingest(c: &mut Criterion) {
     g.bench_function("store_commit", |b| {
         b.iter_batched(
             || {
-                let now = Utc::now();
-                let events: Vec<_> = lines(next, now)
-                    .iter()
-                    .filter_map(|l| validate_event(l, now, 120).ok())
-                    .collect();
-                next += N;
+                let (now, events) = fresh_events(&mut next);
                 let mut ops = Vec::with_capacity(2 * N);
                 for ev in events {
                     ops.push(vigil::store::WriteOp::Idempotency {
