@@ -3,7 +3,8 @@
 # figures were measured: each run starts the build on a fresh data dir
 # (ARES_SHARED_SECRET=bench, rate limit lifted), drives it with
 # examples/load_gateway for --seconds, stops it, and prints the client's
-# summary line; at the end, the mean rates and B/A (and B/seed). The
+# summary line with the server's CPU time per accepted event; at the end,
+# the mean rates and B/A (and B/seed), and the mean CPU per event. The
 # machine is shared and noisy, so only builds measured in the same rounds
 # are compared.
 #
@@ -51,17 +52,36 @@ run_one() {
     pid=$!
     wait_up
     printf '%-8s ' "$label"
-    local line
+    local line cpu0 cpu1
+    cpu0=$(cpu_ticks "$pid")
     line=$($load --addr "127.0.0.1:$port" --secret bench "${client_args[@]}" | tail -1 || true)
-    echo "$line"
-    # "...: 123456 events/s, ..." -> the rate, for the summary.
-    local rate
+    cpu1=$(cpu_ticks "$pid")
+    # "...: 123456 events/s, ..." -> the rate, for the summary; "= N events
+    # accepted" -> the server's CPU per accepted event over the run (user +
+    # system, from /proc): steadier than the rate on a shared machine,
+    # though the machine's mood moves it too.
+    local rate accepted us=""
     rate=$(sed -nE 's/.*: ([0-9]+) events\/s.*/\1/p' <<<"$line")
-    [[ -n $rate ]] && echo "$label $rate" >>"$rates"
+    accepted=$(sed -nE 's/.*= ([0-9]+) events accepted.*/\1/p' <<<"$line")
+    if [[ -n $accepted && $accepted -gt 0 && -n $cpu0 && -n $cpu1 ]]; then
+        us=$(awk -v t=$((cpu1 - cpu0)) -v hz="$hz" -v n="$accepted" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+    fi
+    echo "$line${us:+; server CPU $us µs/event}"
+    [[ -n $rate ]] && echo "$label $rate ${us:-0}" >>"$rates"
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     rm -rf "$dir"
 }
+
+# The server's user + system clock ticks so far (fields 14 and 15 of
+# /proc/PID/stat, counted after the command name, which may hold spaces).
+cpu_ticks() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    stat=${stat##*) }
+    awk '{ print $12 + $13 }' <<<"$stat"
+}
+hz=$(getconf CLK_TCK)
 
 # Both replace their shell (exec), so the PID run_one stops is the server's.
 serve() {
@@ -88,10 +108,12 @@ done
 
 # Means over the rounds, and B and the seed as ratios (B/A is the change;
 # B/seed the multiple of the seed measured in the same rounds).
-awk '{ n[$1]++; sum[$1] += $2 }
+awk '{ n[$1]++; sum[$1] += $2; if ($3 > 0) { cn[$1]++; cpu[$1] += $3 } }
      END {
        for (l in n) mean[l] = sum[l] / n[l]
        printf "mean     A %.0f  B %.0f events/s  B/A %.3f", mean["A"], mean["B"], mean["B"] / mean["A"]
        if ("seed" in mean) printf "  seed %.0f  B/seed %.1f", mean["seed"], mean["B"] / mean["seed"]
        printf "\n"
+       if (cn["A"] > 0 && cn["B"] > 0)
+         printf "cpu      A %.2f  B %.2f µs/event  B/A %.3f\n", cpu["A"] / cn["A"], cpu["B"] / cn["B"], (cpu["B"] / cn["B"]) / (cpu["A"] / cn["A"])
      }' "$rates"
