@@ -1396,6 +1396,41 @@ mod tests {
     }
 
     #[test]
+    fn attributes_come_out_in_key_order_a_later_duplicate_winning_on_either_path() {
+        let now = Utc::now();
+        let body = |host: &str, attributes: &str| {
+            format!(
+                r#"{{"event_type":"sec.event.v1","event_id":"evt-0000002","source":"auth","host":"{host}","timestamp_utc":"{}","category":"auth","action":"login_failed","severity":5,"attributes":{attributes}}}"#,
+                now.to_rfc3339()
+            )
+        };
+        let attrs = r#"{"port":22,"b":1,"a":{"x":[1,2]},"b":"last"}"#;
+        // A plain host reads borrowed; an escaped one takes the owned path.
+        for host in ["h1", r"h1"] {
+            let ev = validate_event(body(host, attrs).as_bytes(), now, 120).unwrap();
+            let keys: Vec<&str> = ev.attributes.iter().map(|(k, _)| k).collect();
+            assert_eq!(keys, ["a", "b", "port"], "{host}");
+            assert_eq!(ev.attributes.get("b"), Some(&Value::from("last")), "{host}");
+            assert_eq!(
+                ev.attributes.get("a"),
+                Some(&json!({"x": [1, 2]})),
+                "{host}"
+            );
+        }
+        for bad in ["[1]", "\"x\"", "7"] {
+            assert!(
+                matches!(
+                    validate_event(body("h1", bad).as_bytes(), now, 120),
+                    Err(Rejected::Schema(_))
+                ),
+                "{bad}"
+            );
+        }
+        let ev = validate_event(body("h1", "null").as_bytes(), now, 120).unwrap();
+        assert!(ev.attributes.is_empty());
+    }
+
+    #[test]
     fn batch_answers_are_written_as_serde_would() {
         use crate::detect::Decision;
         let line = |i, status, id: Option<&str>, d, reasons: Option<Vec<&'static str>>, detail| {
