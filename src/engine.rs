@@ -808,9 +808,10 @@ impl Live {
             }
         }
         let mut answers = Vec::with_capacity(events.len());
-        // An event queues its key and itself (more if it changes state):
-        // room up front rather than a doubling every few events.
-        self.queued.reserve(2 * events.len() + 1);
+        // An event queues its key and itself (more if it changes state),
+        // the call its reply: room up front rather than a doubling every
+        // few events (and for a lone event, room for a state change too).
+        self.queued.reserve(2 * events.len() + 2);
         for (ev, key) in events.into_iter().zip(keys.iter().copied()) {
             answers.push(self.ingest(ev, key, wall, origin));
         }
