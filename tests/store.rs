@@ -206,18 +206,21 @@ fn expired_bans_and_idle_hosts_leave_the_store_and_quarantines_stay() {
     );
 }
 
-#[test]
-fn events_table_is_bounded() {
+/// A writer on a fresh database with these bounds (the directory lives
+/// as long as the first value).
+fn bounded_writer(r: Retention) -> (tempfile::TempDir, std::path::PathBuf, StoreWriter) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("v.db");
-    let writer = StoreWriter::spawn(
-        &db,
-        Retention {
-            max_events: 100,
-            ..Retention::default()
-        },
-    )
-    .unwrap();
+    let writer = StoreWriter::spawn(&db, r).unwrap();
+    (dir, db, writer)
+}
+
+#[test]
+fn events_table_is_bounded() {
+    let (_dir, db, writer) = bounded_writer(Retention {
+        max_events: 100,
+        ..Retention::default()
+    });
     let text: String = (0..250)
         .map(|i| format!("Mar 14 13:{:02}:{:02} h sshd[1]: Failed password for root from 192.0.2.1 port {i} ssh2\n", i / 60, i % 60))
         .collect();
@@ -252,16 +255,10 @@ fn events_table_is_bounded() {
 
 #[test]
 fn retention_keeps_the_newest_by_event_time_with_ties_and_late_arrivals() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("v.db");
-    let writer = StoreWriter::spawn(
-        &db,
-        Retention {
-            max_events: 100,
-            ..Retention::default()
-        },
-    )
-    .unwrap();
+    let (_dir, db, writer) = bounded_writer(Retention {
+        max_events: 100,
+        ..Retention::default()
+    });
     let base = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
     // 300 events over 40 distinct seconds (so many share a time), sent out
     // of time order, in three groups so retention runs more than once.
@@ -526,16 +523,10 @@ fn evidence_lookup_reads_only_the_asked_ids_in_the_window() {
 #[test]
 fn alerts_table_is_bounded_oldest_opened_first() {
     use vigil::detect::{Alert, AlertStatus};
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("v.db");
-    let writer = StoreWriter::spawn(
-        &db,
-        Retention {
-            max_alerts: 3,
-            ..Retention::default()
-        },
-    )
-    .unwrap();
+    let (_dir, db, writer) = bounded_writer(Retention {
+        max_alerts: 3,
+        ..Retention::default()
+    });
     let at = |s: i64| Utc.timestamp_opt(1_780_000_000 + s, 0).unwrap();
     let alert = |n: i64, count: u64| Alert {
         alert_id: format!("al-{n:04}"),
