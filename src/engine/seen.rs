@@ -1,44 +1,54 @@
 //! The event ids the gateway accepted in the last 7 days, for idempotency.
 //!
 //! Every accepted event adds a key, so this set holds a week of traffic:
-//! 60M keys at 100 events/s. Each key is one 8-byte slot: 46 bits of the
-//! id's digest ([`crate::store::idempotency_key`], SHA-256) and 18 bits of
-//! its expiry minute, in open-addressing tables (linear probing, at most
-//! 3/4 full: 11–21 bytes per key, ~14 on average). A `HashMap` of 128-bit
-//! digests took ~40 bytes per key, and the store's ids loaded as strings
-//! ~110 at start (5M keys: 550 MB resident); a week at 100 events/s would
-//! not have fitted these machines' memory after a restart.
+//! 60M keys at 100 events/s. Each key is one 8-byte slot: the id's whole
+//! 64-bit digest ([`crate::store::idempotency_key`], SHA-256) less the 8
+//! bits that chose its table, and 8 bits of its expiry hour, in
+//! open-addressing tables (linear probing, at most 3/4 full: 11–21 bytes
+//! per key, ~14 on average). A `HashMap` of 128-bit digests took ~40 bytes
+//! per key, and the store's ids loaded as strings ~110 at start (5M keys:
+//! 550 MB resident); a week at 100 events/s would not have fitted these
+//! machines' memory after a restart.
 //!
 //! Pauses: the keys are spread over [`SHARDS`] tables by digest; each grows
 //! alone (1/256 of the keys move), and expired keys are dropped one table
 //! per engine call, never all at once.
 //!
+//! False duplicates: a new id is refused as a duplicate when its 64 bits
+//! equal those of any id held (the search starts from bits of the digest,
+//! so every held key with the same digest is on its path). With `n` ids
+//! held that is a chance of `n / 2^64` per event, so a week at `r` events/s
+//! refuses about `(r · 604 800)^2 / 2^64` legitimate events: 0.0002 at 100
+//! events/s, 0.02 at 1 000 (6·10^8 ids, ~8 GB of slots, about what these
+//! machines can hold). Slots used to keep 46 bits of digest with a minute
+//! of expiry, 54 bits with the table's: 1 024 times as many, ~20 refused
+//! events a week at 1 000 events/s. The expiry is kept to the hour to make
+//! room, so a key is held up to an hour past its 7 days, never less.
+//!
 //! SHA-256 rather than a fast hash: ids come from producers, and a
 //! producer able to make ids collide could get another's event refused as
-//! a duplicate. An accidental match needs 46 equal bits (plus the 8 of the
-//! table): with ~8 slots compared per lookup, about one false refusal in
-//! 10^13 lookups (a week at 1 000 events/s makes 6·10^8).
+//! a duplicate. Matching a given id's 64 bits takes ~2^64 hashes.
 
 use chrono::{DateTime, Utc};
 
 /// Tables the keys are spread over (by the top byte of their digest).
 pub const SHARDS: usize = 256;
 
-/// Bits of a slot that hold the expiry minute (modulo 2^18, ~182 days).
-const EXP_BITS: u32 = 18;
+/// Bits of a slot that hold the expiry hour (modulo 2^8, ~10.7 days).
+const EXP_BITS: u32 = 8;
 const EXP_MASK: u64 = (1 << EXP_BITS) - 1;
-/// Bits of the digest kept (bits 10..56: the top byte chooses the table).
-const FP_BITS: u32 = 46;
+/// Bits of the digest kept: all but the top byte, which chooses the table.
+const FP_BITS: u32 = 64 - EXP_BITS;
 
-/// A table not purged for this long is purged before its next lookup.
-/// So every key in a table was added at most this long after the table's
-/// last purge, and expires within `STALE_MINUTES` + the TTL of it: less
-/// than the expiry counter's cycle, so 18 bits read against the purge's
-/// minute give the whole expiry (see [`expiry_of`]).
-const STALE_MINUTES: u32 = 24 * 60;
+/// A table not purged for this many hours is purged before its next
+/// lookup. So every key in a table was added at most this long after the
+/// table's last purge, and expires within `STALE_HOURS` + the TTL of it:
+/// less than the expiry counter's cycle, so 8 bits read against the
+/// purge's hour give the whole expiry (see [`expiry_of`]).
+const STALE_HOURS: u32 = 24;
 
 const _: () = assert!(
-    (crate::engine::IDEMPOTENCY_TTL_SECS / 60 + 1 + STALE_MINUTES as i64) < (1i64 << EXP_BITS)
+    (crate::engine::IDEMPOTENCY_TTL_SECS / 3600 + 1 + STALE_HOURS as i64) < (1i64 << EXP_BITS)
 );
 
 /// Accepted event ids with their expiry.
@@ -60,28 +70,29 @@ fn shard_of(key: u64) -> usize {
     (key >> 56) as usize
 }
 
-/// The kept bits of a key; never 0, which marks an empty slot.
+/// The kept bits of a key (all below the table's byte); never 0, which
+/// marks an empty slot.
 fn fingerprint(key: u64) -> u64 {
-    ((key >> 10) & ((1 << FP_BITS) - 1)).max(1)
+    (key & ((1 << FP_BITS) - 1)).max(1)
 }
 
 fn fp_of(slot: u64) -> u64 {
     slot >> EXP_BITS
 }
 
-/// Minutes since the epoch, rounded up: a key never expires early.
-fn expiry_minute(t: DateTime<Utc>) -> u32 {
+/// Hours since the epoch, rounded up: a key never expires early.
+fn expiry_hour(t: DateTime<Utc>) -> u32 {
     let secs = t.timestamp().max(0);
-    u32::try_from((secs + 59) / 60).unwrap_or(u32::MAX)
+    u32::try_from((secs + 3599) / 3600).unwrap_or(u32::MAX)
 }
 
-/// Minutes since the epoch, rounded down.
-fn minute(t: DateTime<Utc>) -> u32 {
-    u32::try_from(t.timestamp().max(0) / 60).unwrap_or(u32::MAX)
+/// Hours since the epoch, rounded down.
+fn hour(t: DateTime<Utc>) -> u32 {
+    u32::try_from(t.timestamp().max(0) / 3600).unwrap_or(u32::MAX)
 }
 
-/// The expiry minute of a slot in a table last purged at minute `base`:
-/// the first minute after `base` with the slot's 18 bits.
+/// The expiry hour of a slot in a table last purged at hour `base`: the
+/// first hour after `base` with the slot's 8 bits.
 fn expiry_of(slot: u64, base: u32) -> u32 {
     let ahead = ((slot & EXP_MASK) as u32).wrapping_sub(base) & EXP_MASK as u32;
     base.wrapping_add(ahead)
@@ -92,7 +103,7 @@ fn expiry_of(slot: u64, base: u32) -> u32 {
 struct Table {
     slots: Vec<u64>,
     len: usize,
-    /// Minute of the last purge: every key expires after it.
+    /// Hour of the last purge: every key expires after it.
     purged: u32,
 }
 
@@ -206,7 +217,7 @@ impl Table {
 impl SeenIds {
     /// An empty set at `now`.
     pub fn new(now: DateTime<Utc>) -> SeenIds {
-        let purged = minute(now);
+        let purged = hour(now);
         SeenIds {
             shards: (0..SHARDS)
                 .map(|_| Table {
@@ -221,7 +232,7 @@ impl SeenIds {
     /// later expiry.
     pub fn load(&mut self, key: u64, expires: DateTime<Utc>) {
         let fp = fingerprint(key);
-        let exp = u64::from(expiry_minute(expires)) & EXP_MASK;
+        let exp = u64::from(expiry_hour(expires)) & EXP_MASK;
         let t = &mut self.shards[shard_of(key)];
         t.reserve_one();
         match t.find(fp) {
@@ -241,11 +252,11 @@ impl SeenIds {
     /// Records `key` as accepted until `expires` unless it is already in
     /// force at `now`.
     pub fn admit(&mut self, key: u64, now: DateTime<Utc>, expires: DateTime<Utc>) -> Admit {
-        let now = minute(now);
+        let now = hour(now);
         let fp = fingerprint(key);
-        let slot = fp << EXP_BITS | (u64::from(expiry_minute(expires)) & EXP_MASK);
+        let slot = fp << EXP_BITS | (u64::from(expiry_hour(expires)) & EXP_MASK);
         let t = &mut self.shards[shard_of(key)];
-        if now.saturating_sub(t.purged) > STALE_MINUTES {
+        if now.saturating_sub(t.purged) > STALE_HOURS {
             t.purge(now);
         }
         t.reserve_one();
@@ -300,7 +311,7 @@ impl SeenIds {
 
     /// Drops the expired keys of one table (`shard` modulo [`SHARDS`]).
     pub fn purge_shard(&mut self, shard: usize, now: DateTime<Utc>) {
-        self.shards[shard % SHARDS].purge(minute(now));
+        self.shards[shard % SHARDS].purge(hour(now));
     }
 
     /// Keys held.
@@ -328,6 +339,8 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
+    const HOUR: i64 = 3_600;
+
     fn t(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_780_000_000 + secs, 0).unwrap()
     }
@@ -339,8 +352,11 @@ mod tests {
         assert_eq!(s.admit(key("evt-1"), t(0), t(week)), Admit::New);
         assert_eq!(s.admit(key("evt-1"), t(1), t(week + 1)), Admit::Duplicate);
         assert_eq!(s.admit(key("evt-1"), t(week - 1), t(0)), Admit::Duplicate);
-        // Rounded up to the minute: at most a minute late, never early.
-        assert_eq!(s.admit(key("evt-1"), t(week + 60), t(2 * week)), Admit::New);
+        // Rounded up to the hour: at most an hour late, never early.
+        assert_eq!(
+            s.admit(key("evt-1"), t(week + 3600), t(2 * week)),
+            Admit::New
+        );
         assert_eq!(s.admit(key("evt-2"), t(0), t(week)), Admit::New);
         assert_eq!(s.len(), 2);
         s.forget(key("evt-2"));
@@ -353,19 +369,19 @@ mod tests {
         for i in 0..10_000 {
             s.load(
                 key(&format!("id-{i}")),
-                t(if i % 2 == 0 { 100 } else { 10_000 }),
+                t(if i % 2 == 0 { 2 * HOUR } else { 30 * HOUR }),
             );
         }
-        s.load(key("id-1"), t(5));
+        s.load(key("id-1"), t(HOUR / 2));
         assert_eq!(s.len(), 10_000);
         assert_eq!(
-            s.admit(key("id-1"), t(200), t(99_999)),
+            s.admit(key("id-1"), t(3 * HOUR), t(99 * HOUR)),
             Admit::Duplicate,
             "the later expiry of a repeated key wins"
         );
         let before = s.bytes();
         for shard in 0..SHARDS {
-            s.purge_shard(shard, t(1_000));
+            s.purge_shard(shard, t(5 * HOUR));
         }
         assert_eq!(s.len(), 5_000);
         assert!(s.bytes() <= before);
@@ -376,7 +392,7 @@ mod tests {
                 Admit::Duplicate
             };
             assert_eq!(
-                s.admit(key(&format!("id-{i}")), t(1_000), t(99_999)),
+                s.admit(key(&format!("id-{i}")), t(5 * HOUR), t(99 * HOUR)),
                 want,
                 "id-{i}"
             );
@@ -394,14 +410,42 @@ mod tests {
         let mut s = SeenIds::new(t(0));
         let day = 86_400;
         assert_eq!(s.admit(key("old"), t(0), t(7 * day)), Admit::New);
-        // 185 days later nothing has purged the table. Modulo the expiry
-        // counter's cycle (~182 days) the old expiry reads as 4 days
-        // ahead; the key must still count as expired.
-        assert_eq!(s.admit(key("old"), t(185 * day), t(192 * day)), Admit::New);
+        // 12 days later nothing has purged the table. Modulo the expiry
+        // counter's cycle (256 hours, ~10.7 days) the old expiry reads as
+        // ~5.7 days ahead; the key must still count as expired.
+        assert_eq!(s.admit(key("old"), t(12 * day), t(19 * day)), Admit::New);
         assert_eq!(
-            s.admit(key("old"), t(185 * day + 1), t(192 * day)),
+            s.admit(key("old"), t(12 * day + 1), t(19 * day)),
             Admit::Duplicate
         );
+    }
+
+    #[test]
+    fn ids_whose_digests_differ_in_any_one_bit_are_different_ids() {
+        // Every bit of the 64-bit digest counts: the top 8 choose the
+        // table, the other 56 are kept. (Slots that kept 46 bits took
+        // digests differing only in their low 10 bits for one id.)
+        let base = 0x5555_5555_5555_5555_u64;
+        for bit in 0..64 {
+            let mut s = SeenIds::new(t(0));
+            let other = base ^ (1 << bit);
+            assert_eq!(s.admit(base, t(0), t(86_400)), Admit::New);
+            assert_eq!(s.admit(other, t(0), t(86_400)), Admit::New, "bit {bit}");
+            assert_eq!(s.admit(other, t(1), t(86_400)), Admit::Duplicate);
+            assert_eq!(s.admit(base, t(1), t(86_400)), Admit::Duplicate);
+            s.forget(other);
+            assert_eq!(
+                s.admit(base, t(2), t(86_400)),
+                Admit::Duplicate,
+                "bit {bit}"
+            );
+        }
+        // Loaded from the store the same.
+        let mut s = SeenIds::new(t(0));
+        s.load(base, t(86_400));
+        for bit in 0..64 {
+            assert_eq!(s.admit(base ^ (1 << bit), t(0), t(86_400)), Admit::New);
+        }
     }
 
     #[test]
@@ -452,11 +496,11 @@ mod tests {
                 match op {
                     Op::Admit(i, ttl) => {
                         let exp = t(now + i64::from(ttl) * 60);
-                        let minute_now = minute(t(now));
+                        let hour_now = hour(t(now));
                         let want = match model.get(&k(i)) {
-                            Some(e) if *e > minute_now => Admit::Duplicate,
+                            Some(e) if *e > hour_now => Admit::Duplicate,
                             _ => {
-                                model.insert(k(i), expiry_minute(exp));
+                                model.insert(k(i), expiry_hour(exp));
                                 Admit::New
                             }
                         };
@@ -469,16 +513,18 @@ mod tests {
                     Op::Purge(sh) => {
                         s.purge_shard(sh as usize, t(now));
                         if sh == 0 {
-                            let m = minute(t(now));
-                            model.retain(|_, e| *e > m);
+                            let h = hour(t(now));
+                            model.retain(|_, e| *e > h);
                         }
                     }
-                    Op::Tick(secs) => now += i64::from(secs),
+                    // Up to an hour a tick: keys expire, and tables go
+                    // unpurged for long, within a run.
+                    Op::Tick(secs) => now += i64::from(secs) * 12,
                 }
             }
-            let m = minute(t(now));
+            let h = hour(t(now));
             s.purge_shard(0, t(now));
-            model.retain(|_, e| *e > m);
+            model.retain(|_, e| *e > h);
             prop_assert_eq!(s.len(), model.len());
         }
     }
