@@ -150,6 +150,7 @@ fn bench_ingest(c: &mut Criterion) {
             max_alerts: u64::MAX,
         },
         true,
+        None,
     )
     .unwrap();
     let mut next = 0;

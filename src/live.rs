@@ -108,6 +108,10 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
         stats: Arc::default(),
         limits: crate::sources::gateway::ConnectionLimits::from_config(&cfg.gateway),
     });
+    // `/ingest`'s accept records are appended by the store writer, a group
+    // commit at a time (held weakly: the gateway holds the engine).
+    let sink: std::sync::Weak<dyn crate::store::RecordSink> = Arc::downgrade(&gateway) as _;
+    engine.set_record_sink(sink);
     Ok(Live {
         engine,
         engine_thread,

@@ -147,6 +147,28 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
     drop(q);
     drop(db);
 
+    // Every acknowledged event has its accept record: the record is written
+    // (by the store writer, with its group's) before the answer goes out,
+    // so a kill -9 after the answer cannot take it.
+    let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).unwrap();
+    let accepted: std::collections::HashSet<String> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["type"] == "gateway_accept")
+        .filter_map(|r| r["event_id"].as_str().map(str::to_string))
+        .collect();
+    let unrecorded: Vec<&String> = acked.iter().filter(|id| !accepted.contains(*id)).collect();
+    println!(
+        "kill -9: {} accept records of load events, {} acknowledged without one",
+        accepted.iter().filter(|id| id.starts_with("load-")).count(),
+        unrecorded.len()
+    );
+    assert!(
+        unrecorded.is_empty(),
+        "acknowledged without an accept record: {:?}",
+        &unrecorded[..unrecorded.len().min(10)]
+    );
+
     // After a restart: acknowledged ids are still duplicates, host state kept.
     let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
     drop(server);
@@ -172,6 +194,9 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
         state_before["cooldown_until_utc"]
     );
     assert_eq!(state_after["quarantine"], state_before["quarantine"]);
+    // The chain is whole across the kill (a last line the kill cut short
+    // is set aside when the log is opened again).
+    common::assert_audit_verifies(&server.dir.path().join("audit.jsonl"));
 }
 
 /// A commit that fails (here: another process holds the database's write
@@ -313,6 +338,24 @@ fn failed_commit_answers_503_and_the_gateway_recovers() {
         )
         .unwrap();
     assert_eq!((alerts, bans), (1, 1));
+    // The audit trail says what each answer said: for the event refused
+    // under the lock, its refusal, then one accept (the retry); the accept
+    // record that went with the failed commit was dropped with it.
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let trail: Vec<String> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["event_id"] == "during-lock-0001")
+        .map(|r| format!("{} {}", r["type"], r["verification_reason"]))
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            r#""gateway_reject" "store_unavailable""#,
+            r#""gateway_accept" "ok""#
+        ]
+    );
+    common::assert_audit_verifies(&dir.path().join("audit.jsonl"));
 }
 
 /// `vigil serve` with admin routes on (token `admin-token-123`), after 8

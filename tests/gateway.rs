@@ -325,6 +325,40 @@ fn seed_client_sequence_gets_the_seeds_answers() {
     let text = std::fs::read_to_string(&audit).unwrap();
     assert!(text.lines().count() >= 190, "one audit record per request");
     assert!(text.contains("\"verification_reason\":\"signature_mismatch\""));
+    // The first event's id: accepted once, then refused as a duplicate
+    // (no accept record for the refusal).
+    let trail: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["event_id"] == first_id.as_str())
+        .map(|r| format!("{} {}", r["type"], r["verification_reason"]))
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            r#""gateway_accept" "ok""#,
+            r#""gateway_reject" "duplicate_event_id""#
+        ]
+    );
+    // The rate-limited ones: refused, never accepted.
+    let records: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
+    let limited: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["verification_reason"] == "rate_limited")
+        .map(|r| &r["event_id"])
+        .collect();
+    assert!(!limited.is_empty());
+    for id in limited {
+        assert!(
+            !records
+                .iter()
+                .any(|r| r["type"] == "gateway_accept" && &r["event_id"] == id),
+            "{id} was refused (429) yet has an accept record"
+        );
+    }
     common::assert_audit_verifies(&audit);
     assert!(c.server.stop(), "graceful shutdown exits 0");
 }

@@ -598,3 +598,75 @@ fn sqlite_is_built_with_the_projects_options() {
         );
     }
 }
+
+/// The live writer's records (the gateway's accept records) go to its sink
+/// once per group commit: after the commit (another connection already
+/// sees the group's events) and before the group's replies run, so an
+/// answer never goes out ahead of its record.
+#[test]
+fn a_groups_records_are_appended_once_after_its_commit_and_before_its_replies() {
+    use std::sync::{Arc, Mutex};
+    use vigil::store::audit_log::Pending;
+    use vigil::store::{AfterCommit, RecordSink, RecordSinkSlot};
+
+    struct Sink {
+        db: std::path::PathBuf,
+        /// Per append: its records, and the events stored when it came.
+        appends: Mutex<Vec<(usize, i64)>>,
+    }
+    impl RecordSink for Sink {
+        fn append(&self, records: &Pending) {
+            let conn = rusqlite::Connection::open(&self.db).unwrap();
+            let stored: i64 = conn
+                .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+                .unwrap();
+            self.appends.lock().unwrap().push((records.len(), stored));
+        }
+    }
+    fn record(id: &str) -> Pending {
+        let mut p = Pending::default();
+        p.push(&serde_json::json!({ "type": "gateway_accept", "event_id": id }))
+            .unwrap();
+        p
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("vigil.db");
+    let sink = Arc::new(Sink {
+        db: db.clone(),
+        appends: Mutex::default(),
+    });
+    let slot: RecordSinkSlot = Arc::default();
+    let weak: std::sync::Weak<dyn RecordSink> = Arc::downgrade(&sink) as _;
+    assert!(slot.set(weak).is_ok());
+    let writer = StoreWriter::spawn_with(&db, Retention::default(), true, Some(slot)).unwrap();
+    let at = Utc.with_ymd_and_hms(2026, 11, 22, 1, 0, 0).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut ops = Vec::new();
+    for id in ["rec-1", "rec-2", "rec-3"] {
+        ops.push(WriteOp::Event(Box::new(vigil::event::Event::new(
+            id, at, "h1",
+        ))));
+        ops.push(WriteOp::Records(record(id)));
+    }
+    let seen = sink.clone();
+    ops.push(WriteOp::AfterCommit(AfterCommit(Box::new(move || {
+        let _ = tx.send(seen.appends.lock().unwrap().clone());
+    }))));
+    writer.send(WriteOp::Batch(ops)).unwrap();
+    let at_reply = rx.recv().unwrap();
+    assert_eq!(
+        at_reply,
+        [(3, 3)],
+        "one append of the three records, after the commit, before the reply"
+    );
+    // A group without records appends nothing.
+    writer
+        .send(WriteOp::Event(Box::new(vigil::event::Event::new(
+            "rec-4", at, "h1",
+        ))))
+        .unwrap();
+    writer.flush().unwrap();
+    assert_eq!(sink.appends.lock().unwrap().len(), 1);
+    writer.close().unwrap();
+}

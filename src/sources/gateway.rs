@@ -114,6 +114,12 @@ impl GatewayStats {
         }
     }
 
+    /// Counts accept records written without [`GatewayStats::count`].
+    fn count_accepted(&self, n: u64) {
+        self.accepted
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn accepted(&self) -> u64 {
         self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -524,10 +530,15 @@ impl GatewayState {
             }
         }
         let pending = serialise_audit(client, Utc::now(), records);
-        // An audit write failure must not take the gateway down; it is
-        // logged instead.
+        self.append_audit(&pending);
+    }
+
+    /// Appends serialised records (already counted). An audit write
+    /// failure must not take the gateway down; it is logged instead, and
+    /// the records are held (see [`GatewayState::audit_ready`]).
+    fn append_audit(&self, pending: &Pending) {
         match self.audit.lock() {
-            Ok(mut log) => match log.append_pending(&pending) {
+            Ok(mut log) => match log.append_pending(pending) {
                 Ok(()) => {
                     if self
                         .audit_failing
@@ -541,6 +552,17 @@ impl GatewayState {
             },
             Err(_) => tracing::error!("audit log lock poisoned"),
         }
+    }
+}
+
+/// The accept records of `/ingest` events, which the store writer appends
+/// once their group has committed (see [`EngineHandle::ingest_recorded`]).
+///
+/// [`EngineHandle::ingest_recorded`]: crate::engine::EngineHandle::ingest_recorded
+impl crate::store::RecordSink for GatewayState {
+    fn append(&self, records: &Pending) {
+        self.stats.count_accepted(records.len() as u64);
+        self.append_audit(records);
     }
 }
 
@@ -729,12 +751,20 @@ async fn ingest(
     audit_ids(&mut ids, &ev, None, &key_id);
     let event_id = ev.event_id.clone();
     let refused = |reason| AuditRecord::reject(reason, "/ingest", Some(body_sha)).with_ids(&ids);
-    match st.engine.ingest(ev).await {
-        Ok(Ok(acc)) => {
-            st.write_audit(&client, &[AuditRecord::accept("/ingest", body_sha, &ids)]);
+    // The accept record goes with the event: if it is stored, the store
+    // writer appends the record with its group's before the answer comes.
+    let accept = [AuditRecord::accept("/ingest", body_sha, &ids)];
+    let record = serialise_audit(&client, Utc::now(), &accept);
+    match st.engine.ingest_recorded(ev, record).await {
+        Ok((Ok(acc), recorded)) => {
+            if recorded {
+                tracing::trace!("{ACCEPT} from {}: {}", client.ip(), accept[0].reason);
+            } else {
+                st.write_audit(&client, &accept);
+            }
             json_response(ingest_answer(&event_id, &acc))
         }
-        Ok(Err(r)) => {
+        Ok((Err(r), _)) => {
             let (code, reason) = refusal(r);
             st.write_audit(&client, &[refused(reason)]);
             reject(code, reason)

@@ -143,6 +143,15 @@ impl AuditLog {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
+        if let Some((side, bytes)) = set_aside_torn_tail(path)? {
+            tracing::warn!(
+                "audit log {}: its last line was cut short ({bytes} bytes without their newline: \
+                 a write the process did not live to finish, so nothing was answered on it); \
+                 moved to {} and the chain goes on from the last whole record",
+                path.display(),
+                side.display()
+            );
+        }
         let (mut prev, records) = chain_end(path)?;
         // An empty file beside rotated ones (a stop between a rotation and
         // the new file's first record, or the file removed): the chain goes
@@ -435,6 +444,71 @@ impl AuditLog {
 /// The hash of `path`'s last record (genesis when it has none) and how many
 /// records it holds. Only a regular file is read: anything else (a device,
 /// a pipe) starts a new chain rather than blocking or reading forever.
+/// Records are written whole lines at a time, but a process killed during
+/// a write that spans pages can leave part of it: a last line without its
+/// newline. Appending after it would glue the next record to the fragment
+/// and break the chain there for good. So the fragment is moved to
+/// `STEM-torn-<UTC time>.EXT` beside the file (kept, not deleted) and cut
+/// off, and the chain goes on from the last whole record. Nothing was
+/// answered on those records: answers go out after their record is
+/// written. Returns the side file and the bytes moved, if any.
+fn set_aside_torn_tail(path: &Path) -> std::io::Result<Option<(PathBuf, u64)>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() > 0 => m.len(),
+        _ => return Ok(None),
+    };
+    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    // Where the whole lines end: just after the last newline (0 if none).
+    let mut end = len;
+    let keep = loop {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(chunk)?;
+        if end == len && chunk.last() == Some(&b'\n') {
+            return Ok(None);
+        }
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            break start + i as u64 + 1;
+        }
+        if start == 0 {
+            break 0;
+        }
+        end = start;
+    };
+    let mut tail = Vec::with_capacity((len - keep) as usize);
+    f.seek(SeekFrom::Start(keep))?;
+    f.read_to_end(&mut tail)?;
+    let (dir, stem, ext) = rotation_parts(path);
+    let now = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+    let side = dir.join(format!("{stem}-torn-{now}.{ext}"));
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&side)?;
+    out.write_all(&tail)?;
+    out.sync_all()?;
+    f.set_len(keep)?;
+    f.sync_all()?;
+    Ok(Some((side, tail.len() as u64)))
+}
+
+/// Whether `path` is empty or ends with a newline (records are whole
+/// lines).
+fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    if f.metadata()?.len() == 0 {
+        return Ok(true);
+    }
+    f.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
 fn chain_end(path: &Path) -> std::io::Result<([u8; 64], u64)> {
     let mut prev = [0u8; 64];
     prev.copy_from_slice(GENESIS.as_bytes());
@@ -558,11 +632,19 @@ impl Pending {
         self.ends.is_empty()
     }
 
-    /// Appends `other`'s records after these.
-    fn extend(&mut self, other: &Pending) {
+    /// Appends `other`'s records after these (taken if either was).
+    pub fn extend(&mut self, other: &Pending) {
         let base = self.buf.len();
         self.buf.extend_from_slice(&other.buf);
         self.ends.extend(other.ends.iter().map(|e| e + base));
+        self.taken |= other.taken;
+    }
+
+    /// Empties it, keeping its memory.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+        self.taken = false;
     }
 
     /// Keeps the first `n` records.
@@ -752,19 +834,35 @@ fn scan(path: &Path, start: Option<&str>) -> std::io::Result<(Verdict, String)> 
     let mut prev = start.unwrap_or(GENESIS).to_string();
     let mut n = 0u64;
     let mut previous = None;
-    for (i, line) in raw_lines(path)?.enumerate() {
+    let ends_whole = ends_with_newline(path)?;
+    let mut lines = raw_lines(path)?.enumerate().peekable();
+    while let Some((i, line)) = lines.next() {
         let line = line?;
         let no = i as u64 + 1;
         if line.is_empty() {
             continue;
         }
         let broken = |reason: String| Ok((Verdict::Broken { line: no, reason }, String::new()));
+        // The last line without its newline: a write cut short.
+        let cut_short = !ends_whole && lines.peek().is_none();
+        let unreadable = |what: String| {
+            if cut_short {
+                broken(format!(
+                    "{what}: the file ends in this line without a newline, {} bytes into it \
+                     (a write the process did not live to finish; `vigil serve` sets the \
+                     fragment aside when it next opens the log)",
+                    line.len()
+                ))
+            } else {
+                broken(what)
+            }
+        };
         let Ok(line) = std::str::from_utf8(&line) else {
-            return broken("not UTF-8".into());
+            return unreadable("not UTF-8".into());
         };
         let v: Value = match serde_json::from_str(line) {
             Ok(v) => v,
-            Err(e) => return broken(format!("not JSON: {e}")),
+            Err(e) => return unreadable(format!("not JSON: {e}")),
         };
         if n == 0 {
             previous = rotated_from(&v);
@@ -808,6 +906,81 @@ mod tests {
             records,
             previous: None,
         }
+    }
+
+    #[test]
+    fn a_line_cut_short_by_a_crash_is_set_aside_and_the_chain_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&p).unwrap();
+        for n in 0..3 {
+            log.append_pending(&record(n)).unwrap();
+        }
+        drop(log);
+        let whole = std::fs::read(&p).unwrap();
+        // What one write of two more records adds to the file...
+        let copy = dir.path().join("copy.jsonl");
+        std::fs::copy(&p, &copy).unwrap();
+        let mut log = AuditLog::open(&copy).unwrap();
+        let mut two = record(3);
+        two.extend(&record(4));
+        log.append_pending(&two).unwrap();
+        drop(log);
+        let both = std::fs::read(&copy).unwrap()[whole.len()..].to_vec();
+        std::fs::remove_file(&copy).unwrap();
+        // ...and that write killed part-way through the second record.
+        let cut = both.len() - 10;
+        let first_end = both.iter().position(|b| *b == b'\n').unwrap() + 1;
+        assert!(cut > first_end);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(&both[..cut])
+            .unwrap();
+        match verify(&p).unwrap() {
+            Verdict::Broken { line: 5, reason } => assert!(
+                reason.contains("without a newline") && reason.contains("sets the fragment aside"),
+                "{reason}"
+            ),
+            v => panic!("{v:?}"),
+        }
+        let mut log = AuditLog::open(&p).unwrap();
+        assert_eq!(
+            log.head().1,
+            4,
+            "the whole record before the fragment counts"
+        );
+        log.append_pending(&record(5)).unwrap();
+        drop(log);
+        assert_eq!(verify(&p).unwrap(), intact(5));
+        let text = std::fs::read(&p).unwrap();
+        assert!(text.starts_with(&whole));
+        let side: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("audit-torn-") && n.ends_with(".jsonl"))
+            .collect();
+        assert_eq!(side.len(), 1, "{side:?}");
+        assert_eq!(
+            std::fs::read(dir.path().join(&side[0])).unwrap(),
+            &both[first_end..cut],
+            "the fragment is kept beside the log"
+        );
+        assert!(
+            rotated_names(dir.path()).is_empty(),
+            "not taken for a rotated file"
+        );
+
+        // Only a fragment, no whole line: the file starts afresh.
+        let q = dir.path().join("other.jsonl");
+        std::fs::write(&q, b"{\"ty").unwrap();
+        let mut log = AuditLog::open(&q).unwrap();
+        assert_eq!(log.head().1, 0);
+        log.append_pending(&record(0)).unwrap();
+        drop(log);
+        assert_eq!(verify(&q).unwrap(), intact(1));
     }
 
     #[test]

@@ -127,7 +127,26 @@ pub enum WriteOp {
     /// dropped, and with it any reply it would have sent). Lets the engine
     /// hand its replies to the writer instead of waiting for the commit.
     AfterCommit(AfterCommit),
+    /// Audit records of what this group stores (the gateway's accept
+    /// records): once the group has committed, its records go to the
+    /// writer's [`RecordSink`] in one append, before any of its
+    /// [`WriteOp::AfterCommit`] callbacks run, so a reply sent from one
+    /// follows its record. Dropped if the commit fails (the caller, which
+    /// then hears no reply, records the refusal itself).
+    Records(audit_log::Pending),
 }
+
+/// Where the live writer appends the records of each group commit (see
+/// [`WriteOp::Records`]): the gateway's audit log.
+pub trait RecordSink: Send + Sync {
+    /// Called on the writer's thread once per group commit that holds
+    /// records, after the commit and before its replies.
+    fn append(&self, records: &audit_log::Pending);
+}
+
+/// The live writer's [`RecordSink`], set once the gateway exists (after
+/// the engine and its writer). Held weakly: the gateway holds the engine.
+pub type RecordSinkSlot = std::sync::Arc<std::sync::OnceLock<std::sync::Weak<dyn RecordSink>>>;
 
 /// Work to run once a commit is durable (see [`WriteOp::AfterCommit`]).
 pub struct AfterCommit(pub Box<dyn FnOnce() + Send>);
@@ -312,18 +331,20 @@ const LIVE_QUEUE: usize = 1024;
 impl StoreWriter {
     /// Starts the writer on a fresh connection to `path`.
     pub fn spawn(path: &Path, retention: Retention) -> Result<StoreWriter, StoreError> {
-        Self::spawn_with(path, retention, false)
+        Self::spawn_with(path, retention, false, None)
     }
 
     /// Like [`StoreWriter::spawn`]; with `fsync_each_commit` (the live
     /// engine) every group commit is fsynced (`synchronous=FULL`), so what
     /// the gateway acknowledged survives power loss, not only a process
     /// crash, and the queue is [`LIVE_QUEUE`] messages deep. Offline scans
-    /// skip the fsync: they can be re-run.
+    /// skip the fsync: they can be re-run. `records` is where
+    /// [`WriteOp::Records`] go.
     pub fn spawn_with(
         path: &Path,
         retention: Retention,
         fsync_each_commit: bool,
+        records: Option<RecordSinkSlot>,
     ) -> Result<StoreWriter, StoreError> {
         let conn = open(path)?;
         if fsync_each_commit {
@@ -343,7 +364,7 @@ impl StoreWriter {
         let live = failed.clone().zip(health.clone());
         let handle = thread::Builder::new()
             .name("vigil-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, retention, returns, live))
+            .spawn(move || writer_loop(conn, rx, retention, returns, live, records))
             .map_err(StoreError::Thread)?;
         Ok(StoreWriter {
             tx: Some(tx),
@@ -426,6 +447,7 @@ fn writer_loop(
     retention: Retention,
     slots: SlotReturn,
     live: Option<(std::sync::Arc<FailedCommits>, std::sync::Arc<StoreHealth>)>,
+    records: Option<RecordSinkSlot>,
 ) -> Result<WriterStats, StoreError> {
     let mut stats = WriterStats::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -446,6 +468,7 @@ fn writer_loop(
         let before = stats;
         group.keys.clear();
         group.kept.clear();
+        group.records.clear();
         let committed = commit_group(&mut conn, &mut batch, &mut group, &mut stats);
         let acks = std::mem::take(&mut group.acks);
         let after = std::mem::take(&mut group.after);
@@ -474,6 +497,23 @@ fn writer_loop(
             health.committed();
         }
         stored += stats.events - before.events;
+        // The group's records, then its replies: an answer never goes out
+        // before the record of what it answers.
+        if !group.records.is_empty() {
+            match records
+                .as_ref()
+                .and_then(|r| r.get())
+                .and_then(|w| w.upgrade())
+            {
+                Some(sink) => sink.append(&group.records),
+                None => {
+                    complaints.say(&format!(
+                        "store: {} audit records of stored events had no audit log to go to",
+                        group.records.len()
+                    ));
+                }
+            }
+        }
         // Replies first: retention is housekeeping, not part of the commit.
         for f in after {
             (f.0)();
@@ -511,6 +551,8 @@ struct Group {
     kept: Vec<WriteOp>,
     /// The group's idempotency keys as one `idempotency_blocks` row.
     block: KeyBlock,
+    /// Its [`WriteOp::Records`], appended after the commit.
+    records: audit_log::Pending,
 }
 
 /// Idempotency keys stored as one row per group commit (schema v5): each
@@ -688,6 +730,7 @@ fn route<'t>(
     match op {
         WriteOp::Flush(ack) => group.acks.push(ack),
         WriteOp::AfterCommit(f) => group.after.push(f),
+        WriteOp::Records(r) => group.records.extend(&r),
         WriteOp::Batch(ops) => {
             let mut ops = ops.into_iter();
             for op in ops.by_ref() {
@@ -835,7 +878,7 @@ fn apply<'t>(
                 .execute(params![alert_id, verdict.as_str()])?;
         }
         // `route` keeps these for after the commit and unpacks batches.
-        WriteOp::Flush(_) | WriteOp::AfterCommit(_) | WriteOp::Batch(_) => {}
+        WriteOp::Flush(_) | WriteOp::AfterCommit(_) | WriteOp::Batch(_) | WriteOp::Records(_) => {}
     }
     Ok(())
 }
