@@ -150,13 +150,12 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
     // Every acknowledged event has its accept record: the record is written
     // (by the store writer, with its group's) before the answer goes out,
     // so a kill -9 after the answer cannot take it.
-    let audit = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).unwrap();
-    let accepted: std::collections::HashSet<String> = audit
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|r| r["type"] == "gateway_accept")
-        .filter_map(|r| r["event_id"].as_str().map(str::to_string))
-        .collect();
+    let accepted: std::collections::HashSet<String> =
+        common::audit_records(&server.dir.path().join("audit.jsonl"))
+            .into_iter()
+            .filter(|r| r["type"] == "gateway_accept")
+            .filter_map(|r| r["event_id"].as_str().map(str::to_string))
+            .collect();
     let unrecorded: Vec<&String> = acked.iter().filter(|id| !accepted.contains(*id)).collect();
     println!(
         "kill -9: {} accept records of load events, {} acknowledged without one",
@@ -341,15 +340,8 @@ fn failed_commit_answers_503_and_the_gateway_recovers() {
     // The audit trail says what each answer said: for the event refused
     // under the lock, its refusal, then one accept (the retry); the accept
     // record that went with the failed commit was dropped with it.
-    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
-    let trail: Vec<String> = audit
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|r| r["event_id"] == "during-lock-0001")
-        .map(|r| format!("{} {}", r["type"], r["verification_reason"]))
-        .collect();
     assert_eq!(
-        trail,
+        common::audit_trail(&dir.path().join("audit.jsonl"), "during-lock-0001"),
         [
             r#""gateway_reject" "store_unavailable""#,
             r#""gateway_accept" "ok""#

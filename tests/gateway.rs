@@ -327,24 +327,15 @@ fn seed_client_sequence_gets_the_seeds_answers() {
     assert!(text.contains("\"verification_reason\":\"signature_mismatch\""));
     // The first event's id: accepted once, then refused as a duplicate
     // (no accept record for the refusal).
-    let trail: Vec<String> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|r| r["event_id"] == first_id.as_str())
-        .map(|r| format!("{} {}", r["type"], r["verification_reason"]))
-        .collect();
     assert_eq!(
-        trail,
+        common::audit_trail(&audit, &first_id),
         [
             r#""gateway_accept" "ok""#,
             r#""gateway_reject" "duplicate_event_id""#
         ]
     );
     // The rate-limited ones: refused, never accepted.
-    let records: Vec<Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .collect();
+    let records = common::audit_records(&audit);
     let limited: Vec<&Value> = records
         .iter()
         .filter(|r| r["verification_reason"] == "rate_limited")

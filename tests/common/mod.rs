@@ -42,6 +42,26 @@ pub fn assert_audit_verifies(path: &Path) {
     );
 }
 
+/// The records of an audit log, in order (a line that is not JSON, such as
+/// a last line a kill cut short, is skipped).
+pub fn audit_records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// What an audit log says of one event id, in order: each record's
+/// `"type" "verification_reason"`.
+pub fn audit_trail(path: &Path, event_id: &str) -> Vec<String> {
+    audit_records(path)
+        .iter()
+        .filter(|r| r["event_id"] == event_id)
+        .map(|r| format!("{} {}", r["type"], r["verification_reason"]))
+        .collect()
+}
+
 /// Runs `vigil parse` with `args` and returns one JSON value per input line.
 pub fn vigil_parse(args: &[&str]) -> Vec<serde_json::Value> {
     let out = vigil()
