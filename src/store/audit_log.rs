@@ -455,9 +455,12 @@ impl AuditLog {
 fn set_aside_torn_tail(path: &Path) -> std::io::Result<Option<(PathBuf, u64)>> {
     use std::io::{Read, Seek, SeekFrom};
     let len = match std::fs::metadata(path) {
-        Ok(m) if m.is_file() && m.len() > 0 => m.len(),
+        Ok(m) if m.is_file() => m.len(),
         _ => return Ok(None),
     };
+    if ends_with_newline(path)? {
+        return Ok(None);
+    }
     let mut f = OpenOptions::new().read(true).write(true).open(path)?;
     let mut buf = vec![0u8; 64 * 1024];
     // Where the whole lines end: just after the last newline (0 if none).
@@ -467,9 +470,6 @@ fn set_aside_torn_tail(path: &Path) -> std::io::Result<Option<(PathBuf, u64)>> {
         let chunk = &mut buf[..(end - start) as usize];
         f.seek(SeekFrom::Start(start))?;
         f.read_exact(chunk)?;
-        if end == len && chunk.last() == Some(&b'\n') {
-            return Ok(None);
-        }
         if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
             break start + i as u64 + 1;
         }
