@@ -87,6 +87,8 @@ struct OpenAlert {
     /// Whether a later event changed it after it opened (count, last seen,
     /// evidence): an alert that only opened is final as first stored.
     updated: bool,
+    /// [`rules::DedupKey::check`] of the identity it is open for.
+    check: u64,
 }
 
 /// An alert whose de-duplication window closed, and whether it changed
@@ -111,6 +113,8 @@ pub struct Detector {
     /// Event time (µs) of the last sweep.
     last_sweep: Option<i64>,
     firings: Vec<Firing>,
+    /// The secret key of [`rules::DedupKey::check`].
+    check_key: std::collections::hash_map::RandomState,
 }
 
 impl Detector {
@@ -122,6 +126,7 @@ impl Detector {
             watermark: None,
             last_sweep: None,
             firings: Vec::new(),
+            check_key: Default::default(),
         }
     }
 
@@ -171,12 +176,22 @@ impl Detector {
             let mut firings = std::mem::take(&mut self.firings);
             {
                 let open = &self.open;
+                let check_key = &self.check_key;
                 let is_open = |rule: &RuleInfo,
                                host: &str,
                                user: Option<&str>,
                                ip: Option<std::net::IpAddr>| {
-                    let key = Self::dedup_key(rule.id, host, user, ip);
-                    (key, open.get(&key).is_some_and(|o| ts < o.closes_at))
+                    let key = rules::DedupKey {
+                        key: Self::dedup_key(rule.id, host, user, ip),
+                        check: std::hash::BuildHasher::hash_one(
+                            check_key,
+                            (rule.id, host, user, ip),
+                        ),
+                    };
+                    let open = open
+                        .get(&key.key)
+                        .is_some_and(|o| o.check == key.check && ts < o.closes_at);
+                    (key, open)
                 };
                 self.rules
                     .observe(ev, id, &mut verdict.context, &is_open, &mut firings);
@@ -227,7 +242,7 @@ impl Detector {
     /// Opens a new alert or folds the firing into the open one for its key.
     fn record(&mut self, ev: &Event, id: &str, f: Firing, wall_now: DateTime<Utc>) -> AlertRef {
         let ts = ev.timestamp_utc;
-        let key = f.dedup_key;
+        let rules::DedupKey { key, check } = f.dedup_key;
         let max_evidence = self.rules.config().max_evidence;
         let aref = |alert_id: Arc<str>, new| AlertRef {
             alert_id,
@@ -238,7 +253,9 @@ impl Detector {
             dedup_key: key,
         };
         if let Some(open) = self.open.get_mut(&key) {
-            if ts < open.closes_at {
+            // Another identity under the same key (a crafted collision)
+            // closes the open alert rather than folding into it.
+            if open.check == check && ts < open.closes_at {
                 open.updated = true;
                 let a = &mut open.alert;
                 a.count += 1;
@@ -330,6 +347,7 @@ impl Detector {
                 id: id.clone(),
                 closes_at,
                 updated: false,
+                check,
             }),
         );
         aref(id, true)
@@ -425,6 +443,44 @@ mod tests {
     fn failure(at: i64, host: &str, user: &str, ip: &str) -> Event {
         let ts = Utc.timestamp_opt(1_780_000_000 + at, 0).unwrap();
         Event::login_failed(format!("e-{at}-{user}"), ts, host, user, ip.parse().ok())
+    }
+
+    #[test]
+    fn a_firing_whose_key_collides_with_another_identity_opens_its_own_alert() {
+        // Two identities under one FNV key (as a crafted pair of user names
+        // would make), told apart by the secret check.
+        let mut d = Detector::new(RuleConfig::default());
+        let firing = |check| Firing {
+            rule: alert::BRUTE_FORCE,
+            dedup_key: rules::DedupKey { key: 42, check },
+            user: None,
+            src_ip: None,
+            recommended_action: "block_source_ip",
+            detail: None,
+        };
+        let now = Utc::now();
+        let a_ev = failure(0, "host-a", "alice", "198.51.100.1");
+        let a = d.record(&a_ev, "ev-a1", firing(1), now);
+        let a2 = d.record(&a_ev, "ev-a2", firing(1), now);
+        assert!(a.new && !a2.new, "the same identity folds into its alert");
+        assert_eq!(a2.alert_id, a.alert_id);
+        let b_ev = failure(1, "host-b", "mallory", "198.51.100.2");
+        let b = d.record(&b_ev, "ev-b1", firing(2), now);
+        assert!(b.new, "another identity opens its own alert");
+        assert_ne!(b.alert_id, a.alert_id);
+        let closed = d.take_closed();
+        assert_eq!(closed.len(), 1);
+        assert_eq!(
+            (
+                closed[0].host.as_str(),
+                closed[0].count,
+                &closed[0].evidence[..]
+            ),
+            ("host-a", 2, &["ev-a1".to_string(), "ev-a2".to_string()][..]),
+            "host-a's alert keeps only its own events"
+        );
+        let open = d.open_alert(&b).unwrap();
+        assert_eq!((open.host.as_str(), open.count), ("host-b", 1));
     }
 
     #[test]

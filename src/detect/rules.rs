@@ -277,12 +277,28 @@ impl RuleConfig {
 /// window.
 pub const LATE_SLACK_SECS: u32 = 120;
 
+/// The de-duplication key of an alert's (rule, host, user, src_ip).
+///
+/// `key` is FNV-1a of them: deterministic, so alert ids (derived from it)
+/// are the same in a replay as live. It is 64 bits of a hash whose inputs
+/// include text an attacker writes (user names in failed logins), so two
+/// identities can be made to share it (a birthday search of ~2^32 FNV
+/// hashes, choosing both names). `check` is a hash of the same identity
+/// under a key secret to this process: an open alert is updated only by a
+/// firing whose `check` matches too, so a collision crafted in `key` cannot
+/// fold one host's attack into another's alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DedupKey {
+    pub key: u64,
+    pub check: u64,
+}
+
 /// One rule's decision to fire on an event.
 #[derive(Debug)]
 pub struct Firing {
     pub rule: RuleInfo,
     /// De-duplication key of (rule, host, user, src_ip).
-    pub dedup_key: u64,
+    pub dedup_key: DedupKey,
     pub user: Option<String>,
     pub src_ip: Option<IpAddr>,
     pub recommended_action: &'static str,
@@ -303,7 +319,7 @@ pub struct FiringDetail {
 
 /// Gives a rule the de-duplication key of (rule, host, user, src_ip) and
 /// whether an alert is already open for it, so it can skip building evidence.
-pub type IsOpen<'a> = &'a dyn Fn(&RuleInfo, &str, Option<&str>, Option<IpAddr>) -> (u64, bool);
+pub type IsOpen<'a> = &'a dyn Fn(&RuleInfo, &str, Option<&str>, Option<IpAddr>) -> (DedupKey, bool);
 
 /// Numbers the seed reports with each correlation decision.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
