@@ -174,7 +174,7 @@ use crate::store::{Retention, StoreWriter as Writer};
 use crate::util::FastMap;
 
 /// How long an accepted `event_id` is remembered (the seed's 7 days).
-pub const IDEMPOTENCY_TTL_SECS: i64 = 7 * 24 * 3600;
+pub const IDEMPOTENCY_TTL_SECS: i64 = crate::store::IDEMPOTENCY_TTL_SECS;
 
 /// Live-engine settings beyond detection and policy.
 #[derive(Clone, Debug)]

@@ -428,8 +428,8 @@ fn expired_idempotency_keys_are_dropped_and_live_ones_kept() {
     let db = dir.path().join("v.db");
     let now = Utc::now();
     let writer = StoreWriter::spawn(&db, Retention::default()).unwrap();
-    // Keys are stored a block per commit: one block wholly expired, one in
-    // force with a key that has expired.
+    // A flush writes the keys so far as a block: one block wholly expired,
+    // one in force with a key that has expired.
     for group in [
         &[("old-1", -7200), ("old-2", -10)][..],
         &[("old-3", -5), ("live-1", 3600), ("live-2", 7200)][..],
@@ -668,5 +668,131 @@ fn a_groups_records_are_appended_once_after_its_commit_and_before_its_replies() 
         .unwrap();
     writer.flush().unwrap();
     assert_eq!(sink.appends.lock().unwrap().len(), 1);
+    writer.close().unwrap();
+}
+
+/// Commits `ops` as one group and waits for it.
+fn commit(writer: &StoreWriter, mut ops: Vec<WriteOp>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    ops.push(WriteOp::AfterCommit(store::AfterCommit(Box::new(
+        move || {
+            let _ = tx.send(());
+        },
+    ))));
+    writer.send(WriteOp::Batch(ops)).unwrap();
+    rx.recv().unwrap();
+}
+
+/// An event with its idempotency key, as the live engine queues them.
+fn keyed_event(id: &str, at: chrono::DateTime<Utc>) -> Vec<WriteOp> {
+    vec![
+        WriteOp::Idempotency {
+            key: store::idempotency_key(id),
+            expires_at: Utc::now() + chrono::Duration::days(7),
+            tag: 0,
+        },
+        WriteOp::Event(Box::new(vigil::event::Event::new(id, at, "h1"))),
+    ]
+}
+
+/// The keys a restart would load, as a set.
+fn keys_on_restart(db: &std::path::Path) -> std::collections::BTreeSet<u64> {
+    let conn = store::open(db).unwrap();
+    let mut keys = std::collections::BTreeSet::new();
+    store::for_each_idempotency_key(&conn, Utc::now(), |k, _| {
+        keys.insert(k);
+    })
+    .unwrap();
+    keys
+}
+
+/// Keys go to blocks a second (or 4 096 keys) at a time; until then a
+/// crash loses none of them: a restart reads them from their events' rows.
+#[test]
+fn committed_keys_not_yet_in_a_block_are_read_back_from_their_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let writer = StoreWriter::spawn_with(&db, Retention::default(), true, None).unwrap();
+    let at = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
+    for i in 0..3 {
+        commit(&writer, keyed_event(&format!("k-{i}"), at));
+    }
+    let blocks = |db: &std::path::Path| -> i64 {
+        store::open(db)
+            .unwrap()
+            .query_row("SELECT count(*) FROM idempotency_blocks", [], |r| r.get(0))
+            .unwrap()
+    };
+    let want: std::collections::BTreeSet<u64> = (0..3)
+        .map(|i| store::idempotency_key(&format!("k-{i}")))
+        .collect();
+    // (Read while the writer runs, as after a kill: nothing flushed them.)
+    if blocks(&db) == 0 {
+        assert_eq!(keys_on_restart(&db), want, "read back from the rows");
+    } else {
+        eprintln!("note: a block was written already (a slow machine passed a second)");
+    }
+    writer.flush().unwrap();
+    assert!(blocks(&db) >= 1, "a flush writes them as a block");
+    assert_eq!(keys_on_restart(&db), want, "and reads each once");
+    writer.close().unwrap();
+}
+
+/// Retention deletes the oldest events; keys that were only in their rows
+/// go to a block first. An event that took the highest rowid and was
+/// deleted at once (the oldest event time) frees that rowid for the next
+/// event, whose key must still be read back.
+#[test]
+fn retention_keeps_the_keys_of_the_events_it_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let writer = StoreWriter::spawn_with(
+        &db,
+        Retention {
+            max_events: 50,
+            ..Retention::default()
+        },
+        true,
+        None,
+    )
+    .unwrap();
+    let base = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
+    let mut ids = Vec::new();
+    // Retention runs every 64 commits: 63 in time order, then one older
+    // than all of them (it gets the highest rowid and is deleted first),
+    // then the 65th.
+    for i in 0..63 {
+        let id = format!("r-{i:03}");
+        commit(
+            &writer,
+            keyed_event(&id, base + chrono::Duration::seconds(i)),
+        );
+        ids.push(id);
+    }
+    commit(
+        &writer,
+        keyed_event("r-oldest", base - chrono::Duration::days(1)),
+    );
+    ids.push("r-oldest".into());
+    commit(
+        &writer,
+        keyed_event("r-next", base + chrono::Duration::seconds(100)),
+    );
+    ids.push("r-next".into());
+    let conn = store::open(&db).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    let oldest: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM events WHERE event_id = 'r-oldest'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!((stored, oldest), (51, 0), "retention ran and took r-oldest");
+    let want: std::collections::BTreeSet<u64> =
+        ids.iter().map(|id| store::idempotency_key(id)).collect();
+    assert_eq!(keys_on_restart(&db), want, "every key, deleted events' too");
     writer.close().unwrap();
 }

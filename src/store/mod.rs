@@ -454,6 +454,9 @@ fn writer_loop(
     let mut group = Group::default();
     let mut since_retention = 0u64;
     let mut complaints = crate::util::Complaints::default();
+    // Committed keys not yet in a block (see `KEYS_PER_BLOCK`).
+    let mut pending = KeyBlock::default();
+    let mut keys_written = std::time::Instant::now();
     let mut stored: u64 =
         conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64;
     while let Ok(first) = rx.recv() {
@@ -514,14 +517,33 @@ fn writer_loop(
                 }
             }
         }
-        // Replies first: retention is housekeeping, not part of the commit.
+        // Replies first: keys' blocks and retention are housekeeping, not
+        // part of the commit (its events' rows hold its keys meanwhile).
         for f in after {
             (f.0)();
+        }
+        pending.extend(&group.block);
+        if pending.len() >= KEYS_PER_BLOCK
+            || (!pending.bytes.is_empty() && keys_written.elapsed() >= KEYS_EVERY)
+            || !acks.is_empty()
+        {
+            match (flush_keys(&mut conn, &mut pending), &live) {
+                (Ok(()), _) => keys_written = std::time::Instant::now(),
+                (Err(e), None) => return Err(e),
+                (Err(e), Some(_)) => {
+                    complaints.say(&format!(
+                        "store: writing idempotency keys failed (they stay with their events' rows): {e}"
+                    ));
+                }
+            }
         }
         since_retention += 1;
         if since_retention >= 64 || !acks.is_empty() {
             since_retention = 0;
-            match (enforce_retention(&conn, retention, &mut stored), &live) {
+            match (
+                enforce_retention(&mut conn, retention, &mut stored, &mut pending),
+                &live,
+            ) {
                 (Ok(()), _) => {}
                 (Err(e), None) => return Err(e),
                 (Err(e), Some(_)) => {
@@ -533,7 +555,28 @@ fn writer_loop(
             let _ = a.send(());
         }
     }
-    match (enforce_retention(&conn, retention, &mut stored), &live) {
+    // At stop the watermark moves past every event, keys or not (an
+    // offline scan's events have none): a start then reads none back.
+    let last = conn.transaction().map_err(StoreError::from).and_then(|tx| {
+        write_keys(&tx, &pending)?;
+        tx.commit()?;
+        Ok(())
+    });
+    if last.is_ok() {
+        pending.clear();
+    }
+    if let Err(e) = last {
+        if live.is_none() {
+            return Err(e);
+        }
+        complaints.say(&format!(
+            "store: writing idempotency keys at stop failed (they stay with their events' rows): {e}"
+        ));
+    }
+    match (
+        enforce_retention(&mut conn, retention, &mut stored, &mut pending),
+        &live,
+    ) {
         (Err(e), None) => Err(e),
         _ => Ok(stats),
     }
@@ -549,15 +592,17 @@ struct Group {
     /// Its writes other than events and keys, kept until the commit so a
     /// failed group can hand them back.
     kept: Vec<WriteOp>,
-    /// The group's idempotency keys as one `idempotency_blocks` row.
+    /// The group's idempotency keys, for the writer's pending block.
     block: KeyBlock,
     /// Its [`WriteOp::Records`], appended after the commit.
     records: audit_log::Pending,
 }
 
-/// Idempotency keys stored as one row per group commit (schema v5): each
-/// key as 16 bytes, the key and its expiry (ms since the epoch), both
-/// little-endian. A row per key cost ~5 % of the batch ingest rate.
+/// Idempotency keys stored as rows of many keys (schema v5): each key as
+/// 16 bytes, the key and its expiry (ms since the epoch), both
+/// little-endian. A row per key cost ~5 % of the batch ingest rate, and a
+/// row per group commit ~7 % of `/ingest` at concurrency 16 (schema v7:
+/// see [`KEYS_PER_BLOCK`]).
 #[derive(Default)]
 struct KeyBlock {
     bytes: Vec<u8>,
@@ -577,6 +622,54 @@ impl KeyBlock {
     fn clear(&mut self) {
         self.bytes.clear();
     }
+
+    fn len(&self) -> usize {
+        self.bytes.len() / KEY_BYTES
+    }
+
+    fn extend(&mut self, other: &KeyBlock) {
+        if !other.bytes.is_empty() {
+            if self.bytes.is_empty() || other.expires_at > self.expires_at {
+                self.expires_at = other.expires_at;
+            }
+            self.bytes.extend_from_slice(&other.bytes);
+        }
+    }
+}
+
+/// Keys committed but not yet in a block: recoverable meanwhile from their
+/// events' rows (past `idempotency_meta.through_rowid`), and written as one
+/// block at most this many keys or [`KEYS_EVERY`] later, before retention
+/// deletes events, at a [`WriteOp::Flush`] and when the writer stops.
+const KEYS_PER_BLOCK: usize = 4096;
+const KEYS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Writes `pending` as one block (if it holds keys) and moves the
+/// watermark to the newest event row, in `tx`: every event up to it then
+/// has its key in a block.
+fn write_keys(tx: &rusqlite::Transaction<'_>, pending: &KeyBlock) -> Result<(), StoreError> {
+    if !pending.bytes.is_empty() {
+        tx.prepare_cached("INSERT INTO idempotency_blocks (expires_at, keys) VALUES (?1, ?2)")?
+            .execute(params![pending.expires_at, pending.bytes])?;
+    }
+    tx.prepare_cached(
+        "UPDATE idempotency_meta SET through_rowid = COALESCE((SELECT max(rowid) FROM events), 0)",
+    )?
+    .execute([])?;
+    Ok(())
+}
+
+/// [`write_keys`] in a transaction of its own; `pending` is emptied once it
+/// is committed (kept for the next try if not).
+fn flush_keys(conn: &mut Connection, pending: &mut KeyBlock) -> Result<(), StoreError> {
+    if pending.bytes.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    write_keys(&tx, pending)?;
+    tx.commit()?;
+    pending.clear();
+    Ok(())
 }
 
 /// Bytes per key in an `idempotency_blocks` row.
@@ -611,10 +704,8 @@ fn commit_group(
     }
     ops.for_each(|op| set_aside(op, group));
     result?;
-    if !group.block.bytes.is_empty() {
-        tx.prepare_cached("INSERT INTO idempotency_blocks (expires_at, keys) VALUES (?1, ?2)")?
-            .execute(params![group.block.expires_at, group.block.bytes])?;
-    }
+    // The group's keys join the writer's pending block after the commit
+    // (see [`KEYS_PER_BLOCK`]): until then its events' rows hold them.
     // Dropped without a commit, the transaction rolls back.
     tx.commit()?;
     Ok(())
@@ -886,9 +977,21 @@ fn apply<'t>(
 /// Drops the oldest events (by event time) beyond the limit, the oldest
 /// alerts beyond theirs, and idempotency keys that have expired. `stored` is the writer's running count of event
 /// rows, so no `COUNT(*)` over the table is needed.
-fn enforce_retention(conn: &Connection, r: Retention, stored: &mut u64) -> Result<(), StoreError> {
+fn enforce_retention(
+    conn: &mut Connection,
+    r: Retention,
+    stored: &mut u64,
+    pending: &mut KeyBlock,
+) -> Result<(), StoreError> {
     let excess = stored.saturating_sub(r.max_events);
     if excess > 0 {
+        // The events about to go may hold keys in no block yet: the pending
+        // keys go to a block first, in the same transaction, and the
+        // watermark moves to the newest row left (a rowid freed at the top
+        // is reused by the next event, which must count as past it).
+        let tx = conn.transaction()?;
+        write_keys(&tx, pending)?;
+        let conn = &*tx;
         // The newest row to go, then one range delete along the unique
         // (ts, event_id) index: exactly the `excess` oldest. Collecting
         // their rowids first (`rowid IN (SELECT … LIMIT n)`) cost ~60 %
@@ -916,6 +1019,9 @@ fn enforce_retention(conn: &Connection, r: Retention, stored: &mut u64) -> Resul
                 })? as u64;
             }
         }
+        write_keys(&tx, &KeyBlock::default())?;
+        tx.commit()?;
+        pending.clear();
     }
     // Alerts are rows in the order they opened (an update keeps its row):
     // everything below the newest `max_alerts` rowids goes, a leading run,
@@ -1172,6 +1278,7 @@ pub fn for_each_idempotency_key(
     now: DateTime<Utc>,
     mut f: impl FnMut(u64, DateTime<Utc>),
 ) -> Result<(), StoreError> {
+    let now_time = now;
     let now = ts(now);
     let mut stmt = conn.prepare_cached(
         "SELECT keys FROM idempotency_blocks WHERE expires_at > ?1 ORDER BY rowid",
@@ -1200,8 +1307,35 @@ pub fn for_each_idempotency_key(
             f(key, exp);
         }
     }
+    // Events stored since the last block: their keys from their rows, kept
+    // for the TTL from when they were received (a minute more, so never
+    // less than the engine gave them; from now if not recorded).
+    let through: i64 = conn
+        .query_row("SELECT through_rowid FROM idempotency_meta", [], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .unwrap_or(0);
+    let ttl = chrono::Duration::seconds(IDEMPOTENCY_TTL_SECS + 60);
+    let mut stmt = conn.prepare("SELECT event_id, received FROM events WHERE rowid > ?1")?;
+    let mut rows = stmt.query(params![through])?;
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(0)?;
+        let received: Option<i64> = row.get(1)?;
+        let from = received
+            .and_then(DateTime::from_timestamp_micros)
+            .unwrap_or(now_time);
+        let exp = from + ttl;
+        if exp > now_time {
+            f(idempotency_key(&id), exp);
+        }
+    }
     Ok(())
 }
+
+/// How long an accepted event id is refused as a duplicate (the seed's 7
+/// days).
+pub const IDEMPOTENCY_TTL_SECS: i64 = 7 * 24 * 3600;
 
 #[cfg(test)]
 mod tests {

@@ -146,6 +146,17 @@ const MIGRATIONS: &[&str] = &[
     // 6: no query reads alerts by status, but every new alert and every
     // analyst label wrote this index.
     "DROP INDEX alerts_status;",
+    // 7: idempotency keys go to blocks a second (or 4 096 keys) at a time,
+    // and before retention deletes events, rather than a row per group
+    // commit (one WAL page in four at concurrency 16). The keys of events
+    // stored since the last block are read back from the events themselves
+    // at start: those past `through_rowid`. Every key so far is in a block.
+    "CREATE TABLE idempotency_meta (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        through_rowid INTEGER NOT NULL  -- events past this rowid may have keys in no block
+    );
+    INSERT INTO idempotency_meta (id, through_rowid)
+        VALUES (1, COALESCE((SELECT max(rowid) FROM events), 0));",
 ];
 
 /// Keys per block when v4's rows are moved into blocks.
@@ -233,6 +244,40 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v6_events_count_as_blocked_after_v7_so_a_restart_reads_none_back() {
+        // Up to v6 every commit wrote its keys as a block: after v7 the
+        // watermark stands at the newest event, so the restart reads keys
+        // from blocks only; events stored later are read back.
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("v6.db")).unwrap();
+        for sql in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        let insert = |conn: &Connection, id: &str| {
+            conn.execute(
+                "INSERT INTO events (event_id, ts, received, host, source, category, action, outcome, severity, message)
+                 VALUES (?1, 0, NULL, 'h', 's', 'auth', 'login', 'success', 1, 'm')",
+                [id],
+            )
+            .unwrap();
+        };
+        insert(&conn, "before-v7");
+        migrate(&mut conn).unwrap();
+        let through: i64 = conn
+            .query_row("SELECT through_rowid FROM idempotency_meta", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(through, 1);
+        insert(&conn, "after-v7");
+        let mut keys = Vec::new();
+        super::super::for_each_idempotency_key(&conn, chrono::Utc::now(), |k, _| keys.push(k))
+            .unwrap();
+        assert_eq!(keys, [super::super::idempotency_key("after-v7")]);
+    }
 
     #[test]
     fn v4_keys_move_into_blocks_in_order_with_their_expiries() {
