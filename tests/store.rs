@@ -796,3 +796,29 @@ fn retention_keeps_the_keys_of_the_events_it_deletes() {
     assert_eq!(keys_on_restart(&db), want, "every key, deleted events' too");
     writer.close().unwrap();
 }
+
+/// A group holding 4 096 keys or more writes them as blocks in its own
+/// commit, so batches cost no extra transaction.
+#[test]
+fn a_big_group_writes_its_keys_in_its_own_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let writer = StoreWriter::spawn_with(&db, Retention::default(), true, None).unwrap();
+    let at = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
+    let ops: Vec<WriteOp> = (0..5000)
+        .flat_map(|i| keyed_event(&format!("big-{i}"), at))
+        .collect();
+    commit(&writer, ops);
+    let conn = store::open(&db).unwrap();
+    let (blocks, keys, through): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT count(*), COALESCE(sum(length(keys)) / 16, 0),
+                    (SELECT through_rowid FROM idempotency_meta)
+               FROM idempotency_blocks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((blocks, keys, through), (1, 5000, 5000));
+    writer.close().unwrap();
+}

@@ -472,7 +472,14 @@ fn writer_loop(
         group.keys.clear();
         group.kept.clear();
         group.records.clear();
-        let committed = commit_group(&mut conn, &mut batch, &mut group, &mut stats);
+        let keys_due = keys_written.elapsed() >= KEYS_EVERY;
+        let committed = commit_group(
+            &mut conn,
+            &mut batch,
+            &mut group,
+            &mut stats,
+            (&pending, keys_due),
+        );
         let acks = std::mem::take(&mut group.acks);
         let after = std::mem::take(&mut group.after);
         if let Err(e) = committed {
@@ -522,20 +529,11 @@ fn writer_loop(
         for f in after {
             (f.0)();
         }
-        pending.extend(&group.block);
-        if pending.len() >= KEYS_PER_BLOCK
-            || (!pending.bytes.is_empty() && keys_written.elapsed() >= KEYS_EVERY)
-            || !acks.is_empty()
-        {
-            match (flush_keys(&mut conn, &mut pending), &live) {
-                (Ok(()), _) => keys_written = std::time::Instant::now(),
-                (Err(e), None) => return Err(e),
-                (Err(e), Some(_)) => {
-                    complaints.say(&format!(
-                        "store: writing idempotency keys failed (they stay with their events' rows): {e}"
-                    ));
-                }
-            }
+        if matches!(committed, Ok(true)) {
+            pending.clear();
+            keys_written = std::time::Instant::now();
+        } else {
+            pending.extend(&group.block);
         }
         since_retention += 1;
         if since_retention >= 64 || !acks.is_empty() {
@@ -558,7 +556,7 @@ fn writer_loop(
     // At stop the watermark moves past every event, keys or not (an
     // offline scan's events have none): a start then reads none back.
     let last = conn.transaction().map_err(StoreError::from).and_then(|tx| {
-        write_keys(&tx, &pending)?;
+        write_keys(&tx, &[&pending])?;
         tx.commit()?;
         Ok(())
     });
@@ -638,19 +636,21 @@ impl KeyBlock {
 }
 
 /// Keys committed but not yet in a block: recoverable meanwhile from their
-/// events' rows (past `idempotency_meta.through_rowid`), and written as one
-/// block at most this many keys or [`KEYS_EVERY`] later, before retention
-/// deletes events, at a [`WriteOp::Flush`] and when the writer stops.
+/// events' rows (past `idempotency_meta.through_rowid`), and written as
+/// blocks, in a group's own transaction, once this many are held or with
+/// the first group [`KEYS_EVERY`] after the last write; also before
+/// retention deletes events, with a [`WriteOp::Flush`] and when the writer
+/// stops.
 const KEYS_PER_BLOCK: usize = 4096;
 const KEYS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Writes `pending` as one block (if it holds keys) and moves the
+/// Writes each of `blocks` that holds keys as a block and moves the
 /// watermark to the newest event row, in `tx`: every event up to it then
 /// has its key in a block.
-fn write_keys(tx: &rusqlite::Transaction<'_>, pending: &KeyBlock) -> Result<(), StoreError> {
-    if !pending.bytes.is_empty() {
+fn write_keys(tx: &rusqlite::Transaction<'_>, blocks: &[&KeyBlock]) -> Result<(), StoreError> {
+    for b in blocks.iter().filter(|b| !b.bytes.is_empty()) {
         tx.prepare_cached("INSERT INTO idempotency_blocks (expires_at, keys) VALUES (?1, ?2)")?
-            .execute(params![pending.expires_at, pending.bytes])?;
+            .execute(params![b.expires_at, b.bytes])?;
     }
     tx.prepare_cached(
         "UPDATE idempotency_meta SET through_rowid = COALESCE((SELECT max(rowid) FROM events), 0)",
@@ -659,30 +659,25 @@ fn write_keys(tx: &rusqlite::Transaction<'_>, pending: &KeyBlock) -> Result<(), 
     Ok(())
 }
 
-/// [`write_keys`] in a transaction of its own; `pending` is emptied once it
-/// is committed (kept for the next try if not).
-fn flush_keys(conn: &mut Connection, pending: &mut KeyBlock) -> Result<(), StoreError> {
-    if pending.bytes.is_empty() {
-        return Ok(());
-    }
-    let tx = conn.transaction()?;
-    write_keys(&tx, pending)?;
-    tx.commit()?;
-    pending.clear();
-    Ok(())
-}
-
 /// Bytes per key in an `idempotency_blocks` row.
 const KEY_BYTES: usize = 16;
 
 /// One transaction over `batch` (emptied either way). On failure `group`
 /// holds every key and every write to hand back, applied or not.
+///
+/// `keys` is the writer's pending block and whether a second has passed
+/// since keys were last written: when it is due (or the keys reach
+/// [`KEYS_PER_BLOCK`], or the group holds a [`WriteOp::Flush`]), the
+/// pending keys and the group's go to blocks in this transaction, and
+/// `Ok(true)` says so (the caller then empties `pending`; on failure it
+/// stays as it was). Otherwise the group's keys wait in its events' rows.
 fn commit_group(
     conn: &mut Connection,
     batch: &mut Vec<WriteOp>,
     group: &mut Group,
     stats: &mut WriterStats,
-) -> Result<(), StoreError> {
+    keys: (&KeyBlock, bool),
+) -> Result<bool, StoreError> {
     let tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(e) => {
@@ -704,11 +699,15 @@ fn commit_group(
     }
     ops.for_each(|op| set_aside(op, group));
     result?;
-    // The group's keys join the writer's pending block after the commit
-    // (see [`KEYS_PER_BLOCK`]): until then its events' rows hold them.
+    let (pending, due) = keys;
+    let held = pending.len() + group.block.len();
+    let write = held >= KEYS_PER_BLOCK || (held > 0 && due) || !group.acks.is_empty();
+    if write {
+        write_keys(&tx, &[pending, &group.block])?;
+    }
     // Dropped without a commit, the transaction rolls back.
     tx.commit()?;
-    Ok(())
+    Ok(write)
 }
 
 /// Writes the engine holds in memory and would queue again after a failed
@@ -990,7 +989,7 @@ fn enforce_retention(
         // watermark moves to the newest row left (a rowid freed at the top
         // is reused by the next event, which must count as past it).
         let tx = conn.transaction()?;
-        write_keys(&tx, pending)?;
+        write_keys(&tx, &[pending])?;
         let conn = &*tx;
         // The newest row to go, then one range delete along the unique
         // (ts, event_id) index: exactly the `excess` oldest. Collecting
@@ -1019,7 +1018,7 @@ fn enforce_retention(
                 })? as u64;
             }
         }
-        write_keys(&tx, &KeyBlock::default())?;
+        write_keys(&tx, &[])?;
         tx.commit()?;
         pending.clear();
     }
