@@ -671,6 +671,15 @@ fn a_groups_records_are_appended_once_after_its_commit_and_before_its_replies() 
     writer.close().unwrap();
 }
 
+/// A live writer (fsync per commit, as `vigil serve` runs it) on a fresh
+/// database.
+fn live_writer(r: Retention) -> (tempfile::TempDir, std::path::PathBuf, StoreWriter) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let writer = StoreWriter::spawn_with(&db, r, true, None).unwrap();
+    (dir, db, writer)
+}
+
 /// Commits `ops` as one group and waits for it.
 fn commit(writer: &StoreWriter, mut ops: Vec<WriteOp>) {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -710,9 +719,7 @@ fn keys_on_restart(db: &std::path::Path) -> std::collections::BTreeSet<u64> {
 /// crash loses none of them: a restart reads them from their events' rows.
 #[test]
 fn committed_keys_not_yet_in_a_block_are_read_back_from_their_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("v.db");
-    let writer = StoreWriter::spawn_with(&db, Retention::default(), true, None).unwrap();
+    let (_dir, db, writer) = live_writer(Retention::default());
     let at = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
     for i in 0..3 {
         commit(&writer, keyed_event(&format!("k-{i}"), at));
@@ -744,18 +751,10 @@ fn committed_keys_not_yet_in_a_block_are_read_back_from_their_events() {
 /// event, whose key must still be read back.
 #[test]
 fn retention_keeps_the_keys_of_the_events_it_deletes() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("v.db");
-    let writer = StoreWriter::spawn_with(
-        &db,
-        Retention {
-            max_events: 50,
-            ..Retention::default()
-        },
-        true,
-        None,
-    )
-    .unwrap();
+    let (_dir, db, writer) = live_writer(Retention {
+        max_events: 50,
+        ..Retention::default()
+    });
     let base = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
     let mut ids = Vec::new();
     // Retention runs every 64 commits: 63 in time order, then one older
@@ -801,9 +800,7 @@ fn retention_keeps_the_keys_of_the_events_it_deletes() {
 /// commit, so batches cost no extra transaction.
 #[test]
 fn a_big_group_writes_its_keys_in_its_own_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("v.db");
-    let writer = StoreWriter::spawn_with(&db, Retention::default(), true, None).unwrap();
+    let (_dir, db, writer) = live_writer(Retention::default());
     let at = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
     let ops: Vec<WriteOp> = (0..5000)
         .flat_map(|i| keyed_event(&format!("big-{i}"), at))
