@@ -524,8 +524,9 @@ fn writer_loop(
                 }
             }
         }
-        // Replies first: keys' blocks and retention are housekeeping, not
-        // part of the commit (its events' rows hold its keys meanwhile).
+        // Replies first: retention is housekeeping, not part of the commit.
+        // (Keys not written with this group wait in `pending`; its events'
+        // rows hold them meanwhile.)
         for f in after {
             (f.0)();
         }
