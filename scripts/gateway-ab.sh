@@ -21,6 +21,9 @@
 #   SEED_CMD='cd ~/seed && rm -rf engine/out gateway/audit &&
 #             exec uvicorn gateway.app.main:app --port 8000 --log-level warning'
 # (the seed slows as its idempotency table grows, so fresh state matters).
+# Set FLOOR=1 to interleave examples/http_floor too (an HTTP server on the
+# same stack that answers 200 and does nothing else): B/floor is the share
+# of what this machine and client allow any server, in the same rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:?rounds}
@@ -90,6 +93,10 @@ serve() {
         exec "$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir" 2>"$dir/serve.log"
 }
 
+floor() {
+    exec target/release/examples/http_floor --listen "127.0.0.1:$port"
+}
+
 seed() {
     ARES_SHARED_SECRET=bench SEC_RATE_LIMIT_PER_MIN=100000000 exec bash -c "$SEED_CMD" 2>/dev/null
 }
@@ -104,6 +111,9 @@ for r in $(seq 1 "$rounds"); do
     if [[ -n ${SEED_CMD:-} ]]; then
         run_one seed seed
     fi
+    if [[ -n ${FLOOR:-} ]]; then
+        run_one floor floor
+    fi
 done
 
 # Means over the rounds, and B and the seed as ratios (B/A is the change;
@@ -113,6 +123,7 @@ awk '{ n[$1]++; sum[$1] += $2; if ($3 > 0) { cn[$1]++; cpu[$1] += $3 } }
        for (l in n) mean[l] = sum[l] / n[l]
        printf "mean     A %.0f  B %.0f events/s  B/A %.3f", mean["A"], mean["B"], mean["B"] / mean["A"]
        if ("seed" in mean) printf "  seed %.0f  B/seed %.1f", mean["seed"], mean["B"] / mean["seed"]
+       if ("floor" in mean) printf "  floor %.0f  B/floor %.3f", mean["floor"], mean["B"] / mean["floor"]
        printf "\n"
        if (cn["A"] > 0 && cn["B"] > 0)
          printf "cpu      A %.2f  B %.2f µs/event  B/A %.3f\n", cpu["A"] / cn["A"], cpu["B"] / cn["B"], (cpu["B"] / cn["B"]) / (cpu["A"] / cn["A"])
