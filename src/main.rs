@@ -783,7 +783,25 @@ fn serve(
             vigil::util::sanitize_for_terminal(&db.display().to_string()),
             vigil::util::sanitize_for_terminal(&audit_path.display().to_string())
         );
+        // A producer turned away (a rotated secret, a clock outside the
+        // replay window) only shows as silence in the event stream: a
+        // minute with refusals gets a line, a quiet minute none.
+        let minute_stats = gateway_stats.clone();
+        let reporting = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            every.tick().await;
+            let mut last = minute_stats.counts();
+            loop {
+                every.tick().await;
+                let now = minute_stats.counts();
+                if let Some(line) = now.since(&last).minute_report() {
+                    tracing::warn!("{line}");
+                }
+                last = now;
+            }
+        });
         vigil::live::serve_gateway(listener, state, shutdown_signal()).await?;
+        reporting.abort();
         tracing::info!("{}", gateway_stats.summary());
         if cfg.syslog.udp.is_some() || cfg.syslog.tcp.is_some() {
             tracing::info!("{}", syslog_stats.summary());

@@ -11,6 +11,7 @@ use vigil::detect::{Alert, AlertStatus, Decision};
 use vigil::engine::{AdminRequest, Feed, FeedEvent, PolicySnapshot};
 use vigil::event::Event;
 use vigil::respond::policy::{Ban, HostState, Quarantine};
+use vigil::sources::gateway::IngestCounts;
 use vigil::tui::app::{Action, App, Effect, Health, Label, Mode, Pane, Pending, Session, SortKey};
 use vigil::tui::keymap::map_key;
 
@@ -215,6 +216,25 @@ snap!(overview_store_and_audit_failing, |app: &mut App| {
             lost: 179_022,
         }),
     }));
+});
+// The gateway's refusals, by reason, in the header: a producer turned away
+// shows in the stream only as silence.
+snap!(overview_gateway_refusing, |app: &mut App| {
+    app.update(Action::Ingest(ingest(
+        1_180,
+        &[("signature_mismatch", 7)],
+        0,
+    )));
+    app.update(Action::Ingest(ingest(
+        1_204,
+        &[
+            ("stale_timestamp", 50),
+            ("signature_mismatch", 7),
+            ("invalid_json", 2),
+            ("rate_limited", 1),
+        ],
+        3,
+    )));
 });
 // Other panes say so in the tab bar.
 snap!(alerts_pane_with_the_audit_log_failing, |app: &mut App| {
@@ -1004,4 +1024,36 @@ fn huge_attributes_are_shown_bounded_in_the_stream_and_the_detail() {
     assert!(screen.contains("· k99 "), "{screen}");
     assert!(!screen.contains("· k100 "), "{screen}");
     assert!(screen.contains("… 99900 more attributes"), "{screen}");
+}
+
+fn ingest(accepted: u64, refused: &[(&str, u64)], turned_away: u64) -> IngestCounts {
+    IngestCounts {
+        accepted,
+        refused: refused.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+        connections_refused: turned_away,
+    }
+}
+
+#[test]
+fn refusals_count_as_recent_for_a_minute_of_samples() {
+    let mut app = fixture();
+    assert_eq!(app.refused_last_minute(), 0);
+    app.update(Action::Ingest(ingest(0, &[], 0)));
+    app.update(Action::Ingest(ingest(5, &[("stale_timestamp", 4)], 0)));
+    assert_eq!(app.refused_last_minute(), 4);
+    // A sample a second: 59 more quiet seconds keep them in the minute...
+    for _ in 0..59 {
+        app.update(Action::Ingest(ingest(5, &[("stale_timestamp", 4)], 0)));
+    }
+    assert_eq!(app.refused_last_minute(), 4);
+    // ...the 60th lets them go, while the totals stay on show.
+    app.update(Action::Ingest(ingest(5, &[("stale_timestamp", 4)], 0)));
+    assert_eq!(app.refused_last_minute(), 0);
+    assert_eq!(app.ingest.refused_total(), 4);
+    let screen = draw(&mut app, 120, 40);
+    assert!(
+        screen.contains("gateway 5 accepted · 4 refused · stale_timestamp 4"),
+        "{screen}"
+    );
+    assert!(!screen.contains("last min"), "{screen}");
 }

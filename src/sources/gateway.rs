@@ -120,47 +120,137 @@ impl GatewayStats {
             .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 
-    pub fn accepted(&self) -> u64 {
-        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     pub fn connection_refused(&self) {
         self.connections_refused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    pub fn connections_refused(&self) -> u64 {
-        self.connections_refused
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Refusals by reason, most frequent first.
-    pub fn refused(&self) -> Vec<(String, u64)> {
-        let mut v: Vec<_> = self
+    /// The counts so far.
+    pub fn counts(&self) -> IngestCounts {
+        let mut refused: Vec<(String, u64)> = self
             .refused
             .lock()
             .map(|m| m.iter().map(|(k, n)| (k.clone(), *n)).collect())
             .unwrap_or_default();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        v
+        sort_most_first(&mut refused);
+        IngestCounts {
+            accepted: self.accepted.load(std::sync::atomic::Ordering::Relaxed),
+            refused,
+            connections_refused: self
+                .connections_refused
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// `gateway: 1200 accepted, 7 refused (signature_mismatch 5, ...)`.
     pub fn summary(&self) -> String {
-        let refused = self.refused();
-        let total: u64 = refused.iter().map(|(_, n)| n).sum();
-        let mut s = format!("gateway: {} accepted, {total} refused", self.accepted());
-        if !refused.is_empty() {
-            let parts: Vec<String> = refused.iter().map(|(r, n)| format!("{r} {n}")).collect();
-            s.push_str(&format!(" ({})", parts.join(", ")));
+        let c = self.counts();
+        let mut s = format!(
+            "gateway: {} accepted, {} refused",
+            c.accepted,
+            c.refused_total()
+        );
+        if !c.refused.is_empty() {
+            s.push_str(&format!(" ({})", c.reasons(usize::MAX)));
         }
-        let turned_away = self.connections_refused();
-        if turned_away > 0 {
+        if c.connections_refused > 0 {
             s.push_str(&format!(
-                "; {turned_away} connections turned away at the connection limits"
+                "; {} connections turned away at the connection limits",
+                c.connections_refused
             ));
         }
         s
+    }
+}
+
+fn sort_most_first(v: &mut [(String, u64)]) {
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+}
+
+/// The gateway's accepts and refusals at one moment (or, from
+/// [`IngestCounts::since`], between two): what shows a producer being
+/// turned away (a rotated secret, a clock drifting out of the replay
+/// window) while the event stream merely goes quiet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestCounts {
+    pub accepted: u64,
+    /// Refusals by reason (the audit log's), most frequent first.
+    pub refused: Vec<(String, u64)>,
+    /// Connections turned away at the connection limits (never audited:
+    /// they did not reach HTTP).
+    pub connections_refused: u64,
+}
+
+impl IngestCounts {
+    pub fn refused_total(&self) -> u64 {
+        self.refused.iter().map(|(_, n)| n).sum()
+    }
+
+    /// What came between `earlier` and these counts: reasons that did not
+    /// grow are left out.
+    pub fn since(&self, earlier: &IngestCounts) -> IngestCounts {
+        let before = |reason: &str| {
+            earlier
+                .refused
+                .iter()
+                .find(|(r, _)| r == reason)
+                .map_or(0, |(_, n)| *n)
+        };
+        let mut refused: Vec<(String, u64)> = self
+            .refused
+            .iter()
+            .map(|(r, n)| (r.clone(), n.saturating_sub(before(r))))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        sort_most_first(&mut refused);
+        IngestCounts {
+            accepted: self.accepted.saturating_sub(earlier.accepted),
+            refused,
+            connections_refused: self
+                .connections_refused
+                .saturating_sub(earlier.connections_refused),
+        }
+    }
+
+    /// `stale_timestamp 50, signature_mismatch 7`: the `max` most frequent
+    /// reasons, then how many refusals the others add up to.
+    pub fn reasons(&self, max: usize) -> String {
+        let mut parts: Vec<String> = self
+            .refused
+            .iter()
+            .take(max)
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        let rest: u64 = self.refused.iter().skip(max).map(|(_, n)| n).sum();
+        if rest > 0 {
+            parts.push(format!("{rest} other"));
+        }
+        parts.join(", ")
+    }
+
+    /// The line `vigil serve` logs for a minute in which something was
+    /// turned away; `None` for a minute without.
+    pub fn minute_report(&self) -> Option<String> {
+        let refused = self.refused_total();
+        if refused == 0 && self.connections_refused == 0 {
+            return None;
+        }
+        let mut s = format!(
+            "gateway, last minute: {refused} refused{}, {} accepted",
+            if refused > 0 {
+                format!(" ({})", self.reasons(usize::MAX))
+            } else {
+                String::new()
+            },
+            self.accepted
+        );
+        if self.connections_refused > 0 {
+            s.push_str(&format!(
+                "; {} connections turned away at the connection limits",
+                self.connections_refused
+            ));
+        }
+        Some(s)
     }
 }
 
@@ -1394,6 +1484,58 @@ async fn decisions(State(st): State<Arc<GatewayState>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn counts(accepted: u64, refused: &[(&str, u64)], turned_away: u64) -> IngestCounts {
+        IngestCounts {
+            accepted,
+            refused: refused.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+            connections_refused: turned_away,
+        }
+    }
+
+    #[test]
+    fn a_minute_reports_only_the_refusals_that_grew_most_first() {
+        let before = counts(100, &[("signature_mismatch", 7), ("stale_timestamp", 3)], 0);
+        let after = counts(
+            160,
+            &[
+                ("stale_timestamp", 53),
+                ("signature_mismatch", 7),
+                ("invalid_json", 1),
+            ],
+            2,
+        );
+        let minute = after.since(&before);
+        assert_eq!(
+            minute,
+            counts(60, &[("stale_timestamp", 50), ("invalid_json", 1)], 2)
+        );
+        assert_eq!(
+            minute.minute_report().as_deref(),
+            Some(
+                "gateway, last minute: 51 refused (stale_timestamp 50, invalid_json 1), \
+                 60 accepted; 2 connections turned away at the connection limits"
+            )
+        );
+        // Nothing turned away: nothing to say, however much was accepted.
+        assert_eq!(after.since(&after).minute_report(), None);
+        assert_eq!(counts(9, &[], 0).minute_report(), None);
+        assert_eq!(
+            counts(0, &[], 1).minute_report().as_deref(),
+            Some(
+                "gateway, last minute: 0 refused, 0 accepted; \
+                 1 connections turned away at the connection limits"
+            )
+        );
+    }
+
+    #[test]
+    fn reasons_past_the_first_few_are_summed() {
+        let c = counts(0, &[("a", 5), ("b", 3), ("c", 2), ("d", 1)], 0);
+        assert_eq!(c.reasons(2), "a 5, b 3, 3 other");
+        assert_eq!(c.reasons(usize::MAX), "a 5, b 3, c 2, d 1");
+        assert_eq!(c.refused_total(), 11);
+    }
 
     #[test]
     fn escaped_fields_validate_as_their_plain_form() {

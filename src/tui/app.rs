@@ -231,6 +231,8 @@ pub enum Action {
     },
     /// The store's and the audit log's state, polled once a second.
     Health(Health),
+    /// The gateway's accepts and refusals so far, sent once a second.
+    Ingest(crate::sources::gateway::IngestCounts),
 }
 
 /// What keeps the engine from doing its job, for the overview header.
@@ -289,6 +291,11 @@ pub struct App {
     pub dropped_events: u64,
     pub dropped_alerts: u64,
     pub health: Health,
+    /// The gateway's counts, as last sent.
+    pub ingest: crate::sources::gateway::IngestCounts,
+    /// Refusals so far at each of the last 61 [`Action::Ingest`] (one a
+    /// second): the newest less the oldest is the last minute's.
+    ingest_refused: VecDeque<u64>,
 
     // Alerts
     pub alerts: Vec<Alert>,
@@ -346,6 +353,8 @@ impl App {
             dropped_events: 0,
             dropped_alerts: 0,
             health: Health::default(),
+            ingest: Default::default(),
+            ingest_refused: VecDeque::with_capacity(61),
             alerts: Vec::new(),
             alert_index: HashMap::new(),
             alert_view: Vec::new(),
@@ -577,6 +586,13 @@ impl App {
                 self.dropped_alerts = alerts;
             }
             Action::Health(h) => self.health = h,
+            Action::Ingest(c) => {
+                if self.ingest_refused.len() == 61 {
+                    self.ingest_refused.pop_front();
+                }
+                self.ingest_refused.push_back(c.refused_total());
+                self.ingest = c;
+            }
         }
         effects
     }
@@ -766,6 +782,15 @@ impl App {
 
     /// Open alerts by severity band: critical (9–10), high (7–8), medium
     /// (4–6), low (0–3).
+    /// Gateway refusals over the last minute (over the console's life, if
+    /// shorter).
+    pub fn refused_last_minute(&self) -> u64 {
+        match (self.ingest_refused.front(), self.ingest_refused.back()) {
+            (Some(oldest), Some(newest)) => newest.saturating_sub(*oldest),
+            _ => 0,
+        }
+    }
+
     pub fn open_by_severity(&self) -> [usize; 4] {
         let mut n = [0; 4];
         for a in self.alerts.iter().filter(|a| a.status == AlertStatus::Open) {

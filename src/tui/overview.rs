@@ -12,7 +12,7 @@ use super::view::{clean, event_text, fit, panel, window_start};
 use crate::event::Outcome;
 
 pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
-    let [header, body] = Layout::vertical([Constraint::Length(6), Constraint::Min(5)]).areas(area);
+    let [header, body] = Layout::vertical([Constraint::Length(7), Constraint::Min(5)]).areas(area);
     render_header(frame, app, theme, header);
     // The stream gets the width; the sources list only when there is room.
     if area.width >= 140 {
@@ -45,6 +45,11 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             .collect();
         frame.render_widget(Paragraph::new(lines), last);
     }
+    // The gateway's line runs the full width under the figures and the
+    // sparkline: its refusal reasons want the room.
+    let [inner, gateway] =
+        Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+    frame.render_widget(Paragraph::new(gateway_line(app, theme)), gateway);
     let [figures, spark] =
         Layout::horizontal([Constraint::Length(58), Constraint::Min(10)]).areas(inner);
     let per_sec = app.rate.iter().rev().nth(1).copied().unwrap_or(0);
@@ -113,10 +118,21 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         }
     }
     frame.render_widget(Paragraph::new(lines), figures);
-    let data: Vec<u64> = app.rate.iter().copied().collect();
     let [label, chart] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(spark);
+    // The newest seconds that fit: a sparkline draws from its first value,
+    // so a narrow chart given the whole minute showed its oldest seconds.
+    let shown = app.rate.len().min(usize::from(chart.width));
+    let data: Vec<u64> = app
+        .rate
+        .iter()
+        .skip(app.rate.len() - shown)
+        .copied()
+        .collect();
     frame.render_widget(
-        Paragraph::new(Span::styled("events/s, last 60 s", theme.dimmed())),
+        Paragraph::new(Span::styled(
+            format!("events/s, last {} s", shown.max(1)),
+            theme.dimmed(),
+        )),
         label,
     );
     frame.render_widget(
@@ -125,6 +141,40 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             .style(Style::new().fg(theme.accent)),
         chart,
     );
+}
+
+/// `gateway 1204 accepted · 57 refused (12 last min) · stale_timestamp 50,
+/// …`, in the warning colour while refusals keep coming (within the last
+/// minute): a producer turned away shows in the stream only as silence.
+/// The counts come first, the reasons last, where a narrow terminal cuts.
+fn gateway_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
+    let c = &app.ingest;
+    let recent = app.refused_last_minute();
+    let warn = Style::new().fg(theme.warn);
+    let mut spans = vec![
+        Span::styled("gateway ", theme.dimmed()),
+        Span::styled(format!("{} accepted", c.accepted), theme.text()),
+        Span::styled(" · ", theme.dimmed()),
+        Span::styled(
+            format!("{} refused", c.refused_total()),
+            if recent > 0 { warn } else { theme.text() },
+        ),
+    ];
+    if recent > 0 {
+        spans.push(Span::styled(format!(" ({recent} last min)"), warn));
+    }
+    if c.connections_refused > 0 {
+        spans.push(Span::styled(" · ", theme.dimmed()));
+        spans.push(Span::styled(
+            format!("{} connections turned away", c.connections_refused),
+            warn,
+        ));
+    }
+    if !c.refused.is_empty() {
+        spans.push(Span::styled(" · ", theme.dimmed()));
+        spans.push(Span::styled(clean(&c.reasons(3)), theme.dimmed()));
+    }
+    Line::from(spans)
 }
 
 /// The store's and the audit log's failures, a line each.

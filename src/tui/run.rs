@@ -350,6 +350,7 @@ fn ui_loop(
             if health != app.health {
                 app.update(Action::Health(health));
             }
+            app.update(Action::Ingest(gateway.stats.counts()));
             let engine = engine.clone();
             let tx = done_tx.clone();
             runtime.spawn(async move {
