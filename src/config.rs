@@ -79,6 +79,12 @@ pub struct GatewayConfig {
     /// Rotated audit files kept; the oldest beyond this are deleted. 0
     /// keeps them all.
     pub audit_keep: u32,
+    /// Refusals per minute written to the audit log one record each, from
+    /// all clients together; past it they are counted into one summary
+    /// record a minute (see [`crate::sources::refusals`]). 0: no cap.
+    pub audit_refusals_per_minute: u32,
+    /// The same, from one client (an IPv4 address or an IPv6 /64).
+    pub audit_refusals_per_client_per_minute: u32,
 }
 
 impl Default for GatewayConfig {
@@ -97,6 +103,8 @@ impl Default for GatewayConfig {
             body_timeout_secs: 30,
             audit_max_mib: 256,
             audit_keep: 20,
+            audit_refusals_per_minute: 1200,
+            audit_refusals_per_client_per_minute: 120,
         }
     }
 }
@@ -122,6 +130,11 @@ impl std::fmt::Debug for GatewayConfig {
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("audit_max_mib", &self.audit_max_mib)
             .field("audit_keep", &self.audit_keep)
+            .field("audit_refusals_per_minute", &self.audit_refusals_per_minute)
+            .field(
+                "audit_refusals_per_client_per_minute",
+                &self.audit_refusals_per_client_per_minute,
+            )
             .finish()
     }
 }

@@ -107,6 +107,10 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
         audit_failing: Default::default(),
         stats: Arc::default(),
         limits: crate::sources::gateway::ConnectionLimits::from_config(&cfg.gateway),
+        refusals: Mutex::new(crate::sources::refusals::RefusalBudget::new(
+            cfg.gateway.audit_refusals_per_client_per_minute,
+            cfg.gateway.audit_refusals_per_minute,
+        )),
     });
     // `/ingest`'s accept records are appended by the store writer, a group
     // commit at a time (held weakly: the gateway holds the engine).
@@ -247,6 +251,7 @@ async fn catch_up_every_second(gateway: Arc<GatewayState>) {
         if gateway.audit_outage().is_some() {
             gateway.retry_audit();
         }
+        gateway.flush_refusals(false);
     }
 }
 

@@ -360,3 +360,97 @@ fn the_audit_log_rotates_by_size_and_verifies_across_files() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no record in the chain hashes to it"), "{err}");
 }
+
+/// Junk from a client without the key is refused as always, but past the
+/// client's share of the minute its refusals are counted into one summary
+/// record instead of a record each: a flood cannot push real records out
+/// of the rotated files. Accept records are never held back, and every
+/// refusal is accounted for in the chain.
+#[test]
+fn refusals_past_a_clients_share_are_summarised_and_accepts_never_are() {
+    let server = serve_with(
+        "[gateway]\naudit_refusals_per_client_per_minute = 5\naudit_refusals_per_minute = 50\n",
+    );
+    for _ in 0..30 {
+        let (s, body) = server.request(
+            "POST",
+            "/ingest",
+            &[("X-ARES-SIGNATURE", "sha256=00")],
+            b"{}",
+        );
+        assert_eq!(
+            (s, body.as_str()),
+            (401, r#"{"detail":"signature_mismatch"}"#)
+        );
+    }
+    for _ in 0..10 {
+        let (s, body) = server.request("POST", "/ingest", &[], b"{}");
+        assert_eq!(
+            (s, body.as_str()),
+            (401, r#"{"detail":"missing_signature"}"#)
+        );
+    }
+    for i in 0..3 {
+        let e = common::wire_event(
+            &format!("after-flood-{i}"),
+            "web-1",
+            "login_success",
+            None,
+            None,
+        );
+        let body = serde_json::to_vec(&e).unwrap();
+        let sig = vigil::sources::gateway::sign(SECRET.as_bytes(), &body);
+        let (s, answer) = server.request("POST", "/ingest", &[("X-ARES-SIGNATURE", &sig)], &body);
+        assert_eq!(s, 200, "{answer}");
+    }
+    let sig = vigil::sources::gateway::sign(SECRET.as_bytes(), b"{not json");
+    let (s, _) = server.request(
+        "POST",
+        "/ingest",
+        &[("X-ARES-SIGNATURE", &sig)],
+        b"{not json",
+    );
+    assert_eq!(s, 400);
+
+    let (ok, log, dir) = server.stop_keeping_data();
+    assert!(ok, "{log}");
+    // The stop summary counts every refusal, written in full or not.
+    assert!(
+        log.contains("gateway: 3 accepted, 41 refused (signature_mismatch 30, missing_signature 10, invalid_json 1)"),
+        "{log}"
+    );
+    let audit = dir.path().join("audit.jsonl");
+    common::assert_audit_verifies(&audit);
+    let records = common::audit_records(&audit);
+    let of = |kind: &str| -> Vec<&serde_json::Value> {
+        records.iter().filter(|r| r["type"] == kind).collect()
+    };
+    let rejects: Vec<&str> = of("gateway_reject")
+        .iter()
+        .map(|r| r["verification_reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(rejects, ["signature_mismatch"; 5]);
+    assert_eq!(of("gateway_accept").len(), 3);
+    let summaries = of("gateway_refusals_summarized");
+    assert_eq!(summaries.len(), 1, "{records:?}");
+    let s = summaries[0];
+    assert_eq!(s["refused"], 36);
+    assert_eq!(
+        s["reasons"],
+        serde_json::json!([
+            {"reason": "signature_mismatch", "refused": 25},
+            {"reason": "missing_signature", "refused": 10},
+            {"reason": "invalid_json", "refused": 1},
+        ])
+    );
+    assert_eq!(
+        s["clients"],
+        serde_json::json!([{"client": "127.0.0.1", "refused": 36}])
+    );
+    assert_eq!(s["other_clients_refused"], 0);
+    // Written at stop, after everything it counts.
+    assert_eq!(
+        records.last().unwrap()["type"],
+        "gateway_refusals_summarized"
+    );
+}

@@ -58,6 +58,8 @@ pub struct GatewayState {
     /// What the gateway decided, for the summary `vigil serve` logs at stop.
     pub stats: Arc<GatewayStats>,
     pub limits: ConnectionLimits,
+    /// Which refusals get an audit record each (the rest are summarised).
+    pub refusals: Mutex<super::refusals::RefusalBudget>,
 }
 
 /// Bounds on connections and on slow clients (`[gateway]` in the config).
@@ -566,6 +568,7 @@ impl GatewayState {
     /// At stop: one last try to write what the audit log holds (back-off or
     /// not); says what is lost if that fails.
     pub fn close_audit(&self) {
+        self.flush_refusals(true);
         let written = match self.audit.lock() {
             Ok(mut log) => {
                 let ok = log.retry_now().is_ok();
@@ -619,8 +622,59 @@ impl GatewayState {
                 tracing::debug!("{} from {}: {}", one.kind, client.ip(), one.reason);
             }
         }
-        let pending = serialise_audit(client, Utc::now(), records);
+        let now = Utc::now();
+        let kept;
+        let records = if records.iter().all(|r| r.kind == ACCEPT) {
+            records
+        } else {
+            let summary;
+            (summary, kept) = match self.refusals.lock() {
+                Ok(mut budget) => (
+                    budget.roll(now),
+                    records
+                        .iter()
+                        .filter(|r| r.kind == ACCEPT || budget.admit(client.ip(), r.reason, now))
+                        .copied()
+                        .collect::<Vec<_>>(),
+                ),
+                Err(_) => (None, records.to_vec()),
+            };
+            if let Some(s) = summary {
+                self.append_summary(&s);
+            }
+            &kept[..]
+        };
+        if records.is_empty() {
+            return;
+        }
+        let pending = serialise_audit(client, now, records);
         self.append_audit(&pending);
+    }
+
+    /// Appends the summary of a minute's refusals that had no record of
+    /// their own.
+    fn append_summary(&self, summary: &super::refusals::Summary) {
+        let mut pending = Pending::with_capacity(1);
+        match pending.push(summary) {
+            Ok(()) => self.append_audit(&pending),
+            Err(e) => tracing::error!("audit: cannot write a refusals summary: {e}"),
+        }
+    }
+
+    /// Writes the summary of the last minute's held-back refusals once the
+    /// minute is over, whether or not another refusal comes to carry it
+    /// (called every second); with `stopping`, whatever the minute's age.
+    pub fn flush_refusals(&self, stopping: bool) {
+        let summary = self.refusals.lock().ok().and_then(|mut b| {
+            if stopping {
+                b.close(Utc::now())
+            } else {
+                b.roll(Utc::now())
+            }
+        });
+        if let Some(s) = summary {
+            self.append_summary(&s);
+        }
     }
 
     /// Appends serialised records (already counted). An audit write
@@ -670,6 +724,7 @@ const REJECT: &str = "gateway_reject";
 /// event's ids when it had them (`event_id`, `host`, `source`, a batch's
 /// `line`, `key_id`; see [`audit_ids`]), then a schema `error`; `prev`
 /// last (added by the log).
+#[derive(Clone, Copy)]
 pub struct AuditRecord<'a> {
     kind: &'static str,
     reason: &'static str,

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod gateway;
 pub mod journald;
+pub mod refusals;
 pub mod replay;
 pub mod syslog;
 pub mod tail;
