@@ -195,16 +195,18 @@ impl RefusalBudget {
 
     /// Ends the window if `now` is past it: the summary of what it held
     /// back, to be written before anything later.
+    /// A clock stepped back ends the window too (with `to` = `from`), or it
+    /// would run, its shares spent, until the clock caught up.
     pub fn roll(&mut self, now: DateTime<Utc>) -> Option<Summary> {
         let ended = self
             .window
             .as_ref()
-            .is_some_and(|w| now >= w.from + Duration::seconds(WINDOW_SECS));
+            .is_some_and(|w| now >= w.from + Duration::seconds(WINDOW_SECS) || now < w.from);
         if !ended {
             return None;
         }
         let w = self.window.take()?;
-        let to = w.from + Duration::seconds(WINDOW_SECS);
+        let to = (w.from + Duration::seconds(WINDOW_SECS)).min(now.max(w.from));
         w.summary(to)
     }
 
@@ -289,6 +291,16 @@ mod tests {
         // A fresh window, fresh shares; nothing held back, nothing to say.
         assert!(b.admit(ip("203.0.113.9"), "signature_mismatch", t(62)));
         assert_eq!(b.roll(t(200)), None);
+    }
+
+    #[test]
+    fn a_clock_stepped_back_ends_the_window() {
+        let mut b = RefusalBudget::new(1, 0);
+        assert!(b.admit(ip("192.0.2.1"), "signature_mismatch", t(100)));
+        assert!(!b.admit(ip("192.0.2.1"), "signature_mismatch", t(100)));
+        let s = b.roll(t(40)).unwrap();
+        assert_eq!((s.from, s.to, s.refused), (t(100), t(100), 1));
+        assert!(b.admit(ip("192.0.2.1"), "signature_mismatch", t(40)));
     }
 
     #[test]
