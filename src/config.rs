@@ -173,6 +173,10 @@ pub struct SyslogConfig {
     /// closed to make room for a new one that found no place (1..=86400).
     /// Idle connections are otherwise kept.
     pub idle_evict_secs: u64,
+    /// Addresses or networks (`10.0.0.0/8`, `2001:db8::/32`) the listeners
+    /// take messages from; empty takes any (see
+    /// [`crate::sources::senders`]).
+    pub allowed_senders: Vec<String>,
 }
 
 impl Default for SyslogConfig {
@@ -183,6 +187,7 @@ impl Default for SyslogConfig {
             max_message_bytes: crate::sources::syslog::DEFAULT_MAX_MESSAGE_BYTES,
             max_connections_per_ip: crate::sources::syslog::DEFAULT_MAX_CONNECTIONS_PER_IP,
             idle_evict_secs: crate::sources::syslog::DEFAULT_IDLE_EVICT_SECS,
+            allowed_senders: Vec::new(),
         }
     }
 }
@@ -216,6 +221,8 @@ pub enum ConfigError {
     SyslogConnections(usize),
     #[error("syslog.idle_evict_secs must be 1..=86400, got {0}")]
     SyslogIdleEvict(u64),
+    #[error("syslog.allowed_senders: {0}")]
+    SyslogSender(#[from] crate::sources::senders::NetError),
     #[error("policy.analyst_ban_secs must be at least 1")]
     AnalystBan,
     #[error("store.max_alerts must be at least 1 (0 would delete every alert)")]
@@ -361,6 +368,7 @@ impl Config {
         if !(1..=86_400).contains(&self.syslog.idle_evict_secs) {
             return Err(ConfigError::SyslogIdleEvict(self.syslog.idle_evict_secs));
         }
+        crate::sources::senders::Senders::parse(&self.syslog.allowed_senders)?;
         if self.policy.analyst_ban_secs == 0 {
             return Err(ConfigError::AnalystBan);
         }

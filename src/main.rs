@@ -275,6 +275,22 @@ struct Input {
     reference: DateTime<Utc>,
 }
 
+/// Says so when a syslog listener faces the network and takes messages from
+/// anyone: forged lines can raise alerts and bans against addresses of the
+/// forger's choosing (see `vigil::sources::senders`).
+fn warn_if_open(
+    proto: &str,
+    local: std::net::SocketAddr,
+    senders: &vigil::sources::senders::Senders,
+) {
+    if senders.any() && !local.ip().is_loopback() {
+        tracing::warn!(
+            "syslog {proto} on {local} takes messages from any address, and a forged line can \
+             raise alerts and bans: list the senders in [syslog] allowed_senders"
+        );
+    }
+}
+
 fn open_inputs(args: &InputArgs) -> Result<Vec<Input>> {
     let fixed = args
         .reference_time
@@ -748,15 +764,22 @@ fn serve(
         let addr = listener.local_addr()?;
         let syslog_stats = Arc::new(vigil::sources::syslog::SyslogStats::default());
         let max = cfg.syslog.max_message_bytes;
+        // Checked when the config was read.
+        let senders = Arc::new(vigil::sources::senders::Senders::parse(
+            &cfg.syslog.allowed_senders,
+        )?);
         if let Some(addr) = &cfg.syslog.udp {
             let socket = tokio::net::UdpSocket::bind(addr)
                 .await
                 .with_context(|| format!("binding syslog udp {addr}"))?;
-            tracing::info!("syslog udp on {}", socket.local_addr()?);
+            let local = socket.local_addr()?;
+            tracing::info!("syslog udp on {local}");
+            warn_if_open("udp", local, &senders);
             tokio::spawn(vigil::sources::syslog::run_udp(
                 socket,
                 source_engine.clone(),
                 max,
+                senders.clone(),
                 syslog_stats.clone(),
             ));
         }
@@ -764,7 +787,9 @@ fn serve(
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding syslog tcp {addr}"))?;
-            tracing::info!("syslog tcp on {}", l.local_addr()?);
+            let local = l.local_addr()?;
+            tracing::info!("syslog tcp on {local}");
+            warn_if_open("tcp", local, &senders);
             tokio::spawn(vigil::sources::syslog::run_tcp(
                 l,
                 source_engine.clone(),
@@ -773,6 +798,7 @@ fn serve(
                     max_per_ip: cfg.syslog.max_connections_per_ip,
                     idle_evict: std::time::Duration::from_secs(cfg.syslog.idle_evict_secs),
                 },
+                senders.clone(),
                 syslog_stats.clone(),
             ));
         }

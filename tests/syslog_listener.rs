@@ -221,3 +221,141 @@ fn an_idle_connection_makes_room_for_a_new_one() {
         "{log}"
     );
 }
+
+/// A server with UDP and TCP listeners and these `[syslog]` settings.
+fn both_with(syslog: &str) -> (common::Server, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigil.toml");
+    std::fs::write(&cfg, format!("[syslog]\n{syslog}")).unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let server = common::Server::start_with(
+        dir,
+        &[("ARES_SHARED_SECRET", "unused-here")],
+        &[
+            "--config",
+            &cfg,
+            "--syslog-udp",
+            "127.0.0.1:0",
+            "--syslog-tcp",
+            "127.0.0.1:0",
+        ],
+    );
+    let (udp, tcp) = (listener(&server, "udp"), listener(&server, "tcp"));
+    (server, udp, tcp)
+}
+
+/// With `allowed_senders`, messages from other addresses are dropped
+/// unread, over UDP and TCP: a forged "Failed password … from X" cannot
+/// raise an alert, or a ban of X. The listed senders still get through.
+#[test]
+fn senders_outside_the_allowed_networks_are_not_heard() {
+    let send = |udp: &str, tcp: &str, host: &str| {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..8 {
+            sock.send_to(sshd_fail(host, i, "192.0.2.50").as_bytes(), udp)
+                .unwrap();
+        }
+        // A refused connection is closed at once, so writing may fail.
+        if let Ok(mut c) = std::net::TcpStream::connect(tcp) {
+            for i in 0..8 {
+                let line = sshd_fail(&format!("{host}-tcp"), i, "192.0.2.51");
+                if c.write_all(format!("{line}\n").as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
+    };
+    let (server, udp, tcp) = both_with("allowed_senders = [\"192.0.2.0/24\", \"2001:db8::/32\"]\n");
+    send(&udp, &tcp, "forged");
+    // Let anything that got in be committed before looking.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (stopped, log, dir) = server.stop_keeping_data();
+    assert!(stopped, "{log}");
+    assert_eq!(common::stored_events(dir.path(), "forged"), 0);
+    assert_eq!(common::stored_events(dir.path(), "forged-tcp"), 0);
+    assert!(
+        log.contains("syslog: 0 received")
+            && log.contains(", 9 datagrams or connections from senders not allowed"),
+        "{log}"
+    );
+
+    // The same traffic from a listed address is heard.
+    let (server, udp, tcp) = both_with("allowed_senders = [\"127.0.0.1\"]\n");
+    send(&udp, &tcp, "listed");
+    server.wait_for_alert("BRUTE_FORCE_V1", "listed");
+    server.wait_for_alert("BRUTE_FORCE_V1", "listed-tcp");
+    let (stopped, log, _dir) = server.stop_keeping_data();
+    assert!(stopped, "{log}");
+    assert!(
+        log.contains(", 0 datagrams or connections from senders not allowed"),
+        "{log}"
+    );
+}
+
+/// A bad entry stops the start with the entry and what is wrong with it.
+#[test]
+fn a_bad_allowed_sender_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigil.toml");
+    std::fs::write(&cfg, "[syslog]\nallowed_senders = [\"10.0.0.1/8\"]\n").unwrap();
+    let out = common::vigil()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&cfg)
+        .env("ARES_SHARED_SECRET", "unused-here")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "syslog.allowed_senders: \"10.0.0.1/8\" has bits set past /8: the network is 10.0.0.0/8"
+        ),
+        "{err}"
+    );
+}
+
+/// A listener facing the network that takes any sender says so at start;
+/// one on loopback, or with a list, does not.
+#[test]
+fn a_listener_open_to_any_sender_on_the_network_is_warned_about() {
+    let warning = "takes messages from any address, and a forged line can raise alerts and bans";
+    let server = common::Server::start_with(
+        tempfile::tempdir().unwrap(),
+        &[("ARES_SHARED_SECRET", "unused-here")],
+        &["--syslog-udp", "0.0.0.0:0", "--syslog-tcp", "127.0.0.1:0"],
+    );
+    let warned: Vec<&String> = server
+        .banner
+        .iter()
+        .filter(|l| l.contains(warning))
+        .collect();
+    assert_eq!(warned.len(), 1, "{:?}", server.banner);
+    assert!(
+        warned[0].contains("WARN syslog udp on 0.0.0.0:"),
+        "{warned:?}"
+    );
+    assert!(server.stop());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigil.toml");
+    std::fs::write(&cfg, "[syslog]\nallowed_senders = [\"127.0.0.1\"]\n").unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let server = common::Server::start_with(
+        dir,
+        &[("ARES_SHARED_SECRET", "unused-here")],
+        &["--config", &cfg, "--syslog-udp", "0.0.0.0:0"],
+    );
+    assert!(
+        server
+            .banner
+            .iter()
+            .any(|l| l.contains(" syslog udp on 0.0.0.0:"))
+    );
+    assert!(
+        !server.banner.iter().any(|l| l.contains(warning)),
+        "{:?}",
+        server.banner
+    );
+    assert!(server.stop());
+}

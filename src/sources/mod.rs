@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod journald;
 pub mod refusals;
 pub mod replay;
+pub mod senders;
 pub mod syslog;
 pub mod tail;
 

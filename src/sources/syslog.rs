@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::Utc;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 
+use super::senders::Senders;
 use crate::engine::EngineHandle;
 use crate::parse::{ParseOptions, Parser, SourceKind};
 
@@ -63,13 +64,16 @@ pub struct SyslogStats {
     pub refused_connections: AtomicU64,
     /// Idle TCP connections closed to make room for a new one.
     pub evicted_connections: AtomicU64,
+    /// Datagrams and TCP connections from addresses outside
+    /// `allowed_senders`, dropped unread.
+    pub refused_senders: AtomicU64,
 }
 
 impl SyslogStats {
     pub fn summary(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "syslog: {} received, {} accepted, {} refused by the engine, {} unparsed, {} malformed, {} not UTF-8 (read with U+FFFD), {} connections refused, {} idle connections closed for new ones",
+            "syslog: {} received, {} accepted, {} refused by the engine, {} unparsed, {} malformed, {} not UTF-8 (read with U+FFFD), {} connections refused, {} idle connections closed for new ones, {} datagrams or connections from senders not allowed",
             g(&self.received),
             g(&self.accepted),
             g(&self.refused),
@@ -77,7 +81,8 @@ impl SyslogStats {
             g(&self.malformed),
             g(&self.not_utf8),
             g(&self.refused_connections),
-            g(&self.evicted_connections)
+            g(&self.evicted_connections),
+            g(&self.refused_senders)
         )
     }
 }
@@ -174,17 +179,22 @@ pub async fn run_udp(
     socket: tokio::net::UdpSocket,
     engine: EngineHandle,
     max_message_bytes: usize,
+    senders: Arc<Senders>,
     stats: Arc<SyslogStats>,
 ) {
     // One byte over the limit tells an oversized datagram from a full one.
     let mut buf = vec![0u8; max_message_bytes + 1];
     let mut intake = Intake::new("syslog-udp".into(), "unknown".into(), engine, stats.clone());
     loop {
-        let Ok((n, _peer)) = socket.recv_from(&mut buf).await else {
+        let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
             // Transient (e.g. out of buffers): back off instead of spinning.
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
+        if !senders.allows(peer.ip()) {
+            stats.refused_senders.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         if n > max_message_bytes {
             stats.received.fetch_add(1, Ordering::Relaxed);
             stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -269,6 +279,7 @@ pub async fn run_tcp(
     listener: tokio::net::TcpListener,
     engine: EngineHandle,
     limits: TcpLimits,
+    senders: Arc<Senders>,
     stats: Arc<SyslogStats>,
 ) {
     let slots = super::ConnectionSlots::new(MAX_TCP_CONNECTIONS, limits.max_per_ip);
@@ -281,6 +292,12 @@ pub async fn run_tcp(
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
+        // Before it takes a place: an outsider cannot crowd senders out.
+        if !senders.allows(peer.ip()) {
+            stats.refused_senders.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        }
         // A panic elsewhere cannot leave the map half-updated: go on.
         let mut streams = open.lock().unwrap_or_else(|e| e.into_inner());
         let mut slot = slots.take(peer.ip());
