@@ -803,6 +803,7 @@ fn serve(
             ));
         }
         drop(source_engine);
+        let stop = shutdown_signal();
         // Logged last: tests and scripts wait for this line.
         tracing::info!(
             "listening on {addr} (store {}, audit {})",
@@ -826,7 +827,7 @@ fn serve(
                 last = now;
             }
         });
-        vigil::live::serve_gateway(listener, state, shutdown_signal()).await?;
+        vigil::live::serve_gateway(listener, state, stop).await?;
         reporting.abort();
         tracing::info!("{}", gateway_stats.summary());
         if cfg.syslog.udp.is_some() || cfg.syslog.tcp.is_some() {
@@ -857,23 +858,34 @@ fn serve(
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the SIGINT and SIGTERM handlers now, and returns what
+/// completes on either. Registered before the `listening on` line: a
+/// handler set up only when the server first waited on it left a moment
+/// after that line in which SIGTERM killed the process (no drain, exit
+/// status by signal) instead of stopping it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait(int) => {},
+                _ = wait(term) => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

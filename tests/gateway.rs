@@ -943,3 +943,37 @@ fn json_errors_are_classified_as_the_seed_does() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(c.get("/hosts/host-j/state").0, 200);
 }
+
+/// SIGTERM the moment `vigil serve` says it is listening is a graceful stop
+/// (exit 0, "stopped cleanly"): the handlers are in place before that line.
+/// (They were set up when the server first waited on them, and 74 of 100
+/// such stops killed the process instead.)
+#[cfg(unix)]
+#[test]
+fn sigterm_right_after_the_ready_line_stops_gracefully() {
+    use std::io::{BufRead, Read};
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = common::vigil()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("ARES_SHARED_SECRET", "s")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut log = String::new();
+        while !log.contains(" listening on ") {
+            assert!(err.read_line(&mut log).unwrap() > 0, "{log}");
+        }
+        // At once, not through a `kill` process that takes a while to start.
+        let pid = i32::try_from(child.id()).unwrap();
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        err.read_to_string(&mut log).unwrap();
+        let status = child.wait().unwrap();
+        assert!(
+            status.success() && log.contains("stopped cleanly"),
+            "{status:?}\n{log}"
+        );
+    }
+}

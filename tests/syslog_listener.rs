@@ -16,17 +16,20 @@ fn listener(server: &common::Server, proto: &str) -> String {
         .to_string()
 }
 
-/// A server with a TCP listener and these `[syslog]` settings; its address.
-fn tcp_server_with(syslog: &str) -> (common::Server, String) {
+/// A server with these `[syslog]` settings and these arguments.
+fn server_with(syslog: &str, args: &[&str]) -> common::Server {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("vigil.toml");
     std::fs::write(&cfg, format!("[syslog]\n{syslog}")).unwrap();
     let cfg = cfg.to_str().unwrap().to_string();
-    let server = common::Server::start_with(
-        dir,
-        &[("ARES_SHARED_SECRET", "unused-here")],
-        &["--config", &cfg, "--syslog-tcp", "127.0.0.1:0"],
-    );
+    let mut all = vec!["--config", &cfg];
+    all.extend_from_slice(args);
+    common::Server::start_with(dir, &[("ARES_SHARED_SECRET", "unused-here")], &all)
+}
+
+/// A server with a TCP listener and these `[syslog]` settings; its address.
+fn tcp_server_with(syslog: &str) -> (common::Server, String) {
+    let server = server_with(syslog, &["--syslog-tcp", "127.0.0.1:0"]);
     let tcp_addr = listener(&server, "tcp");
     (server, tcp_addr)
 }
@@ -224,21 +227,9 @@ fn an_idle_connection_makes_room_for_a_new_one() {
 
 /// A server with UDP and TCP listeners and these `[syslog]` settings.
 fn both_with(syslog: &str) -> (common::Server, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("vigil.toml");
-    std::fs::write(&cfg, format!("[syslog]\n{syslog}")).unwrap();
-    let cfg = cfg.to_str().unwrap().to_string();
-    let server = common::Server::start_with(
-        dir,
-        &[("ARES_SHARED_SECRET", "unused-here")],
-        &[
-            "--config",
-            &cfg,
-            "--syslog-udp",
-            "127.0.0.1:0",
-            "--syslog-tcp",
-            "127.0.0.1:0",
-        ],
+    let server = server_with(
+        syslog,
+        &["--syslog-udp", "127.0.0.1:0", "--syslog-tcp", "127.0.0.1:0"],
     );
     let (udp, tcp) = (listener(&server, "udp"), listener(&server, "tcp"));
     (server, udp, tcp)
@@ -337,14 +328,9 @@ fn a_listener_open_to_any_sender_on_the_network_is_warned_about() {
         "{warned:?}"
     );
     assert!(server.stop());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("vigil.toml");
-    std::fs::write(&cfg, "[syslog]\nallowed_senders = [\"127.0.0.1\"]\n").unwrap();
-    let cfg = cfg.to_str().unwrap().to_string();
-    let server = common::Server::start_with(
-        dir,
-        &[("ARES_SHARED_SECRET", "unused-here")],
-        &["--config", &cfg, "--syslog-udp", "0.0.0.0:0"],
+    let server = server_with(
+        "allowed_senders = [\"127.0.0.1\"]\n",
+        &["--syslog-udp", "0.0.0.0:0"],
     );
     assert!(
         server
