@@ -275,6 +275,29 @@ struct Input {
     reference: DateTime<Utc>,
 }
 
+async fn report_refusals_every_minute(
+    gateway: std::sync::Arc<vigil::sources::gateway::GatewayStats>,
+    syslog: std::sync::Arc<vigil::sources::syslog::SyslogStats>,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    every.tick().await;
+    let mut last = gateway.counts();
+    let mut senders_before = syslog.minute_report(u64::MAX).1;
+    loop {
+        every.tick().await;
+        let now = gateway.counts();
+        if let Some(line) = now.since(&last).minute_report() {
+            tracing::warn!("{line}");
+        }
+        last = now;
+        let line;
+        (line, senders_before) = syslog.minute_report(senders_before);
+        if let Some(line) = line {
+            tracing::warn!("{line}");
+        }
+    }
+}
+
 /// Says so when a syslog listener faces the network and takes messages from
 /// anyone: forged lines can raise alerts and bans against addresses of the
 /// forger's choosing (see `vigil::sources::senders`).
@@ -811,22 +834,13 @@ fn serve(
             vigil::util::sanitize_for_terminal(&audit_path.display().to_string())
         );
         // A producer turned away (a rotated secret, a clock outside the
-        // replay window) only shows as silence in the event stream: a
-        // minute with refusals gets a line, a quiet minute none.
-        let minute_stats = gateway_stats.clone();
-        let reporting = tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-            every.tick().await;
-            let mut last = minute_stats.counts();
-            loop {
-                every.tick().await;
-                let now = minute_stats.counts();
-                if let Some(line) = now.since(&last).minute_report() {
-                    tracing::warn!("{line}");
-                }
-                last = now;
-            }
-        });
+        // replay window, a sender left off allowed_senders) only shows as
+        // silence in the event stream: a minute with refusals gets a line,
+        // a quiet minute none.
+        let reporting = tokio::spawn(report_refusals_every_minute(
+            gateway_stats.clone(),
+            syslog_stats.clone(),
+        ));
         vigil::live::serve_gateway(listener, state, stop).await?;
         reporting.abort();
         tracing::info!("{}", gateway_stats.summary());

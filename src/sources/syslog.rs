@@ -67,9 +67,42 @@ pub struct SyslogStats {
     /// Datagrams and TCP connections from addresses outside
     /// `allowed_senders`, dropped unread.
     pub refused_senders: AtomicU64,
+    /// The latest such address, for the warning `vigil serve` logs.
+    pub last_refused_sender: std::sync::Mutex<Option<std::net::IpAddr>>,
 }
 
 impl SyslogStats {
+    /// Counts a datagram or connection from a sender not allowed.
+    fn refuse_sender(&self, ip: std::net::IpAddr) {
+        self.refused_senders.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_refused_sender.lock() {
+            *last = Some(ip);
+        }
+    }
+
+    /// The line `vigil serve` logs for a minute in which senders not
+    /// allowed were dropped (`refused_before`: the count a minute ago),
+    /// `None` for a minute without; and the count now, for the next call.
+    /// A sender left off the list otherwise looks like one that went quiet.
+    pub fn minute_report(&self, refused_before: u64) -> (Option<String>, u64) {
+        let now = self.refused_senders.load(Ordering::Relaxed);
+        let n = now.saturating_sub(refused_before);
+        if n == 0 {
+            return (None, now);
+        }
+        let last = self
+            .last_refused_sender
+            .lock()
+            .ok()
+            .and_then(|l| *l)
+            .map(|ip| format!(", the latest from {ip}"))
+            .unwrap_or_default();
+        let line = format!(
+            "syslog, last minute: {n} datagrams or connections dropped from senders not in allowed_senders{last}"
+        );
+        (Some(line), now)
+    }
+
     pub fn summary(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
@@ -192,7 +225,7 @@ pub async fn run_udp(
             continue;
         };
         if !senders.allows(peer.ip()) {
-            stats.refused_senders.fetch_add(1, Ordering::Relaxed);
+            stats.refuse_sender(peer.ip());
             continue;
         }
         if n > max_message_bytes {
@@ -294,7 +327,7 @@ pub async fn run_tcp(
         };
         // Before it takes a place: an outsider cannot crowd senders out.
         if !senders.allows(peer.ip()) {
-            stats.refused_senders.fetch_add(1, Ordering::Relaxed);
+            stats.refuse_sender(peer.ip());
             drop(stream);
             continue;
         }
@@ -479,6 +512,26 @@ async fn read_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_minute_with_senders_dropped_names_the_latest() {
+        let stats = SyslogStats::default();
+        assert_eq!(stats.minute_report(0), (None, 0));
+        stats.refuse_sender("203.0.113.5".parse().unwrap());
+        stats.refuse_sender("192.0.2.9".parse().unwrap());
+        assert_eq!(
+            stats.minute_report(0),
+            (
+                Some(
+                    "syslog, last minute: 2 datagrams or connections dropped from senders \
+                     not in allowed_senders, the latest from 192.0.2.9"
+                        .into()
+                ),
+                2
+            )
+        );
+        assert_eq!(stats.minute_report(2), (None, 2));
+    }
 
     #[test]
     fn the_idlest_connection_is_closed_never_a_busy_one() {
