@@ -411,6 +411,12 @@ fn refusals_past_a_clients_share_are_summarised_and_accepts_never_are() {
         b"{not json",
     );
     assert_eq!(s, 400);
+    // Admin requests without the token (none is configured here) are
+    // refusals anyone can send, held to the same share.
+    for _ in 0..10 {
+        let (s, _) = server.request("DELETE", "/bans/192.0.2.1", &[], b"{}");
+        assert_eq!(s, 403);
+    }
 
     let (ok, log, dir) = server.stop_keeping_data();
     assert!(ok, "{log}");
@@ -434,19 +440,21 @@ fn refusals_past_a_clients_share_are_summarised_and_accepts_never_are() {
     let summaries = of("gateway_refusals_summarized");
     assert_eq!(summaries.len(), 1, "{records:?}");
     let s = summaries[0];
-    assert_eq!(s["refused"], 36);
+    assert_eq!(s["refused"], 46);
     assert_eq!(
         s["reasons"],
         serde_json::json!([
             {"reason": "signature_mismatch", "refused": 25},
+            {"reason": "admin_disabled", "refused": 10},
             {"reason": "missing_signature", "refused": 10},
             {"reason": "invalid_json", "refused": 1},
         ])
     );
     assert_eq!(
         s["clients"],
-        serde_json::json!([{"client": "127.0.0.1", "refused": 36}])
+        serde_json::json!([{"client": "127.0.0.1", "refused": 46}])
     );
+    assert!(of("admin_action").is_empty());
     assert_eq!(s["other_clients_refused"], 0);
     // Written at stop, after everything it counts.
     assert_eq!(

@@ -627,21 +627,15 @@ impl GatewayState {
         let records = if records.iter().all(|r| r.kind == ACCEPT) {
             records
         } else {
-            let summary;
-            (summary, kept) = match self.refusals.lock() {
-                Ok(mut budget) => (
-                    budget.roll(now),
+            kept = self
+                .with_refusal_budget(now, |budget| {
                     records
                         .iter()
                         .filter(|r| r.kind == ACCEPT || budget.admit(client.ip(), r.reason, now))
                         .copied()
-                        .collect::<Vec<_>>(),
-                ),
-                Err(_) => (None, records.to_vec()),
-            };
-            if let Some(s) = summary {
-                self.append_summary(&s);
-            }
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_else(|| records.to_vec());
             &kept[..]
         };
         if records.is_empty() {
@@ -649,6 +643,24 @@ impl GatewayState {
         }
         let pending = serialise_audit(client, now, records);
         self.append_audit(&pending);
+    }
+
+    /// Ends the refusal budget's minute if it is over (writing its summary,
+    /// ahead of whatever the caller writes next) and lets `decide` use the
+    /// budget; `None` if its lock is poisoned (then everything is written).
+    fn with_refusal_budget<T>(
+        &self,
+        now: DateTime<Utc>,
+        decide: impl FnOnce(&mut super::refusals::RefusalBudget) -> T,
+    ) -> Option<T> {
+        let (summary, out) = match self.refusals.lock() {
+            Ok(mut budget) => (budget.roll(now), Some(decide(&mut budget))),
+            Err(_) => (None, None),
+        };
+        if let Some(s) = summary {
+            self.append_summary(&s);
+        }
+        out
     }
 
     /// Appends the summary of a minute's refusals that had no record of
@@ -1430,7 +1442,15 @@ async fn admin(
     target: &str,
 ) -> Response {
     if let Err((code, reason)) = authorised(&st, &headers) {
-        st.audit_admin(&client, action, target, "", "", "unauthorised");
+        // Anyone can send these: audited like the gateway's refusals,
+        // within the client's share of the minute.
+        let now = Utc::now();
+        if st
+            .with_refusal_budget(now, |b| b.admit(client.ip(), reason, now))
+            .unwrap_or(true)
+        {
+            st.audit_admin(&client, action, target, "", "", "unauthorised");
+        }
         return reject(code, reason);
     }
     let parsed: AdminBody = match serde_json::from_slice(&body) {
