@@ -212,7 +212,9 @@ impl RefusalBudget {
 
     /// Ends the window whatever its age (at stop).
     pub fn close(&mut self, now: DateTime<Utc>) -> Option<Summary> {
-        self.window.take()?.summary(now)
+        let w = self.window.take()?;
+        let to = now.max(w.from);
+        w.summary(to)
     }
 
     /// Whether a refusal from `ip` for `reason` gets a record of its own
