@@ -54,6 +54,11 @@ pub struct GatewayConfig {
     /// Bearer token for the admin routes (release, unban); none = disabled.
     #[serde(skip_serializing)]
     pub admin_token: Option<String>,
+    /// Bearer token the read routes (`/alerts/recent`, `/hosts/{host}/state`,
+    /// `/api/v1/decisions`) then require (the admin token works too); none
+    /// = open to anyone who reaches the gateway, as in the seed.
+    #[serde(skip_serializing)]
+    pub read_token: Option<String>,
     /// SQLite file (default: `vigil.db` in the data directory).
     pub sqlite_path: Option<std::path::PathBuf>,
     /// Extra producer keys, key id → secret, chosen by the `X-ARES-KEY-ID`
@@ -95,6 +100,7 @@ impl Default for GatewayConfig {
             rate_limit_per_min: 300,
             shared_secret: None,
             admin_token: None,
+            read_token: None,
             sqlite_path: None,
             producer_keys: Default::default(),
             max_connections: 1024,
@@ -118,6 +124,10 @@ impl std::fmt::Debug for GatewayConfig {
             .field(
                 "shared_secret",
                 &self.shared_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "read_token",
+                &self.read_token.as_ref().map(|_| "<redacted>"),
             )
             .field("sqlite_path", &self.sqlite_path)
             .field(
@@ -294,6 +304,9 @@ impl Config {
         }
         if let Some(v) = get("VIGIL_ADMIN_TOKEN").filter(|v| !v.is_empty()) {
             self.gateway.admin_token = Some(v);
+        }
+        if let Some(v) = get("VIGIL_READ_TOKEN").filter(|v| !v.is_empty()) {
+            self.gateway.read_token = Some(v);
         }
         if let Some(v) = get("VIGIL_PRODUCER_KEYS").filter(|v| !v.is_empty()) {
             // `id:secret,id2:secret2`; the value is never echoed in errors.
@@ -504,6 +517,24 @@ mod tests {
         }
         c.syslog.idle_evict_secs = 86_400;
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn the_read_token_comes_from_env_and_is_never_printed() {
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "VIGIL_READ_TOKEN").then(|| "r3ad-s3cr3t".to_string()))
+            .unwrap();
+        assert_eq!(c.gateway.read_token.as_deref(), Some("r3ad-s3cr3t"));
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("read_token: Some(\"<redacted>\")") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+        // An empty value sets nothing (the routes stay open).
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "VIGIL_READ_TOKEN").then(String::new))
+            .unwrap();
+        assert_eq!(c.gateway.read_token, None);
     }
 
     #[test]

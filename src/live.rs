@@ -100,6 +100,12 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
             .clone()
             .filter(|t| !t.is_empty())
             .map(String::into_bytes),
+        read_token: cfg
+            .gateway
+            .read_token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .map(String::into_bytes),
         replay_window_secs: cfg.gateway.replay_window_secs as i64,
         engine: engine.clone(),
         audit: Mutex::new(audit),

@@ -785,6 +785,13 @@ fn serve(
     runtime.block_on(async move {
         let listener = vigil::live::bind(&listen).await?;
         let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() && cfg.gateway.read_token.is_none() {
+            tracing::warn!(
+                "the gateway on {addr} shows alerts, host states and decisions (who is banned, \
+                 which hosts are watched) to anyone who can reach it: set VIGIL_READ_TOKEN \
+                 (or [gateway] read_token) to require a bearer token for them"
+            );
+        }
         let syslog_stats = Arc::new(vigil::sources::syslog::SyslogStats::default());
         let max = cfg.syslog.max_message_bytes;
         // Checked when the config was read.

@@ -462,3 +462,105 @@ fn refusals_past_a_clients_share_are_summarised_and_accepts_never_are() {
         "gateway_refusals_summarized"
     );
 }
+
+/// With a read token, alerts, host states and decisions need it (or the
+/// admin token) as the bearer; `/health` and ingest do not. A refused read
+/// is audited. Without one they stay open, as in the seed, and a gateway
+/// facing the network says so at start.
+#[test]
+fn a_read_token_guards_the_read_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::Server::start_in(
+        dir,
+        &[
+            ("ARES_SHARED_SECRET", SECRET),
+            ("VIGIL_READ_TOKEN", "reader-1"),
+            ("VIGIL_ADMIN_TOKEN", "admin-1"),
+        ],
+    );
+    for path in ["/alerts/recent", "/hosts/web-1/state", "/api/v1/decisions"] {
+        let (s, body) = server.request("GET", path, &[], b"");
+        assert_eq!(
+            (s, body.as_str()),
+            (401, r#"{"detail":"bad_read_token"}"#),
+            "{path}"
+        );
+        let (s, _) = server.request("GET", path, &[("Authorization", "Bearer wrong")], b"");
+        assert_eq!(s, 401, "{path}");
+        for bearer in ["Bearer reader-1", "Bearer admin-1"] {
+            let (s, body) = server.request("GET", path, &[("Authorization", bearer)], b"");
+            assert_eq!(s, 200, "{path} {bearer}: {body}");
+        }
+    }
+    assert_eq!(health(&server), 200);
+    let e = common::wire_event("read-token-1", "web-1", "login_success", None, None);
+    let body = serde_json::to_vec(&e).unwrap();
+    let sig = vigil::sources::gateway::sign(SECRET.as_bytes(), &body);
+    let (s, _) = server.request("POST", "/ingest", &[("X-ARES-SIGNATURE", &sig)], &body);
+    assert_eq!(s, 200);
+    // The read token is not the admin's.
+    let (s, _) = server.request(
+        "DELETE",
+        "/bans/192.0.2.1",
+        &[("Authorization", "Bearer reader-1")],
+        br#"{"by":"x","reason":"y"}"#,
+    );
+    assert_eq!(s, 401);
+    assert!(
+        !server
+            .banner
+            .iter()
+            .any(|l| l.contains("to anyone who can reach it")),
+        "{:?}",
+        server.banner
+    );
+    let (ok, log, dir) = server.stop_keeping_data();
+    assert!(ok, "{log}");
+    let refused: Vec<String> = common::audit_records(&dir.path().join("audit.jsonl"))
+        .iter()
+        .filter(|r| r["verification_reason"] == "bad_read_token")
+        .map(|r| r["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(refused.len(), 6, "{refused:?}");
+    assert!(log.contains("bad_read_token 6"), "{log}");
+
+    // No token: open, and a gateway on every address says so.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = common::vigil()
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env("ARES_SHARED_SECRET", SECRET)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut banner = String::new();
+    while !banner.contains(" listening on ") {
+        assert!(
+            std::io::BufRead::read_line(&mut err, &mut banner).unwrap() > 0,
+            "{banner}"
+        );
+    }
+    assert!(
+        banner.contains("WARN the gateway on 0.0.0.0:")
+            && banner.contains("to anyone who can reach it"),
+        "{banner}"
+    );
+    let port = banner
+        .rsplit("listening on ")
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.rsplit(':').next())
+        .unwrap()
+        .to_string();
+    let (s, _) = common::http_request(
+        &format!("127.0.0.1:{port}"),
+        "GET",
+        "/alerts/recent",
+        &[],
+        b"",
+    );
+    assert_eq!(s, 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -48,6 +48,8 @@ pub struct GatewayState {
     pub producer_keys: std::collections::HashMap<String, Vec<u8>>,
     /// Bearer token for admin routes; `None` disables them.
     pub admin_token: Option<Vec<u8>>,
+    /// Bearer token the read routes require; `None` leaves them open.
+    pub read_token: Option<Vec<u8>>,
     pub replay_window_secs: i64,
     pub engine: EngineHandle,
     pub audit: Mutex<AuditLog>,
@@ -257,15 +259,24 @@ impl IngestCounts {
 }
 
 pub fn router(state: Arc<GatewayState>) -> Router {
+    // Alerts, host states and decisions say which addresses are banned and
+    // which hosts are watched: with a read token set, only its holders (and
+    // the admin's) may read them.
+    let reads = Router::new()
+        .route("/alerts/recent", get(alerts_recent))
+        .route("/hosts/{host}/state", get(host_state))
+        .route("/api/v1/decisions", get(decisions))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_read_token,
+        ));
     Router::new()
         .route("/health", get(health))
         .route("/ingest", post(ingest))
         .route("/ingest/batch", post(ingest_batch))
-        .route("/alerts/recent", get(alerts_recent))
-        .route("/hosts/{host}/state", get(host_state))
         .route("/hosts/{host}/release", post(release_host))
         .route("/bans/{ip}", axum::routing::delete(unban_ip))
-        .route("/api/v1/decisions", get(decisions))
+        .merge(reads)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -1383,11 +1394,9 @@ struct AdminBody {
     by: String,
 }
 
-/// Constant-time comparison of the bearer token.
-fn authorised(st: &GatewayState, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
-    let Some(token) = st.admin_token.as_deref() else {
-        return Err((StatusCode::FORBIDDEN, "admin_disabled"));
-    };
+/// Whether the request's `Authorization: Bearer …` is `token`, compared
+/// in constant time.
+fn bearer_is(token: &[u8], headers: &HeaderMap) -> bool {
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -1399,10 +1408,47 @@ fn authorised(st: &GatewayState, headers: &HeaderMap) -> Result<(), (StatusCode,
         m.update(b);
         Some(m.finalize().into_bytes())
     };
-    match (digest(token), digest(given.as_bytes())) {
-        (Some(a), Some(b)) if a == b => Ok(()),
-        _ => Err((StatusCode::UNAUTHORIZED, "bad_admin_token")),
+    matches!((digest(token), digest(given.as_bytes())), (Some(a), Some(b)) if a == b)
+}
+
+/// The admin routes' check: a token must be configured and sent.
+fn authorised(st: &GatewayState, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+    let Some(token) = st.admin_token.as_deref() else {
+        return Err((StatusCode::FORBIDDEN, "admin_disabled"));
+    };
+    if bearer_is(token, headers) {
+        Ok(())
+    } else {
+        Err((StatusCode::UNAUTHORIZED, "bad_admin_token"))
     }
+}
+
+/// The read routes' check, when a read token is set: it, or the admin
+/// token, as the bearer. A refusal is audited like the gateway's others
+/// (within the client's share of the minute).
+async fn require_read_token(
+    State(st): State<Arc<GatewayState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = st.read_token.as_deref() else {
+        return next.run(req).await;
+    };
+    let headers = req.headers();
+    if bearer_is(token, headers)
+        || st
+            .admin_token
+            .as_deref()
+            .is_some_and(|a| bearer_is(a, headers))
+    {
+        return next.run(req).await;
+    }
+    const REASON: &str = "bad_read_token";
+    if let Some(ConnectInfo(client)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        let path = sanitize_path(req.uri().path());
+        st.write_audit(client, &[AuditRecord::reject(REASON, &path, None)]);
+    }
+    reject(StatusCode::UNAUTHORIZED, REASON)
 }
 
 impl GatewayState {
