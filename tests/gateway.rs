@@ -951,21 +951,14 @@ fn json_errors_are_classified_as_the_seed_does() {
 #[cfg(unix)]
 #[test]
 fn sigterm_right_after_the_ready_line_stops_gracefully() {
-    use std::io::{BufRead, Read};
+    use std::io::Read;
     for _ in 0..20 {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = common::vigil()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .env("ARES_SHARED_SECRET", "s")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut log = String::new();
-        while !log.contains(" listening on ") {
-            assert!(err.read_line(&mut log).unwrap() > 0, "{log}");
-        }
+        let data = dir.path().to_str().unwrap();
+        let (mut child, mut log, mut err) = common::spawn_serve(
+            &["--listen", "127.0.0.1:0", "--data-dir", data],
+            &[("ARES_SHARED_SECRET", "s")],
+        );
         // At once, not through a `kill` process that takes a while to start.
         let pid = i32::try_from(child.id()).unwrap();
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);

@@ -526,21 +526,11 @@ fn a_read_token_guards_the_read_routes() {
 
     // No token: open, and a gateway on every address says so.
     let dir = tempfile::tempdir().unwrap();
-    let mut child = common::vigil()
-        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
-        .arg(dir.path())
-        .env("ARES_SHARED_SECRET", SECRET)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut banner = String::new();
-    while !banner.contains(" listening on ") {
-        assert!(
-            std::io::BufRead::read_line(&mut err, &mut banner).unwrap() > 0,
-            "{banner}"
-        );
-    }
+    let data = dir.path().to_str().unwrap();
+    let (mut child, banner, _err) = common::spawn_serve(
+        &["--listen", "0.0.0.0:0", "--data-dir", data],
+        &[("ARES_SHARED_SECRET", SECRET)],
+    );
     assert!(
         banner.contains("WARN the gateway on 0.0.0.0:")
             && banner.contains("to anyone who can reach it"),

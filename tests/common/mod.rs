@@ -168,33 +168,18 @@ impl Server {
 
     pub fn start_with(dir: tempfile::TempDir, env: &[(&str, &str)], args: &[&str]) -> Server {
         use std::io::BufRead;
-        let mut cmd = vigil();
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .args(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start vigil serve");
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        let mut banner = Vec::new();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("vigil serve printed nothing")
-                .expect("stderr");
-            let ready = line
-                .split_once(" listening on ")
-                .map(|(_, rest)| rest.split_whitespace().next().unwrap().to_string());
-            banner.push(line);
-            if let Some(addr) = ready {
-                break addr;
-            }
-        };
+        let data = dir.path().to_str().expect("a UTF-8 temp dir").to_string();
+        let mut all = vec!["--listen", "127.0.0.1:0", "--data-dir", &data];
+        all.extend_from_slice(args);
+        let (child, log, err) = spawn_serve(&all, env);
+        let banner: Vec<String> = log.lines().map(str::to_string).collect();
+        let addr = banner
+            .iter()
+            .find_map(|l| l.split_once(" listening on "))
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .expect("the listening line names the address")
+            .to_string();
+        let lines = err.lines();
         // Keep draining stderr so the server never blocks on a full pipe.
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = log.clone();
@@ -304,6 +289,36 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `vigil serve` with exactly `args` (unlike [`Server`], no `--listen`
+/// of its own), its stderr read through the `listening on` line: the
+/// child, what it logged so far, and the rest of its stderr to read on.
+#[allow(dead_code)]
+pub fn spawn_serve(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    String,
+    std::io::BufReader<std::process::ChildStderr>,
+) {
+    use std::io::BufRead;
+    let mut cmd = vigil();
+    cmd.arg("serve").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start vigil serve");
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    while !log.contains(" listening on ") {
+        assert!(err.read_line(&mut log).unwrap() > 0, "{log}");
+    }
+    (child, log, err)
 }
 
 /// One HTTP/1.1 request to `addr`; returns (status, body).
