@@ -86,6 +86,12 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
     })?;
     let (head, records) = audit.head();
     tracing::info!("audit log: {records} records, chain head {head}");
+    // An empty token is no token: the routes it guards stay as without one.
+    let token = |t: &Option<String>| {
+        t.as_deref()
+            .filter(|t| !t.is_empty())
+            .map(|t| t.as_bytes().to_vec())
+    };
     let gateway = Arc::new(GatewayState {
         secret: secret.into_bytes(),
         producer_keys: cfg
@@ -94,18 +100,8 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
             .iter()
             .map(|(id, k)| (id.clone(), k.clone().into_bytes()))
             .collect(),
-        admin_token: cfg
-            .gateway
-            .admin_token
-            .clone()
-            .filter(|t| !t.is_empty())
-            .map(String::into_bytes),
-        read_token: cfg
-            .gateway
-            .read_token
-            .clone()
-            .filter(|t| !t.is_empty())
-            .map(String::into_bytes),
+        admin_token: token(&cfg.gateway.admin_token),
+        read_token: token(&cfg.gateway.read_token),
         replay_window_secs: cfg.gateway.replay_window_secs as i64,
         engine: engine.clone(),
         audit: Mutex::new(audit),

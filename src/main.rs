@@ -785,7 +785,8 @@ fn serve(
     runtime.block_on(async move {
         let listener = vigil::live::bind(&listen).await?;
         let addr = listener.local_addr()?;
-        if !addr.ip().is_loopback() && cfg.gateway.read_token.is_none() {
+        // (An empty token is none: the routes stay open.)
+        if !addr.ip().is_loopback() && cfg.gateway.read_token.as_deref().is_none_or(str::is_empty) {
             tracing::warn!(
                 "the gateway on {addr} shows alerts, host states and decisions (who is banned, \
                  which hosts are watched) to anyone who can reach it: set VIGIL_READ_TOKEN \
