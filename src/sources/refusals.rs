@@ -18,7 +18,7 @@
 //! bound those). The gateway's answers do not change.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -37,28 +37,21 @@ pub const CLIENTS_NAMED: usize = 20;
 /// Who a budget is kept for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Client {
-    V4(Ipv4Addr),
-    /// The upper 64 bits of an IPv6 address.
-    V6Net(u64),
+    /// An IPv4 address or an IPv6 /64 ([`super::client_key`]).
+    Key(IpAddr),
     /// Past [`MAX_CLIENTS_TRACKED`] in one window.
     Others,
 }
 
 impl Client {
     fn of(ip: IpAddr) -> Client {
-        match ip {
-            IpAddr::V4(a) => Client::V4(a),
-            IpAddr::V6(a) => match a.to_ipv4_mapped() {
-                Some(v4) => Client::V4(v4),
-                None => Client::V6Net((u128::from(a) >> 64) as u64),
-            },
-        }
+        Client::Key(super::client_key(ip))
     }
 
     fn name(self) -> String {
         match self {
-            Client::V4(a) => a.to_string(),
-            Client::V6Net(net) => format!("{}/64", Ipv6Addr::from(u128::from(net) << 64)),
+            Client::Key(IpAddr::V6(net)) => format!("{net}/64"),
+            Client::Key(v4) => v4.to_string(),
             Client::Others => "others".into(),
         }
     }
@@ -343,7 +336,7 @@ mod tests {
         let mut written = 0;
         for i in 0..n {
             // Two refusals from each of many /64s.
-            let a = IpAddr::from(Ipv6Addr::from((u128::from(i) + 1) << 64));
+            let a = IpAddr::from(((u128::from(i) + 1) << 64).to_be_bytes());
             written += b.admit(a, "signature_mismatch", t(0)) as u32;
             written += b.admit(a, "signature_mismatch", t(0)) as u32;
         }

@@ -258,7 +258,8 @@ struct OpenStreams {
 }
 
 struct OpenStream {
-    ip: std::net::IpAddr,
+    /// Its client ([`super::client_key`]), as the per-client limit counts.
+    client: std::net::IpAddr,
     /// Milliseconds since the listener started, at the last whole message
     /// (or the connection's start); [`BUSY`] while a message is on its way
     /// to the engine.
@@ -280,13 +281,13 @@ struct Closing {
 
 impl OpenStreams {
     /// Closes the connection that has gone longest without a whole
-    /// message, if that is at least `idle` (ms); from `ip` only when
-    /// `ip` is at its own limit. True if a place was freed.
-    fn evict_idlest(&mut self, ip: Option<std::net::IpAddr>, now: u64, idle: u64) -> bool {
+    /// message, if that is at least `idle` (ms); from `client` only when
+    /// given (it is at its own limit). True if a place was freed.
+    fn evict_idlest(&mut self, client: Option<std::net::IpAddr>, now: u64, idle: u64) -> bool {
         let idlest = self
             .streams
             .iter()
-            .filter(|(_, s)| ip.is_none_or(|ip| s.ip == ip))
+            .filter(|(_, s)| client.is_none_or(|c| s.client == c))
             .map(|(id, s)| (s.last_message.load(Ordering::Relaxed), *id))
             .filter(|(last, _)| *last != BUSY)
             .min();
@@ -338,7 +339,8 @@ pub async fn run_tcp(
             // Make room: from this address if it is at its own limit,
             // else from anyone.
             let own = slots.open_from(peer.ip()) >= limits.max_per_ip;
-            if streams.evict_idlest(own.then_some(peer.ip()), ms_since(started), idle_ms) {
+            let client = super::client_key(peer.ip());
+            if streams.evict_idlest(own.then_some(client), ms_since(started), idle_ms) {
                 stats.evicted_connections.fetch_add(1, Ordering::Relaxed);
                 slot = slots.take(peer.ip());
             }
@@ -356,7 +358,7 @@ pub async fn run_tcp(
         streams.streams.insert(
             id,
             OpenStream {
-                ip: peer.ip(),
+                client: super::client_key(peer.ip()),
                 last_message: last_message.clone(),
                 close: close.clone(),
                 _slot: slot,
@@ -546,7 +548,7 @@ mod tests {
             open.streams.insert(
                 id as u64,
                 OpenStream {
-                    ip,
+                    client: ip,
                     last_message: Arc::new(AtomicU64::new(last)),
                     close,
                     _slot: slots.take(ip).unwrap(),
