@@ -1027,9 +1027,16 @@ fn huge_attributes_are_shown_bounded_in_the_stream_and_the_detail() {
 }
 
 fn ingest(accepted: u64, refused: &[(&str, u64)], turned_away: u64) -> IngestCounts {
+    let refused: Vec<(String, u64)> = refused.iter().map(|(r, n)| (r.to_string(), *n)).collect();
+    let total = refused.iter().map(|(_, n)| n).sum::<u64>();
     IngestCounts {
         accepted,
-        refused: refused.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+        refused_by_client: if total > 0 {
+            vec![("203.0.113.9".into(), total - 1), ("192.0.2.7".into(), 1)]
+        } else {
+            Vec::new()
+        },
+        refused,
         connections_refused: turned_away,
     }
 }
@@ -1052,7 +1059,9 @@ fn refusals_count_as_recent_for_a_minute_of_samples() {
     assert_eq!(app.ingest.refused_total(), 4);
     let screen = draw(&mut app, 120, 40);
     assert!(
-        screen.contains("gateway 5 accepted · 4 refused · stale_timestamp 4"),
+        screen.contains(
+            "gateway 5 accepted · 4 refused · from 203.0.113.9 3, 1 other · stale_timestamp 4"
+        ),
         "{screen}"
     );
     assert!(!screen.contains("last min"), "{screen}");

@@ -26,6 +26,15 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// How a [`client_key`] is shown: the IPv4 address, or the IPv6 network
+/// as `2001:db8:1:2::/64`.
+pub fn client_name(key: IpAddr) -> String {
+    match key {
+        IpAddr::V6(net) => format!("{net}/64"),
+        v4 => v4.to_string(),
+    }
+}
+
 /// Places for open connections: at most `max` at once and `max_per_ip`
 /// from one client (see [`client_key`]; the gateway's and the syslog TCP
 /// listener's limits).

@@ -50,8 +50,7 @@ impl Client {
 
     fn name(self) -> String {
         match self {
-            Client::Key(IpAddr::V6(net)) => format!("{net}/64"),
-            Client::Key(v4) => v4.to_string(),
+            Client::Key(key) => super::client_name(key),
             Client::Others => "others".into(),
         }
     }

@@ -143,10 +143,11 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     );
 }
 
-/// `gateway 1204 accepted · 57 refused (12 last min) · stale_timestamp 50,
-/// …`, in the warning colour while refusals keep coming (within the last
-/// minute): a producer turned away shows in the stream only as silence.
-/// The counts come first, the reasons last, where a narrow terminal cuts.
+/// `gateway 1204 accepted · 57 refused (12 last min) · from 192.0.2.7 50,
+/// 1 other · stale_timestamp 50, signature_mismatch 7`, in the warning
+/// colour while refusals keep coming (within the last minute): a producer
+/// turned away shows in the stream only as silence. The counts come first,
+/// then who and why: a narrow terminal cuts the end.
 fn gateway_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
     let c = &app.ingest;
     let recent = app.refused_last_minute();
@@ -163,16 +164,20 @@ fn gateway_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
     if recent > 0 {
         spans.push(Span::styled(format!(" ({recent} last min)"), warn));
     }
+    if !c.refused_by_client.is_empty() {
+        spans.push(Span::styled(" · from ", theme.dimmed()));
+        spans.push(Span::styled(clean(&c.clients(1)), theme.text()));
+    }
+    if !c.refused.is_empty() {
+        spans.push(Span::styled(" · ", theme.dimmed()));
+        spans.push(Span::styled(clean(&c.reasons(2)), theme.dimmed()));
+    }
     if c.connections_refused > 0 {
         spans.push(Span::styled(" · ", theme.dimmed()));
         spans.push(Span::styled(
             format!("{} connections turned away", c.connections_refused),
             warn,
         ));
-    }
-    if !c.refused.is_empty() {
-        spans.push(Span::styled(" · ", theme.dimmed()));
-        spans.push(Span::styled(clean(&c.reasons(3)), theme.dimmed()));
     }
     Line::from(spans)
 }
