@@ -441,6 +441,12 @@ fn refusals_past_a_clients_share_are_summarised_and_accepts_never_are() {
     assert_eq!(summaries.len(), 1, "{records:?}");
     let s = summaries[0];
     assert_eq!(s["refused"], 46);
+    assert!(
+        s["ts"]
+            .as_str()
+            .is_some_and(|t| t >= s["to"].as_str().unwrap()),
+        "{s}"
+    );
     assert_eq!(
         s["reasons"],
         serde_json::json!([

@@ -88,7 +88,7 @@ impl Window {
         }
     }
 
-    fn summary(self, to: DateTime<Utc>) -> Option<Summary> {
+    fn summary(self, to: DateTime<Utc>, at: DateTime<Utc>) -> Option<Summary> {
         if self.suppressed == 0 {
             return None;
         }
@@ -115,6 +115,7 @@ impl Window {
         let other_clients_refused = clients[named..].iter().map(|(_, n)| n).sum();
         Some(Summary {
             kind: SUMMARY,
+            ts: at,
             from: self.from,
             to,
             refused: self.suppressed,
@@ -139,6 +140,8 @@ pub const SUMMARY: &str = "gateway_refusals_summarized";
 pub struct Summary {
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// When it was written, as every record has.
+    pub ts: DateTime<Utc>,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     /// How many were not written one by one.
@@ -199,14 +202,14 @@ impl RefusalBudget {
         }
         let w = self.window.take()?;
         let to = (w.from + Duration::seconds(WINDOW_SECS)).min(now.max(w.from));
-        w.summary(to)
+        w.summary(to, now)
     }
 
     /// Ends the window whatever its age (at stop).
     pub fn close(&mut self, now: DateTime<Utc>) -> Option<Summary> {
         let w = self.window.take()?;
         let to = now.max(w.from);
-        w.summary(to)
+        w.summary(to, now)
     }
 
     /// Whether a refusal from `ip` for `reason` gets a record of its own
@@ -262,6 +265,7 @@ mod tests {
             s,
             Summary {
                 kind: SUMMARY,
+                ts: t(61),
                 from: t(1),
                 to: t(61),
                 refused: 3,
