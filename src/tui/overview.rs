@@ -88,7 +88,9 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             Span::styled("   bans ", theme.dimmed()),
             Span::styled(format!("{}", app.policy.bans.len()), theme.text()),
             Span::styled("   model ", theme.dimmed()),
-            Span::styled("rules only (ML not built)", theme.text()),
+            // Short enough that the line fits the 58 columns with
+            // five-digit ban counts (the longer text lost its ")").
+            Span::styled("rules (ML not built)", theme.text()),
         ]),
     ];
     if !problems.is_empty() {
