@@ -148,6 +148,7 @@ fn bench_ingest(c: &mut Criterion) {
         vigil::store::Retention {
             max_events: u64::MAX,
             max_alerts: u64::MAX,
+            ..Default::default()
         },
         true,
         None,

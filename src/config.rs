@@ -156,6 +156,9 @@ pub struct StoreConfig {
     pub max_events: u64,
     /// The alerts table keeps at most the newest this many alerts.
     pub max_alerts: u64,
+    /// Events older than this many days (event time) and alerts last seen
+    /// longer ago are deleted; 0 keeps them whatever their age.
+    pub max_age_days: u32,
 }
 
 impl Default for StoreConfig {
@@ -163,6 +166,20 @@ impl Default for StoreConfig {
         StoreConfig {
             max_events: crate::store::Retention::default().max_events,
             max_alerts: crate::store::Retention::default().max_alerts,
+            max_age_days: 0,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The store writer's retention from these settings.
+    pub fn retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            max_events: self.max_events,
+            max_alerts: self.max_alerts,
+            max_age: (self.max_age_days > 0)
+                .then(|| std::time::Duration::from_secs(u64::from(self.max_age_days) * 86_400)),
+            ..crate::store::Retention::default()
         }
     }
 }
@@ -237,6 +254,8 @@ pub enum ConfigError {
     AnalystBan,
     #[error("store.max_alerts must be at least 1 (0 would delete every alert)")]
     MaxAlerts,
+    #[error("store.max_age_days must be 0 (no age bound) to 36500, got {0}")]
+    MaxAge(u32),
     #[error("gateway.{name} must be {range}, got {value}")]
     GatewayLimit {
         name: &'static str,
@@ -388,6 +407,9 @@ impl Config {
         if self.store.max_alerts == 0 {
             return Err(ConfigError::MaxAlerts);
         }
+        if self.store.max_age_days > 36_500 {
+            return Err(ConfigError::MaxAge(self.store.max_age_days));
+        }
         let g = &self.gateway;
         for (name, value, range, ok) in [
             (
@@ -517,6 +539,23 @@ mod tests {
         }
         c.syslog.idle_evict_secs = 86_400;
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn the_age_bound_is_off_by_default_and_checked() {
+        assert_eq!(Config::default().store.retention().max_age, None);
+        let c = Config::from_toml("[store]\nmax_age_days = 90\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.store.retention().max_age,
+            Some(std::time::Duration::from_secs(90 * 86_400))
+        );
+        assert_eq!(c.store.retention().max_events, 2_000_000);
+        let e = Config::from_toml("[store]\nmax_age_days = 40000\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("store.max_age_days"), "{e}");
     }
 
     #[test]

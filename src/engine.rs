@@ -170,7 +170,7 @@ use std::time::{Duration, Instant};
 
 use crate::detect::Decision;
 use crate::respond::policy::HostState;
-use crate::store::{Retention, StoreWriter as Writer};
+use crate::store::StoreWriter as Writer;
 use crate::util::FastMap;
 
 /// How long an accepted `event_id` is remembered (the seed's 7 days).
@@ -755,10 +755,7 @@ pub fn spawn_live(
     let records: crate::store::RecordSinkSlot = std::sync::Arc::default();
     let writer = std::sync::Arc::new(Writer::spawn_with(
         db,
-        Retention {
-            max_events: cfg.store.max_events,
-            max_alerts: cfg.store.max_alerts,
-        },
+        cfg.store.retention(),
         true,
         Some(records.clone()),
     )?);

@@ -15,7 +15,7 @@ use vigil::engine::Pipeline;
 use vigil::event::Event;
 use vigil::parse::{ParseOptions, Parser, SourceKind};
 use vigil::sources::replay::LineReader;
-use vigil::store::{Retention, StoreWriter};
+use vigil::store::StoreWriter;
 
 // glibc malloc slows to a crawl when one thread frees what another
 // allocated (scan parses on one thread and detects on another); mimalloc
@@ -538,14 +538,8 @@ fn scan(args: &InputArgs, data_dir: Option<&Path>) -> Result<()> {
         Some(dir) => {
             let db = dir.join("vigil.db");
             Some(
-                StoreWriter::spawn(
-                    &db,
-                    Retention {
-                        max_events: cfg.store.max_events,
-                        max_alerts: cfg.store.max_alerts,
-                    },
-                )
-                .with_context(|| format!("opening store {}", db.display()))?,
+                StoreWriter::spawn(&db, cfg.store.retention())
+                    .with_context(|| format!("opening store {}", db.display()))?,
             )
         }
         None => None,

@@ -819,3 +819,112 @@ fn a_big_group_writes_its_keys_in_its_own_commit() {
     assert_eq!((blocks, keys, through), (1, 5000, 5000));
     writer.close().unwrap();
 }
+
+/// With an age bound, events whose event time and alerts whose last
+/// sighting are older go, the next time retention runs, which the writer
+/// does when it has been idle that long too; their idempotency keys stay.
+#[test]
+fn events_and_alerts_past_the_age_bound_go_even_while_idle() {
+    use vigil::detect::{Alert, AlertStatus};
+    let (_dir, db, writer) = live_writer(Retention {
+        max_age: Some(std::time::Duration::from_secs(86_400)),
+        idle_check: std::time::Duration::from_millis(50),
+        ..Retention::default()
+    });
+    let now = Utc::now();
+    let alert = |id: &str, last: chrono::DateTime<Utc>| Alert {
+        alert_id: id.into(),
+        rule_id: "BRUTE_FORCE_V1".into(),
+        host: "h1".into(),
+        severity: 7,
+        confidence: 0.75,
+        risk_score: 70.0,
+        created_time_utc: last,
+        first_seen_utc: last,
+        last_seen_utc: last,
+        count: 8,
+        user: Some("root".into()),
+        src_ip: "192.0.2.9".parse().ok(),
+        reasons: vec!["brute_force_suspected".into()],
+        context: Default::default(),
+        evidence: Vec::new(),
+        recommended_action: String::new(),
+        mitre: Vec::new(),
+        status: AlertStatus::Open,
+    };
+    let mut ops = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        for (tag, at) in [
+            ("old", now - chrono::Duration::days(2)),
+            ("new", now - chrono::Duration::hours(1)),
+        ] {
+            let id = format!("age-{tag}-{i}");
+            ops.extend(keyed_event(&id, at + chrono::Duration::seconds(i)));
+            ids.push(id);
+        }
+    }
+    ops.push(WriteOp::Alert(std::sync::Arc::new(alert(
+        "al-old",
+        now - chrono::Duration::days(3),
+    ))));
+    ops.push(WriteOp::Alert(std::sync::Arc::new(alert(
+        "al-new",
+        now - chrono::Duration::minutes(5),
+    ))));
+    commit(&writer, ops);
+    // No more writes: the idle writer applies the bound by itself.
+    let conn = store::open(&db).unwrap();
+    let left = || -> (Vec<String>, Vec<String>) {
+        let col = |sql: &str| -> Vec<String> {
+            conn.prepare(sql)
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        (
+            col("SELECT event_id FROM events ORDER BY event_id"),
+            col("SELECT alert_id FROM alerts ORDER BY alert_id"),
+        )
+    };
+    let started = std::time::Instant::now();
+    while left().0.len() > 5 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            left()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (events, alerts) = left();
+    assert_eq!(
+        events,
+        (0..5).map(|i| format!("age-new-{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(alerts, ["al-new"]);
+    let want: std::collections::BTreeSet<u64> =
+        ids.iter().map(|id| store::idempotency_key(id)).collect();
+    assert_eq!(keys_on_restart(&db), want, "the deleted events' keys too");
+    // Writes that never leave the writer idle for the interval, far fewer
+    // than 64 commits: the bound is still applied on time.
+    commit(
+        &writer,
+        keyed_event("age-old-late", now - chrono::Duration::days(2)),
+    );
+    let started = std::time::Instant::now();
+    for i in 0..40 {
+        commit(&writer, keyed_event(&format!("age-busy-{i}"), Utc::now()));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        if !left().0.iter().any(|id| id == "age-old-late") {
+            break;
+        }
+        assert!(
+            i < 39,
+            "still there after 40 commits over {:?}",
+            started.elapsed()
+        );
+    }
+    writer.close().unwrap();
+}

@@ -52,6 +52,15 @@ pub struct Retention {
     /// each, and without a bound they filled the disk (5 MB/s under the
     /// load client's attack mix).
     pub max_alerts: u64,
+    /// Also delete events whose event time, and alerts whose last sighting,
+    /// is older than this (a data-retention rule: logs name people); `None`
+    /// keeps them whatever their age. Measured against the wall clock, so
+    /// a scan of old logs into a store with an age bound keeps nothing
+    /// past it.
+    pub max_age: Option<std::time::Duration>,
+    /// How long the writer waits idle before it applies the age bound
+    /// anyway (with writes coming, it is applied every 64 commits).
+    pub idle_check: std::time::Duration,
 }
 
 impl Default for Retention {
@@ -59,6 +68,8 @@ impl Default for Retention {
         Retention {
             max_events: 2_000_000,
             max_alerts: 1_000_000,
+            max_age: None,
+            idle_check: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -453,13 +464,35 @@ fn writer_loop(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut group = Group::default();
     let mut since_retention = 0u64;
+    // With an age bound, retention also runs once `idle_check` has passed
+    // since it last did, writes or not.
+    let mut retained_at = std::time::Instant::now();
     let mut complaints = crate::util::Complaints::default();
     // Committed keys not yet in a block (see `KEYS_PER_BLOCK`).
     let mut pending = KeyBlock::default();
     let mut keys_written = std::time::Instant::now();
     let mut stored: u64 =
         conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64;
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match rx.recv_timeout(retention.idle_check) {
+            Ok(op) => op,
+            // Idle: events that aged past the bound still go.
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if retention.max_age.is_some() {
+                    retained_at = std::time::Instant::now();
+                    if let Err(e) =
+                        enforce_retention(&mut conn, retention, &mut stored, &mut pending)
+                    {
+                        if live.is_none() {
+                            return Err(e);
+                        }
+                        complaints.say(&format!("store: retention failed: {e}"));
+                    }
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -537,8 +570,10 @@ fn writer_loop(
             pending.extend(&group.block);
         }
         since_retention += 1;
-        if since_retention >= 64 || !acks.is_empty() {
+        let aged = retention.max_age.is_some() && retained_at.elapsed() >= retention.idle_check;
+        if since_retention >= 64 || !acks.is_empty() || aged {
             since_retention = 0;
+            retained_at = std::time::Instant::now();
             match (
                 enforce_retention(&mut conn, retention, &mut stored, &mut pending),
                 &live,
@@ -983,7 +1018,21 @@ fn enforce_retention(
     stored: &mut u64,
     pending: &mut KeyBlock,
 ) -> Result<(), StoreError> {
-    let excess = stored.saturating_sub(r.max_events);
+    // Events past the age bound: a count along the (ts, event_id) index,
+    // only as long as the run of old events (they go each time).
+    let cutoff = r
+        .max_age
+        .and_then(|age| chrono::Duration::from_std(age).ok())
+        .and_then(|age| Utc::now().checked_sub_signed(age));
+    let aged: u64 = match cutoff {
+        Some(c) => conn.query_row(
+            "SELECT COUNT(*) FROM events INDEXED BY events_ts_id WHERE ts < ?1",
+            params![c.timestamp_micros()],
+            |row| row.get::<_, i64>(0),
+        )? as u64,
+        None => 0,
+    };
+    let excess = stored.saturating_sub(r.max_events).max(aged);
     if excess > 0 {
         // The events about to go may hold keys in no block yet: the pending
         // keys go to a block first, in the same transaction, and the
@@ -1030,6 +1079,9 @@ fn enforce_retention(
         "DELETE FROM alerts WHERE rowid <= (SELECT max(rowid) FROM alerts) - ?1",
         params![i64::try_from(r.max_alerts).unwrap_or(i64::MAX)],
     )?;
+    if let Some(c) = cutoff {
+        conn.execute("DELETE FROM alerts WHERE last_seen < ?1", params![ts(c)])?;
+    }
     // Blocks are appended in order of expiry (accept time + a fixed TTL),
     // so the expired ones are a leading run: finding its end costs one row
     // per expired block, and nothing when none has expired.
