@@ -474,7 +474,12 @@ fn writer_loop(
     let mut stored: u64 =
         conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))? as u64;
     loop {
-        let first = match rx.recv_timeout(retention.idle_check) {
+        // Without an age bound, nothing to do while idle: a plain wait.
+        let next = match retention.max_age {
+            Some(_) => rx.recv_timeout(retention.idle_check),
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        };
+        let first = match next {
             Ok(op) => op,
             // Idle: events that aged past the bound still go.
             Err(mpsc::RecvTimeoutError::Timeout) => {
