@@ -517,37 +517,41 @@ fn evidence_lookup_reads_only_the_asked_ids_in_the_window() {
     );
 }
 
-/// `[store] max_alerts`: the alerts that opened first go once there are
-/// more; an update to a kept alert keeps it (its row stays), and the
-/// newest alerts are the ones left.
-#[test]
-fn alerts_table_is_bounded_oldest_opened_first() {
-    use vigil::detect::{Alert, AlertStatus};
-    let (_dir, db, writer) = bounded_writer(Retention {
-        max_alerts: 3,
-        ..Retention::default()
-    });
-    let at = |s: i64| Utc.timestamp_opt(1_780_000_000 + s, 0).unwrap();
-    let alert = |n: i64, count: u64| Alert {
-        alert_id: format!("al-{n:04}"),
+/// A brute-force alert with this id, seen once at `at`, `count` events.
+fn brute_force_alert(id: &str, at: chrono::DateTime<Utc>, count: u64) -> vigil::detect::Alert {
+    vigil::detect::Alert {
+        alert_id: id.into(),
         rule_id: "BRUTE_FORCE_V1".into(),
         host: "h".into(),
         severity: 7,
         confidence: 0.75,
         risk_score: 70.0,
-        created_time_utc: at(n),
-        first_seen_utc: at(n),
-        last_seen_utc: at(n),
+        created_time_utc: at,
+        first_seen_utc: at,
+        last_seen_utc: at,
         count,
         user: Some("root".into()),
-        src_ip: format!("192.0.2.{n}").parse().ok(),
+        src_ip: "192.0.2.9".parse().ok(),
         reasons: vec!["brute_force_suspected".into()],
         context: Default::default(),
         evidence: Vec::new(),
         recommended_action: "BLOCK_IP".into(),
         mitre: Vec::new(),
-        status: AlertStatus::Open,
-    };
+        status: vigil::detect::AlertStatus::Open,
+    }
+}
+
+/// `[store] max_alerts`: the alerts that opened first go once there are
+/// more; an update to a kept alert keeps it (its row stays), and the
+/// newest alerts are the ones left.
+#[test]
+fn alerts_table_is_bounded_oldest_opened_first() {
+    let (_dir, db, writer) = bounded_writer(Retention {
+        max_alerts: 3,
+        ..Retention::default()
+    });
+    let at = |s: i64| Utc.timestamp_opt(1_780_000_000 + s, 0).unwrap();
+    let alert = |n: i64, count: u64| brute_force_alert(&format!("al-{n:04}"), at(n), count);
     for n in 1..=5 {
         writer
             .send(WriteOp::Alert(std::sync::Arc::new(alert(n, 1))))
@@ -825,33 +829,13 @@ fn a_big_group_writes_its_keys_in_its_own_commit() {
 /// does when it has been idle that long too; their idempotency keys stay.
 #[test]
 fn events_and_alerts_past_the_age_bound_go_even_while_idle() {
-    use vigil::detect::{Alert, AlertStatus};
     let (_dir, db, writer) = live_writer(Retention {
         max_age: Some(std::time::Duration::from_secs(86_400)),
         idle_check: std::time::Duration::from_millis(50),
         ..Retention::default()
     });
     let now = Utc::now();
-    let alert = |id: &str, last: chrono::DateTime<Utc>| Alert {
-        alert_id: id.into(),
-        rule_id: "BRUTE_FORCE_V1".into(),
-        host: "h1".into(),
-        severity: 7,
-        confidence: 0.75,
-        risk_score: 70.0,
-        created_time_utc: last,
-        first_seen_utc: last,
-        last_seen_utc: last,
-        count: 8,
-        user: Some("root".into()),
-        src_ip: "192.0.2.9".parse().ok(),
-        reasons: vec!["brute_force_suspected".into()],
-        context: Default::default(),
-        evidence: Vec::new(),
-        recommended_action: String::new(),
-        mitre: Vec::new(),
-        status: AlertStatus::Open,
-    };
+    let alert = |id: &str, last| brute_force_alert(id, last, 8);
     let mut ops = Vec::new();
     let mut ids = Vec::new();
     for i in 0..5 {
