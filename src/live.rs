@@ -37,6 +37,294 @@ pub enum LiveError {
         addr: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+/// Why a log source could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("binding syslog {proto} {addr}")]
+    SyslogBind {
+        proto: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("[syslog] allowed_senders: {0}")]
+    Senders(#[from] crate::sources::senders::NetError),
+    #[error("starting a file follower")]
+    Tail(#[source] std::io::Error),
+    #[error(transparent)]
+    Journal(#[from] crate::sources::journald::JournalError),
+}
+
+/// The log sources besides the gateway, from the command line: syslog
+/// listeners (over `[syslog] udp` / `tcp`), files to follow, the systemd
+/// journal.
+#[derive(Clone, Debug, Default)]
+pub struct SourceOptions {
+    pub syslog_udp: Option<String>,
+    pub syslog_tcp: Option<String>,
+    pub tail: Vec<PathBuf>,
+    /// Read followed files from their start instead of their end.
+    pub from_start: bool,
+    pub journald: bool,
+}
+
+impl SourceOptions {
+    /// The syslog addresses given on the command line replace the config's.
+    pub fn apply_to(&self, cfg: &mut Config) {
+        if let Some(a) = &self.syslog_udp {
+            cfg.syslog.udp = Some(a.clone());
+        }
+        if let Some(a) = &self.syslog_tcp {
+            cfg.syslog.tcp = Some(a.clone());
+        }
+    }
+}
+
+/// The sources' figures, taken once a second for the console.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceStatus {
+    /// How many files are followed.
+    pub files: usize,
+    pub file_lines: u64,
+    pub file_unparsed: u64,
+    /// Followed files that cannot be read now, and why (path as shown).
+    pub unreadable: Vec<(String, String)>,
+    /// The syslog listeners, `udp 127.0.0.1:5514`.
+    pub syslog: Vec<String>,
+    pub syslog_received: u64,
+    pub syslog_unparsed: u64,
+    /// Over the size limit, or connections turned away.
+    pub syslog_dropped: u64,
+    /// Datagrams and connections from senders not in `allowed_senders`.
+    pub syslog_refused_senders: u64,
+    /// Journal entries read, when the journal is followed.
+    pub journal_entries: Option<u64>,
+}
+
+impl SourceStatus {
+    /// True when no source besides the gateway runs.
+    pub fn is_empty(&self) -> bool {
+        self.files == 0 && self.syslog.is_empty() && self.journal_entries.is_none()
+    }
+}
+
+/// Running sources, each feeding the engine through its own handle. The
+/// engine stops only once every handle is gone: [`Sources::stop`] ends the
+/// file followers, the journal and the syslog listeners; syslog TCP
+/// connections already open end with the runtime.
+pub struct Sources {
+    tail_stats: Arc<crate::sources::tail::TailStats>,
+    tail_stop: Arc<std::sync::atomic::AtomicBool>,
+    tail_threads: Vec<std::thread::JoinHandle<()>>,
+    journal: Option<crate::sources::journald::Journal>,
+    journal_stats: Arc<crate::sources::journald::JournalStats>,
+    syslog_stats: Arc<crate::sources::syslog::SyslogStats>,
+    syslog_tasks: Vec<tokio::task::JoinHandle<()>>,
+    syslog: Vec<String>,
+}
+
+impl Sources {
+    /// Starts what `opts` and `cfg.syslog` ask for on `runtime`, logging
+    /// each. Call it outside the runtime (it waits for the syslog sockets
+    /// to bind). On an error, whatever had started is stopped again.
+    pub fn start(
+        cfg: &Config,
+        opts: &SourceOptions,
+        engine: &EngineHandle,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Sources, SourceError> {
+        let mut sources = Sources {
+            tail_stats: Arc::default(),
+            tail_stop: Arc::default(),
+            tail_threads: Vec::new(),
+            journal: None,
+            journal_stats: Arc::default(),
+            syslog_stats: Arc::default(),
+            syslog_tasks: Vec::new(),
+            syslog: Vec::new(),
+        };
+        match sources.start_all(cfg, opts, engine, runtime) {
+            Ok(()) => Ok(sources),
+            Err(e) => {
+                sources.stop();
+                Err(e)
+            }
+        }
+    }
+
+    fn start_all(
+        &mut self,
+        cfg: &Config,
+        opts: &SourceOptions,
+        engine: &EngineHandle,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<(), SourceError> {
+        use crate::sources::{journald, senders, syslog, tail};
+        use crate::util::sanitize_for_terminal;
+        for path in &opts.tail {
+            let t = tail::Tailer::new(
+                path,
+                crate::parse::SourceKind::Auto,
+                opts.from_start,
+                engine.clone(),
+                runtime.clone(),
+                self.tail_stats.clone(),
+            );
+            let waiting = t.problem().is_some();
+            self.tail_threads
+                .push(tail::spawn(t, self.tail_stop.clone()).map_err(SourceError::Tail)?);
+            tracing::info!(
+                "following {}{}",
+                sanitize_for_terminal(&path.display().to_string()),
+                if waiting {
+                    " once it can be read"
+                } else if opts.from_start {
+                    " from its start"
+                } else {
+                    ""
+                }
+            );
+        }
+        if opts.journald {
+            self.journal = Some(journald::Journal::start(
+                "journalctl",
+                engine.clone(),
+                runtime.clone(),
+                self.journal_stats.clone(),
+            )?);
+            tracing::info!("following the systemd journal");
+        }
+        let max = cfg.syslog.max_message_bytes;
+        let allowed = Arc::new(senders::Senders::parse(&cfg.syslog.allowed_senders)?);
+        if let Some(addr) = &cfg.syslog.udp {
+            let socket = self.bind_syslog(
+                runtime,
+                ("udp", addr),
+                &allowed,
+                tokio::net::UdpSocket::bind(addr),
+                tokio::net::UdpSocket::local_addr,
+            )?;
+            self.syslog_tasks.push(runtime.spawn(syslog::run_udp(
+                socket,
+                engine.clone(),
+                max,
+                allowed.clone(),
+                self.syslog_stats.clone(),
+            )));
+        }
+        if let Some(addr) = &cfg.syslog.tcp {
+            let listener = self.bind_syslog(
+                runtime,
+                ("tcp", addr),
+                &allowed,
+                tokio::net::TcpListener::bind(addr),
+                tokio::net::TcpListener::local_addr,
+            )?;
+            self.syslog_tasks.push(runtime.spawn(syslog::run_tcp(
+                listener,
+                engine.clone(),
+                syslog::TcpLimits {
+                    max_message_bytes: max,
+                    max_per_ip: cfg.syslog.max_connections_per_ip,
+                    idle_evict: std::time::Duration::from_secs(cfg.syslog.idle_evict_secs),
+                },
+                allowed,
+                self.syslog_stats.clone(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Binds a syslog listener (`bind`, waited for on `runtime`), says
+    /// where it listens and warns when anyone on the network may send.
+    fn bind_syslog<T>(
+        &mut self,
+        runtime: &tokio::runtime::Handle,
+        (proto, addr): (&'static str, &str),
+        allowed: &crate::sources::senders::Senders,
+        bind: impl std::future::Future<Output = std::io::Result<T>>,
+        local_addr: fn(&T) -> std::io::Result<SocketAddr>,
+    ) -> Result<T, SourceError> {
+        let bound = runtime
+            .block_on(bind)
+            .and_then(|b| local_addr(&b).map(|local| (b, local)));
+        let (b, local) = bound.map_err(|source| SourceError::SyslogBind {
+            proto,
+            addr: addr.to_string(),
+            source,
+        })?;
+        tracing::info!("syslog {proto} on {local}");
+        warn_if_open(proto, local, allowed);
+        self.syslog.push(format!("{proto} {local}"));
+        Ok(b)
+    }
+
+    /// The syslog listeners' counters (for `vigil serve`'s minute report).
+    pub fn syslog_stats(&self) -> Arc<crate::sources::syslog::SyslogStats> {
+        self.syslog_stats.clone()
+    }
+
+    /// The figures now.
+    pub fn status(&self) -> SourceStatus {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (t, s) = (&self.tail_stats, &self.syslog_stats);
+        SourceStatus {
+            files: self.tail_threads.len(),
+            file_lines: t.lines.load(Relaxed),
+            file_unparsed: t.unparsed.load(Relaxed),
+            unreadable: t.unreadable(),
+            syslog: self.syslog.clone(),
+            syslog_received: s.received.load(Relaxed),
+            syslog_unparsed: s.unparsed.load(Relaxed),
+            syslog_dropped: s.malformed.load(Relaxed) + s.refused_connections.load(Relaxed),
+            syslog_refused_senders: s.refused_senders.load(Relaxed),
+            journal_entries: self
+                .journal
+                .as_ref()
+                .map(|_| self.journal_stats.entries.load(Relaxed)),
+        }
+    }
+
+    /// Stops every source and returns a summary line for each kind that
+    /// ran. Lines already handed to the engine are committed.
+    pub fn stop(self) -> Vec<String> {
+        let mut summaries = Vec::new();
+        for task in &self.syslog_tasks {
+            task.abort();
+        }
+        if !self.syslog.is_empty() {
+            summaries.push(self.syslog_stats.summary());
+        }
+        if let Some(j) = self.journal {
+            j.stop();
+            summaries.push(self.journal_stats.summary());
+        }
+        self.tail_stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let files = self.tail_threads.len();
+        for t in self.tail_threads {
+            let _ = t.join();
+        }
+        if files > 0 {
+            summaries.push(self.tail_stats.summary());
+        }
+        summaries
+    }
+}
+
+/// Says so when a syslog listener faces the network and takes messages from
+/// anyone: forged lines can raise alerts and bans against addresses of the
+/// forger's choosing (see `crate::sources::senders`).
+fn warn_if_open(proto: &str, local: SocketAddr, senders: &crate::sources::senders::Senders) {
+    if senders.any() && !local.ip().is_loopback() {
+        tracing::warn!(
+            "syslog {proto} on {local} takes messages from any address, and a forged line can \
+             raise alerts and bans: list the senders in [syslog] allowed_senders"
+        );
+    }
 }
 
 /// The engine and what the gateway needs, before anything listens.

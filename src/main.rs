@@ -125,22 +125,8 @@ enum Command {
         /// TOML configuration.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Also listen for syslog over UDP on this address (overrides config).
-        #[arg(long, value_name = "ADDR")]
-        syslog_udp: Option<String>,
-        /// Also listen for syslog over TCP on this address (overrides config).
-        #[arg(long, value_name = "ADDR")]
-        syslog_tcp: Option<String>,
-        /// Follow this log file as it grows, through rotation and
-        /// truncation (repeatable).
-        #[arg(long, value_name = "FILE")]
-        tail: Vec<PathBuf>,
-        /// Read followed files from their start instead of their end.
-        #[arg(long, requires = "tail")]
-        from_start: bool,
-        /// Also follow the systemd journal (runs `journalctl -o json --follow`).
-        #[arg(long)]
-        journald: bool,
+        #[command(flatten)]
+        sources: SourceArgs,
     },
     /// The console (the default): engine and signed gateway in this process,
     /// with a terminal UI for triage. Needs a terminal.
@@ -155,12 +141,47 @@ enum Command {
         /// TOML configuration.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        sources: SourceArgs,
     },
     /// Audit-log tools.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+/// The log sources `serve` and the console run beside the gateway.
+#[derive(clap::Args)]
+struct SourceArgs {
+    /// Also listen for syslog over UDP on this address (overrides config).
+    #[arg(long, value_name = "ADDR")]
+    syslog_udp: Option<String>,
+    /// Also listen for syslog over TCP on this address (overrides config).
+    #[arg(long, value_name = "ADDR")]
+    syslog_tcp: Option<String>,
+    /// Follow this log file as it grows, through rotation and
+    /// truncation (repeatable).
+    #[arg(long, value_name = "FILE")]
+    tail: Vec<PathBuf>,
+    /// Read followed files from their start instead of their end.
+    #[arg(long, requires = "tail")]
+    from_start: bool,
+    /// Also follow the systemd journal (runs `journalctl -o json --follow`).
+    #[arg(long)]
+    journald: bool,
+}
+
+impl SourceArgs {
+    fn into_options(self) -> vigil::live::SourceOptions {
+        vigil::live::SourceOptions {
+            syslog_udp: self.syslog_udp,
+            syslog_tcp: self.syslog_tcp,
+            tail: self.tail,
+            from_start: self.from_start,
+            journald: self.journald,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -215,10 +236,12 @@ fn main() {
             listen,
             data_dir,
             config,
+            sources,
         }) => console(vigil::tui::ConsoleOptions {
             listen,
             data_dir,
             config,
+            sources: sources.into_options(),
         }),
         Some(Command::Scan {
             input,
@@ -230,18 +253,8 @@ fn main() {
             listen,
             data_dir,
             config,
-            syslog_udp,
-            syslog_tcp,
-            tail,
-            from_start,
-            journald,
-        }) => serve(
-            listen,
-            &data_dir,
-            config.as_deref(),
-            (syslog_udp, syslog_tcp),
-            (tail, from_start, journald),
-        ),
+            sources,
+        }) => serve(listen, &data_dir, config.as_deref(), sources.into_options()),
         Some(Command::Audit {
             command: AuditCommand::Verify { file, head },
         }) => audit_verify(&file, head.as_deref()),
@@ -295,22 +308,6 @@ async fn report_refusals_every_minute(
         if let Some(line) = line {
             tracing::warn!("{line}");
         }
-    }
-}
-
-/// Says so when a syslog listener faces the network and takes messages from
-/// anyone: forged lines can raise alerts and bans against addresses of the
-/// forger's choosing (see `vigil::sources::senders`).
-fn warn_if_open(
-    proto: &str,
-    local: std::net::SocketAddr,
-    senders: &vigil::sources::senders::Senders,
-) {
-    if senders.any() && !local.ip().is_loopback() {
-        tracing::warn!(
-            "syslog {proto} on {local} takes messages from any address, and a forged line can \
-             raise alerts and bans: list the senders in [syslog] allowed_senders"
-        );
     }
 }
 
@@ -706,18 +703,10 @@ fn serve(
     listen: Option<String>,
     data_dir: &Path,
     config: Option<&Path>,
-    syslog: (Option<String>, Option<String>),
-    (tail, from_start, journald): (Vec<PathBuf>, bool, bool),
+    sources: vigil::live::SourceOptions,
 ) -> Result<()> {
-    use std::sync::Arc;
-
     let mut cfg = Config::load(config)?;
-    if let Some(a) = syslog.0 {
-        cfg.syslog.udp = Some(a);
-    }
-    if let Some(a) = syslog.1 {
-        cfg.syslog.tcp = Some(a);
-    }
+    sources.apply_to(&mut cfg);
     let listen = listen.unwrap_or_else(|| cfg.gateway.listen.clone());
     let vigil::live::Live {
         engine,
@@ -727,56 +716,17 @@ fn serve(
         audit_path,
     } = vigil::live::start(&cfg, data_dir, vigil::engine::LiveConfig::default())?;
     let gateway_stats = state.stats.clone();
-    // Handed to syslog, tail and journald sources; dropped once they hold theirs.
-    let source_engine = engine;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(vigil::live::worker_threads())
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let tail_stats = Arc::new(vigil::sources::tail::TailStats::default());
-    let tail_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut tail_threads = Vec::new();
-    for path in &tail {
-        let t = vigil::sources::tail::Tailer::new(
-            path,
-            vigil::parse::SourceKind::Auto,
-            from_start,
-            source_engine.clone(),
-            runtime.handle().clone(),
-            tail_stats.clone(),
-        );
-        let waiting = t.problem().is_some();
-        tail_threads.push(
-            vigil::sources::tail::spawn(t, tail_stop.clone())
-                .context("starting a file follower")?,
-        );
-        tracing::info!(
-            "following {}{}",
-            vigil::util::sanitize_for_terminal(&path.display().to_string()),
-            if waiting {
-                " once it can be read"
-            } else if from_start {
-                " from its start"
-            } else {
-                ""
-            }
-        );
-    }
-    let journal_stats = Arc::new(vigil::sources::journald::JournalStats::default());
-    let journal = if journald {
-        let j = vigil::sources::journald::Journal::start(
-            "journalctl",
-            source_engine.clone(),
-            runtime.handle().clone(),
-            journal_stats.clone(),
-        )?;
-        tracing::info!("following the systemd journal");
-        Some(j)
-    } else {
-        None
-    };
-    runtime.block_on(async move {
+    let running = vigil::live::Sources::start(&cfg, &sources, &engine, runtime.handle())?;
+    // The sources hold their own handles; the engine stops once they and
+    // the router's are gone.
+    drop(engine);
+    let syslog_stats = running.syslog_stats();
+    let served = runtime.block_on(async move {
         let listener = vigil::live::bind(&listen).await?;
         let addr = listener.local_addr()?;
         // (An empty token is none: the routes stay open.)
@@ -787,47 +737,6 @@ fn serve(
                  (or [gateway] read_token) to require a bearer token for them"
             );
         }
-        let syslog_stats = Arc::new(vigil::sources::syslog::SyslogStats::default());
-        let max = cfg.syslog.max_message_bytes;
-        // Checked when the config was read.
-        let senders = Arc::new(vigil::sources::senders::Senders::parse(
-            &cfg.syslog.allowed_senders,
-        )?);
-        if let Some(addr) = &cfg.syslog.udp {
-            let socket = tokio::net::UdpSocket::bind(addr)
-                .await
-                .with_context(|| format!("binding syslog udp {addr}"))?;
-            let local = socket.local_addr()?;
-            tracing::info!("syslog udp on {local}");
-            warn_if_open("udp", local, &senders);
-            tokio::spawn(vigil::sources::syslog::run_udp(
-                socket,
-                source_engine.clone(),
-                max,
-                senders.clone(),
-                syslog_stats.clone(),
-            ));
-        }
-        if let Some(addr) = &cfg.syslog.tcp {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding syslog tcp {addr}"))?;
-            let local = l.local_addr()?;
-            tracing::info!("syslog tcp on {local}");
-            warn_if_open("tcp", local, &senders);
-            tokio::spawn(vigil::sources::syslog::run_tcp(
-                l,
-                source_engine.clone(),
-                vigil::sources::syslog::TcpLimits {
-                    max_message_bytes: max,
-                    max_per_ip: cfg.syslog.max_connections_per_ip,
-                    idle_evict: std::time::Duration::from_secs(cfg.syslog.idle_evict_secs),
-                },
-                senders.clone(),
-                syslog_stats.clone(),
-            ));
-        }
-        drop(source_engine);
         let stop = shutdown_signal();
         // Logged last: tests and scripts wait for this line.
         tracing::info!(
@@ -841,32 +750,21 @@ fn serve(
         // a quiet minute none.
         let reporting = tokio::spawn(report_refusals_every_minute(
             gateway_stats.clone(),
-            syslog_stats.clone(),
+            syslog_stats,
         ));
         vigil::live::serve_gateway(listener, state, stop).await?;
         reporting.abort();
         tracing::info!("{}", gateway_stats.summary());
-        if cfg.syslog.udp.is_some() || cfg.syslog.tcp.is_some() {
-            tracing::info!("{}", syslog_stats.summary());
-        }
         anyhow::Ok(())
-    })?;
-    if let Some(j) = journal {
-        j.stop();
-        tracing::info!("{}", journal_stats.summary());
+    });
+    for line in running.stop() {
+        tracing::info!("{line}");
     }
-    tail_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for t in tail_threads {
-        let _ = t.join();
-    }
-    if !tail.is_empty() {
-        tracing::info!("{}", tail_stats.summary());
-    }
-    // Stop the syslog tasks: they hold engine handles, and the engine stops
-    // only when every handle is gone. Events already queued are committed.
+    served?;
+    // Syslog connections still open hold engine handles: the runtime's end
+    // drops them. Events already queued are committed.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-    // The router (and with it every engine handle) is gone: the engine drains,
-    // commits and stops.
+    // Every engine handle is gone: the engine drains, commits and stops.
     if engine_thread.join().is_err() {
         bail!("the engine thread panicked");
     }

@@ -93,6 +93,19 @@ fn post(addr: &str, id: &str, host: &str, action: &str, msg: &str) -> u16 {
     .0
 }
 
+/// Presses `q` and waits for the console (and its tmux session) to end.
+fn quit(tmux: &Tmux) {
+    tmux.keys(&["q"]);
+    let start = Instant::now();
+    while tmux.run(&["list-sessions"]).contains("console") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "console did not quit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Starts `vigil console` in a private tmux server (`cols`×`rows`) with a
 /// fresh data dir; `after` runs in the pane's shell once vigil exits.
 /// Returns `None` (after printing why) where tmux is absent; otherwise the
@@ -101,6 +114,17 @@ fn start_console(
     name: &str,
     cols: u16,
     rows: u16,
+    after: &str,
+) -> Option<(Tmux, tempfile::TempDir, String)> {
+    start_console_with(name, cols, rows, "", after)
+}
+
+/// [`start_console`] with `args` added to `vigil console`'s.
+fn start_console_with(
+    name: &str,
+    cols: u16,
+    rows: u16,
+    args: &str,
     after: &str,
 ) -> Option<(Tmux, tempfile::TempDir, String)> {
     if Command::new("tmux").arg("-V").output().is_err() {
@@ -113,7 +137,7 @@ fn start_console(
         target: "console".into(),
     };
     let cmd = format!(
-        "env ARES_SHARED_SECRET={SECRET} USER=e2e-analyst TERM=xterm-256color {} console --listen 127.0.0.1:0 --data-dir {} 2>{}; {after}",
+        "env ARES_SHARED_SECRET={SECRET} USER=e2e-analyst TERM=xterm-256color {} console --listen 127.0.0.1:0 --data-dir {} {args} 2>{}; {after}",
         env!("CARGO_BIN_EXE_vigil"),
         dir.path().display(),
         dir.path().join("stderr.txt").display(),
@@ -229,15 +253,7 @@ fn console_shows_a_brute_force_and_releases_the_host_with_keys() {
     let state: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(state["quarantine"], false, "{state}");
 
-    tmux.keys(&["q"]);
-    let start = Instant::now();
-    while tmux.run(&["list-sessions"]).contains("console") {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "console did not quit"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    quit(&tmux);
     let conn = vigil::store::open(&dir.path().join("vigil.db")).unwrap();
     let audit = vigil::store::audit_log(&conn).unwrap();
     assert!(
@@ -248,6 +264,48 @@ fn console_shows_a_brute_force_and_releases_the_host_with_keys() {
         "{audit:?}"
     );
     assert_eq!(vigil::store::count_events(&conn).unwrap(), 51);
+}
+
+/// The console follows a log file itself (`--tail`): a brute force written
+/// to it shows in the stream and the alert queue, with the file's figures
+/// in the header.
+#[test]
+fn console_follows_a_log_file_and_raises_its_alerts() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    std::fs::write(&log, "").unwrap();
+    let args = format!("--tail {}", log.display());
+    let Some((tmux, dir, _addr)) = start_console_with("tail", 120, 40, &args, "true") else {
+        return;
+    };
+    tmux.wait_for("the file's figures in the header", |s| {
+        s.contains("files 1: 0 lines")
+    });
+    let ts = chrono::Utc::now().format("%b %e %H:%M:%S");
+    let lines: String = (0..8)
+        .map(|i| {
+            format!(
+                "{ts} tail-e2e sshd[77]: Failed password for root from 192.0.2.44 port {} ssh2\n",
+                40000 + i
+            )
+        })
+        .collect();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    std::io::Write::write_all(&mut f, lines.as_bytes()).unwrap();
+    drop(f);
+    tmux.wait_for("the lines, the failed logins and the ban", |s| {
+        s.contains("files 1: 8 lines")
+            && s.contains("tail-e2e")
+            && s.contains("login_failed")
+            && s.contains("bans 1")
+    });
+    tmux.keys(&["2"]);
+    tmux.wait_for("the brute-force alert", |s| {
+        s.contains("BRUTE_FORCE") && s.contains("tail-e2e")
+    });
+    quit(&tmux);
+    let conn = vigil::store::open(&dir.path().join("vigil.db")).unwrap();
+    assert_eq!(vigil::store::count_events(&conn).unwrap(), 8);
 }
 
 #[test]

@@ -236,6 +236,26 @@ snap!(overview_gateway_refusing, |app: &mut App| {
         3,
     )));
 });
+// Syslog listeners, followed files and the journal get a header line when
+// they run: a file that cannot be read and senders turned away stand out
+// (escape sequences in a path shown inert).
+snap!(overview_with_sources, |app: &mut App| {
+    app.update(Action::Sources(vigil::live::SourceStatus {
+        files: 2,
+        file_lines: 1_204,
+        file_unparsed: 3,
+        unreadable: vec![(
+            "/var/log/secure\x1b[2J".into(),
+            "Permission denied (os error 13)".into(),
+        )],
+        syslog: vec!["udp 127.0.0.1:5514".into(), "tcp 127.0.0.1:5514".into()],
+        syslog_received: 310,
+        syslog_unparsed: 2,
+        syslog_dropped: 0,
+        syslog_refused_senders: 4,
+        journal_entries: Some(50),
+    }));
+});
 // Other panes say so in the tab bar.
 snap!(alerts_pane_with_the_audit_log_failing, |app: &mut App| {
     app.update(Action::Health(Health {

@@ -28,7 +28,8 @@ use crate::util::fnv1a;
 /// How often each file is checked for growth, rotation and truncation.
 pub const POLL: Duration = Duration::from_millis(200);
 
-/// What the tailers saw; printed when `vigil serve` stops.
+/// What the tailers saw; printed when `vigil serve` stops, shown by the
+/// console while it runs.
 #[derive(Debug, Default)]
 pub struct TailStats {
     pub lines: AtomicU64,
@@ -37,9 +38,30 @@ pub struct TailStats {
     pub unparsed: AtomicU64,
     pub rotations: AtomicU64,
     pub truncations: AtomicU64,
+    /// Followed files that cannot be read right now (path as shown → why),
+    /// kept by their tailers; a file that cannot be read looks like a
+    /// quiet one otherwise.
+    unreadable: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl TailStats {
+    /// The followed files that cannot be read now, and why, by path.
+    pub fn unreadable(&self) -> Vec<(String, String)> {
+        self.unreadable
+            .lock()
+            .map(|m| m.iter().map(|(p, w)| (p.clone(), w.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    fn set_unreadable(&self, path: String, why: Option<&str>) {
+        if let Ok(mut m) = self.unreadable.lock() {
+            match why {
+                Some(why) => m.insert(path, why.to_string()),
+                None => m.remove(&path),
+            };
+        }
+    }
+
     pub fn summary(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
@@ -147,6 +169,7 @@ impl Tailer {
             Ok(f) => {
                 if self.problem.take().is_some() {
                     tracing::info!("{}: readable now, following it", self.shown());
+                    self.stats.set_unreadable(self.shown(), None);
                 }
                 Some(f)
             }
@@ -170,6 +193,7 @@ impl Tailer {
                     } else {
                         tracing::warn!("{what}");
                     }
+                    self.stats.set_unreadable(self.shown(), Some(&why));
                     self.problem = Some(why);
                 }
                 None

@@ -233,6 +233,9 @@ pub enum Action {
     Health(Health),
     /// The gateway's accepts and refusals so far, sent once a second.
     Ingest(crate::sources::gateway::IngestCounts),
+    /// The other sources' figures (syslog, files, journal), sent once a
+    /// second when they changed.
+    Sources(crate::live::SourceStatus),
 }
 
 /// What keeps the engine from doing its job, for the overview header.
@@ -293,6 +296,8 @@ pub struct App {
     pub health: Health,
     /// The gateway's counts, as last sent.
     pub ingest: crate::sources::gateway::IngestCounts,
+    /// Syslog listeners, followed files and the journal (empty: none run).
+    pub sources: crate::live::SourceStatus,
     /// Refusals so far at each of the last 61 [`Action::Ingest`] (one a
     /// second): the newest less the oldest is the last minute's.
     ingest_refused: VecDeque<u64>,
@@ -354,6 +359,7 @@ impl App {
             dropped_alerts: 0,
             health: Health::default(),
             ingest: Default::default(),
+            sources: Default::default(),
             ingest_refused: VecDeque::with_capacity(61),
             alerts: Vec::new(),
             alert_index: HashMap::new(),
@@ -593,6 +599,7 @@ impl App {
                 self.ingest_refused.push_back(c.refused_total());
                 self.ingest = c;
             }
+            Action::Sources(s) => self.sources = s,
         }
         effects
     }

@@ -12,7 +12,10 @@ use super::view::{clean, event_text, fit, panel, window_start};
 use crate::event::Outcome;
 
 pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
-    let [header, body] = Layout::vertical([Constraint::Length(7), Constraint::Min(5)]).areas(area);
+    // One more header line when sources besides the gateway run.
+    let height = if app.sources.is_empty() { 7 } else { 8 };
+    let [header, body] =
+        Layout::vertical([Constraint::Length(height), Constraint::Min(5)]).areas(area);
     render_header(frame, app, theme, header);
     // The stream gets the width; the sources list only when there is room.
     if area.width >= 140 {
@@ -47,6 +50,12 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     }
     // The gateway's line runs the full width under the figures and the
     // sparkline: its refusal reasons want the room.
+    if !app.sources.is_empty() {
+        let [top, sources] =
+            Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+        inner = top;
+        frame.render_widget(Paragraph::new(sources_line(app, theme)), sources);
+    }
     let [inner, gateway] =
         Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
     frame.render_widget(Paragraph::new(gateway_line(app, theme)), gateway);
@@ -180,6 +189,90 @@ fn gateway_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
             format!("{} connections turned away", c.connections_refused),
             warn,
         ));
+    }
+    Line::from(spans)
+}
+
+/// `files 2: 1204 lines, 1 unreadable · syslog 310 received · journal 50
+/// entries · /var/log/secure: Permission denied · syslog on udp
+/// 127.0.0.1:5514`:
+/// what the other sources took in; a file that cannot be read and senders
+/// turned away in the warning colour (each looks like a quiet source
+/// otherwise).
+fn sources_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
+    let s = &app.sources;
+    let warn = Style::new().fg(theme.warn);
+    let mut parts: Vec<Vec<Span<'a>>> = Vec::new();
+    if s.files > 0 {
+        let mut p = vec![
+            Span::styled(format!("files {}: ", s.files), theme.dimmed()),
+            Span::styled(format!("{} lines", s.file_lines), theme.text()),
+        ];
+        if s.file_unparsed > 0 {
+            p.push(Span::styled(
+                format!(", {} unparsed", s.file_unparsed),
+                theme.dimmed(),
+            ));
+        }
+        if !s.unreadable.is_empty() {
+            p.push(Span::styled(
+                format!(", {} unreadable", s.unreadable.len()),
+                warn,
+            ));
+        }
+        parts.push(p);
+    }
+    if !s.syslog.is_empty() {
+        let mut p = vec![
+            Span::styled("syslog ", theme.dimmed()),
+            Span::styled(format!("{} received", s.syslog_received), theme.text()),
+        ];
+        if s.syslog_unparsed > 0 {
+            p.push(Span::styled(
+                format!(", {} unparsed", s.syslog_unparsed),
+                theme.dimmed(),
+            ));
+        }
+        if s.syslog_dropped > 0 {
+            p.push(Span::styled(
+                format!(", {} dropped (size or connections)", s.syslog_dropped),
+                warn,
+            ));
+        }
+        if s.syslog_refused_senders > 0 {
+            p.push(Span::styled(
+                format!(", {} from senders not allowed", s.syslog_refused_senders),
+                warn,
+            ));
+        }
+        parts.push(p);
+    }
+    if let Some(n) = s.journal_entries {
+        parts.push(vec![
+            Span::styled("journal ", theme.dimmed()),
+            Span::styled(format!("{n} entries"), theme.text()),
+        ]);
+    }
+    // Which files and why, then where syslog listens, last: the figures
+    // come first on a narrow terminal.
+    for (path, why) in &s.unreadable {
+        parts.push(vec![Span::styled(
+            format!("{}: {}", clean(path), clean(why)),
+            warn,
+        )]);
+    }
+    if !s.syslog.is_empty() {
+        parts.push(vec![Span::styled(
+            format!("syslog on {}", s.syslog.join(", ")),
+            theme.dimmed(),
+        )]);
+    }
+    let mut spans = Vec::new();
+    for (i, p) in parts.into_iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" · ", theme.dimmed()));
+        }
+        spans.extend(p);
     }
     Line::from(spans)
 }

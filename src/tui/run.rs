@@ -31,6 +31,9 @@ pub struct ConsoleOptions {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub config: Option<PathBuf>,
+    /// Syslog listeners, followed files, the journal: run beside the
+    /// gateway, their figures in the overview.
+    pub sources: crate::live::SourceOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +186,7 @@ impl Drop for TerminalGuard {
 /// Runs the console until the analyst quits.
 pub fn run(opts: ConsoleOptions) -> Result<(), ConsoleError> {
     let mut cfg = Config::load(opts.config.as_deref())?;
+    opts.sources.apply_to(&mut cfg);
     let data_dir = match opts.data_dir {
         Some(d) => d,
         None => default_data_dir().ok_or(ConsoleError::NoDataDir)?,
@@ -221,6 +225,8 @@ pub fn run(opts: ConsoleOptions) -> Result<(), ConsoleError> {
         .build()
         .map_err(ConsoleError::Runtime)?;
     let listener = runtime.block_on(crate::live::bind(&listen))?;
+    let sources = crate::live::Sources::start(&cfg, &opts.sources, &live.engine, runtime.handle())
+        .map_err(crate::live::LiveError::from)?;
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -249,14 +255,18 @@ pub fn run(opts: ConsoleOptions) -> Result<(), ConsoleError> {
         session,
         dark,
         &runtime,
-        (engine, live.gateway.clone()),
+        (engine, live.gateway.clone(), &sources),
         feed_rx,
         &live.db,
         &stop_requested,
     );
-    // Stop the gateway, let the engine drain and commit, then exit.
+    // Stop the gateway and the sources, let the engine drain and commit,
+    // then exit.
     let _ = stop_tx.send(());
     let _ = runtime.block_on(server);
+    for line in sources.stop() {
+        tracing::info!("{line}");
+    }
     drop(live.gateway);
     drop(live.engine);
     runtime.shutdown_timeout(Duration::from_secs(5));
@@ -270,7 +280,11 @@ fn ui_loop(
     session: Session,
     dark: bool,
     runtime: &tokio::runtime::Runtime,
-    (engine, gateway): (EngineHandle, Arc<crate::sources::gateway::GatewayState>),
+    (engine, gateway, sources): (
+        EngineHandle,
+        Arc<crate::sources::gateway::GatewayState>,
+        &crate::live::Sources,
+    ),
     mut feed: FeedReceiver,
     db: &Path,
     stop_requested: &AtomicBool,
@@ -351,6 +365,10 @@ fn ui_loop(
                 app.update(Action::Health(health));
             }
             app.update(Action::Ingest(gateway.stats.counts()));
+            let status = sources.status();
+            if status != app.sources {
+                app.update(Action::Sources(status));
+            }
             let engine = engine.clone();
             let tx = done_tx.clone();
             runtime.spawn(async move {

@@ -1,0 +1,124 @@
+//! The sources `vigil serve` and the console run beside the gateway
+//! (`vigil::live::Sources`): their figures as the console shows them, a
+//! followed file that cannot be read named with why, and a stop that lets
+//! the engine drain and end.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use vigil::config::Config;
+use vigil::engine::{LiveConfig, spawn_live};
+use vigil::live::{SourceOptions, SourceStatus, Sources};
+
+fn wait_for(sources: &Sources, what: &str, ok: impl Fn(&SourceStatus) -> bool) -> SourceStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = sources.status();
+        if ok(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "waiting for {what}: {s:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn status_names_an_unreadable_file_counts_syslog_and_stop_lets_the_engine_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    // A directory where the file should be: it cannot be read (yet).
+    std::fs::create_dir(&log).unwrap();
+    let mut cfg = Config::default();
+    let opts = SourceOptions {
+        syslog_udp: Some("127.0.0.1:0".into()),
+        tail: vec![log.clone()],
+        ..SourceOptions::default()
+    };
+    opts.apply_to(&mut cfg);
+    assert_eq!(cfg.syslog.udp.as_deref(), Some("127.0.0.1:0"));
+    let (engine, engine_thread) =
+        spawn_live(&cfg, LiveConfig::default(), &dir.path().join("vigil.db")).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sources = Sources::start(&cfg, &opts, &engine, runtime.handle()).unwrap();
+
+    let s = sources.status();
+    assert!(!s.is_empty());
+    assert_eq!(s.files, 1);
+    assert_eq!(
+        s.unreadable,
+        vec![(log.display().to_string(), "it is a directory".to_string())]
+    );
+    assert_eq!(s.syslog.len(), 1, "{s:?}");
+    let udp = s.syslog[0].strip_prefix("udp ").expect("udp listener");
+    assert_ne!(udp, "127.0.0.1:0", "the bound port is shown");
+    assert_eq!(s.journal_entries, None);
+
+    // The file becomes readable: it leaves the list and its lines count.
+    std::fs::remove_dir(&log).unwrap();
+    let mut f = std::fs::File::create(&log).unwrap();
+    writeln!(
+        f,
+        "Nov 22 05:11:01 db1 sshd[77]: Failed password for root from 203.0.113.50 port 40001 ssh2"
+    )
+    .unwrap();
+    writeln!(f, "not a log line anyone wrote").unwrap();
+    drop(f);
+    let s = wait_for(&sources, "the file read", |s| s.file_lines == 2);
+    assert!(s.unreadable.is_empty(), "{s:?}");
+
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .send_to(
+            b"<38>Nov 22 05:10:00 web1 sshd[123]: Failed password for root from 198.51.100.7 port 50000 ssh2",
+            udp,
+        )
+        .unwrap();
+    wait_for(&sources, "the datagram", |s| s.syslog_received == 1);
+
+    let summaries = sources.stop();
+    assert_eq!(summaries.len(), 2, "{summaries:?}");
+    assert!(
+        summaries[0].starts_with("syslog: 1 received"),
+        "{summaries:?}"
+    );
+    assert!(summaries[1].starts_with("tail: 2 lines"), "{summaries:?}");
+    // Every engine handle the sources held is gone: the engine ends once
+    // ours goes too.
+    drop(engine);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(engine_thread.join().is_ok());
+    });
+    assert_eq!(
+        done_rx.recv_timeout(Duration::from_secs(10)),
+        Ok(true),
+        "the engine did not stop after the sources did"
+    );
+}
+
+#[test]
+fn a_syslog_address_that_cannot_be_bound_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let opts = SourceOptions {
+        syslog_udp: Some(addr.clone()),
+        ..SourceOptions::default()
+    };
+    let mut cfg = Config::default();
+    opts.apply_to(&mut cfg);
+    let (engine, engine_thread) =
+        spawn_live(&cfg, LiveConfig::default(), &dir.path().join("vigil.db")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let err = Sources::start(&cfg, &opts, &engine, runtime.handle())
+        .err()
+        .expect("the address is taken");
+    assert_eq!(err.to_string(), format!("binding syslog udp {addr}"));
+    drop(engine);
+    engine_thread.join().unwrap();
+}
