@@ -204,6 +204,11 @@ pub struct SyslogConfig {
     /// take messages from; empty takes any (see
     /// [`crate::sources::senders`]).
     pub allowed_senders: Vec<String>,
+    /// Receive buffer asked for the UDP socket, in bytes (4096..=1 GiB):
+    /// what a burst can queue while the engine catches up. The system may
+    /// give less (Linux: `net.core.rmem_max`); datagrams that find it full
+    /// are dropped by the kernel, and counted.
+    pub udp_receive_buffer_bytes: usize,
 }
 
 impl Default for SyslogConfig {
@@ -215,6 +220,7 @@ impl Default for SyslogConfig {
             max_connections_per_ip: crate::sources::syslog::DEFAULT_MAX_CONNECTIONS_PER_IP,
             idle_evict_secs: crate::sources::syslog::DEFAULT_IDLE_EVICT_SECS,
             allowed_senders: Vec::new(),
+            udp_receive_buffer_bytes: crate::sources::syslog::DEFAULT_UDP_RECEIVE_BUFFER,
         }
     }
 }
@@ -248,6 +254,8 @@ pub enum ConfigError {
     SyslogConnections(usize),
     #[error("syslog.idle_evict_secs must be 1..=86400, got {0}")]
     SyslogIdleEvict(u64),
+    #[error("syslog.udp_receive_buffer_bytes must be 4096..=1073741824, got {0}")]
+    SyslogReceiveBuffer(usize),
     #[error("syslog.allowed_senders: {0}")]
     SyslogSender(#[from] crate::sources::senders::NetError),
     #[error("policy.analyst_ban_secs must be at least 1")]
@@ -400,6 +408,11 @@ impl Config {
         if !(1..=86_400).contains(&self.syslog.idle_evict_secs) {
             return Err(ConfigError::SyslogIdleEvict(self.syslog.idle_evict_secs));
         }
+        if !(4096..=1 << 30).contains(&self.syslog.udp_receive_buffer_bytes) {
+            return Err(ConfigError::SyslogReceiveBuffer(
+                self.syslog.udp_receive_buffer_bytes,
+            ));
+        }
         crate::sources::senders::Senders::parse(&self.syslog.allowed_senders)?;
         if self.policy.analyst_ban_secs == 0 {
             return Err(ConfigError::AnalystBan);
@@ -538,6 +551,14 @@ mod tests {
             assert!(e.contains("syslog.idle_evict_secs"), "{e}");
         }
         c.syslog.idle_evict_secs = 86_400;
+        assert!(c.validate().is_ok());
+        assert_eq!(c.syslog.udp_receive_buffer_bytes, 8 << 20);
+        for bad in [0, 4095, (1 << 30) + 1] {
+            c.syslog.udp_receive_buffer_bytes = bad;
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("syslog.udp_receive_buffer_bytes"), "{e}");
+        }
+        c.syslog.udp_receive_buffer_bytes = 4096;
         assert!(c.validate().is_ok());
     }
 

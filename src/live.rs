@@ -98,6 +98,8 @@ pub struct SourceStatus {
     pub syslog_unparsed: u64,
     /// Over the size limit, or connections turned away.
     pub syslog_dropped: u64,
+    /// UDP datagrams the kernel dropped: the receive buffer was full.
+    pub syslog_lost: u64,
     /// Datagrams and connections from senders not in `allowed_senders`.
     pub syslog_refused_senders: u64,
     /// Journal entries read, when the journal is followed.
@@ -124,6 +126,8 @@ pub struct Sources {
     syslog_stats: Arc<crate::sources::syslog::SyslogStats>,
     syslog_tasks: Vec<tokio::task::JoinHandle<()>>,
     syslog: Vec<String>,
+    /// The UDP listener's kernel drop counter, where it can be read.
+    udp_drops: Option<crate::sources::syslog::UdpDrops>,
 }
 
 impl Sources {
@@ -145,6 +149,7 @@ impl Sources {
             syslog_stats: Arc::default(),
             syslog_tasks: Vec::new(),
             syslog: Vec::new(),
+            udp_drops: None,
         };
         match sources.start_all(cfg, opts, engine, runtime) {
             Ok(()) => Ok(sources),
@@ -207,6 +212,35 @@ impl Sources {
                 tokio::net::UdpSocket::bind(addr),
                 tokio::net::UdpSocket::local_addr,
             )?;
+            // A burst queues in the socket's buffer while the engine
+            // catches up; what overflows it the kernel drops, and counts.
+            let want = cfg.syslog.udp_receive_buffer_bytes;
+            match syslog::set_receive_buffer(&socket, want) {
+                // Stock Linux caps it far below the default asked; the
+                // drops themselves are warned of when they happen.
+                Ok(got) if got < want => tracing::info!(
+                    "syslog udp: receive buffer {} KiB, not the {} KiB asked ([syslog] \
+                     udp_receive_buffer_bytes; on Linux net.core.rmem_max caps it): a burst \
+                     larger than it is dropped by the kernel, and counted",
+                    got >> 10,
+                    want >> 10
+                ),
+                Ok(got) => tracing::info!("syslog udp: receive buffer {} KiB", got >> 10),
+                Err(e) => tracing::warn!("syslog udp: cannot size the receive buffer: {e}"),
+            }
+            self.udp_drops = syslog::UdpDrops::of(&socket);
+            if let Some(d) = &self.udp_drops {
+                self.syslog_tasks
+                    .push(runtime.spawn(syslog::watch_udp_drops(
+                        d.clone(),
+                        self.syslog_stats.clone(),
+                    )));
+            } else {
+                tracing::info!(
+                    "syslog udp: datagrams the kernel drops for a full buffer cannot be counted here \
+                     (Linux only)"
+                );
+            }
             self.syslog_tasks.push(runtime.spawn(syslog::run_udp(
                 socket,
                 engine.clone(),
@@ -281,6 +315,7 @@ impl Sources {
             syslog_unparsed: s.unparsed.load(Relaxed),
             syslog_dropped: s.malformed.load(Relaxed) + s.refused_connections.load(Relaxed),
             syslog_refused_senders: s.refused_senders.load(Relaxed),
+            syslog_lost: s.kernel_drops.load(Relaxed),
             journal_entries: self
                 .journal
                 .as_ref()
@@ -294,6 +329,12 @@ impl Sources {
         let mut summaries = Vec::new();
         for task in &self.syslog_tasks {
             task.abort();
+        }
+        // The last count, for the summary.
+        if let Some(n) = self.udp_drops.as_ref().and_then(|d| d.read()) {
+            self.syslog_stats
+                .kernel_drops
+                .store(n, std::sync::atomic::Ordering::Relaxed);
         }
         if !self.syslog.is_empty() {
             summaries.push(self.syslog_stats.summary());

@@ -295,7 +295,7 @@ async fn report_refusals_every_minute(
     let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
     every.tick().await;
     let mut last = gateway.counts();
-    let mut senders_before = syslog.minute_report(u64::MAX).1;
+    let mut syslog_before = syslog.minute_start();
     loop {
         every.tick().await;
         let now = gateway.counts();
@@ -303,9 +303,9 @@ async fn report_refusals_every_minute(
             tracing::warn!("{line}");
         }
         last = now;
-        let line;
-        (line, senders_before) = syslog.minute_report(senders_before);
-        if let Some(line) = line {
+        let lines;
+        (lines, syslog_before) = syslog.minute_report(syslog_before);
+        for line in lines {
             tracing::warn!("{line}");
         }
     }

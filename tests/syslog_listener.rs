@@ -345,3 +345,47 @@ fn a_listener_open_to_any_sender_on_the_network_is_warned_about() {
     );
     assert!(server.stop());
 }
+
+/// A UDP burst larger than the receive buffer loses datagrams in the
+/// kernel: they are counted, so every datagram sent is either received or
+/// counted lost, and the summary says so (Linux, where the kernel's count
+/// can be read).
+#[test]
+fn udp_datagrams_lost_to_a_full_buffer_are_counted() {
+    if !cfg!(target_os = "linux") {
+        eprintln!("SKIP: the kernel's UDP drop count is read from /proc (Linux)");
+        return;
+    }
+    let server = server_with(
+        "udp_receive_buffer_bytes = 4096\n",
+        &["--syslog-udp", "127.0.0.1:0"],
+    );
+    let udp = listener(&server, "udp");
+    assert!(
+        server
+            .banner
+            .iter()
+            .any(|l| l.contains("syslog udp: receive buffer")),
+        "{:?}",
+        server.banner
+    );
+    let sent = 20_000u64;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..sent {
+        sock.send_to(sshd_fail("burst", i as u32, "192.0.2.60").as_bytes(), &udp)
+            .unwrap();
+    }
+    // What got into the buffer is read and committed before the stop.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (stopped, log, _dir) = server.stop_keeping_data();
+    assert!(stopped, "{log}");
+    let figure = |after: &str, before: &str| -> u64 {
+        let tail =
+            &log[log.find(after).unwrap_or_else(|| panic!("{after}: {log}")) + after.len()..];
+        tail[..tail.find(before).unwrap()].trim().parse().unwrap()
+    };
+    let received = figure("syslog: ", " received");
+    let lost = figure(" received, ", " UDP datagrams lost (receive buffer full)");
+    assert!(lost > 0, "a 4 KiB buffer held the whole burst? {log}");
+    assert_eq!(received + lost, sent, "{log}");
+}

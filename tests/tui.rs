@@ -252,6 +252,7 @@ snap!(overview_with_sources, |app: &mut App| {
         syslog_received: 310,
         syslog_unparsed: 2,
         syslog_dropped: 0,
+        syslog_lost: 1_250,
         syslog_refused_senders: 4,
         journal_entries: Some(50),
     }));

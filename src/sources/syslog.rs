@@ -44,6 +44,8 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
 /// Seconds without a whole message after which a TCP connection may be
 /// closed to make room for a new one, when the config does not say.
 pub const DEFAULT_IDLE_EVICT_SECS: u64 = 30;
+/// UDP receive buffer asked for: ~40 000 typical datagrams of a burst.
+pub const DEFAULT_UDP_RECEIVE_BUFFER: usize = 8 << 20;
 
 /// What the listeners saw; printed when `vigil serve` stops.
 #[derive(Debug, Default)]
@@ -69,6 +71,16 @@ pub struct SyslogStats {
     pub refused_senders: AtomicU64,
     /// The latest such address, for the warning `vigil serve` logs.
     pub last_refused_sender: std::sync::Mutex<Option<std::net::IpAddr>>,
+    /// Datagrams the kernel dropped because the UDP socket's receive
+    /// buffer was full (read by [`UdpDrops`]; Linux only, 0 elsewhere).
+    pub kernel_drops: AtomicU64,
+}
+
+/// What the minute reports of [`SyslogStats::minute_report`] count from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyslogMinute {
+    refused_senders: u64,
+    kernel_drops: u64,
 }
 
 impl SyslogStats {
@@ -80,34 +92,51 @@ impl SyslogStats {
         }
     }
 
-    /// The line `vigil serve` logs for a minute in which senders not
-    /// allowed were dropped (`refused_before`: the count a minute ago),
-    /// `None` for a minute without; and the count now, for the next call.
-    /// A sender left off the list otherwise looks like one that went quiet.
-    pub fn minute_report(&self, refused_before: u64) -> (Option<String>, u64) {
-        let now = self.refused_senders.load(Ordering::Relaxed);
-        let n = now.saturating_sub(refused_before);
-        if n == 0 {
-            return (None, now);
+    /// The counts a minute report starts from.
+    pub fn minute_start(&self) -> SyslogMinute {
+        SyslogMinute {
+            refused_senders: self.refused_senders.load(Ordering::Relaxed),
+            kernel_drops: self.kernel_drops.load(Ordering::Relaxed),
         }
-        let last = self
-            .last_refused_sender
-            .lock()
-            .ok()
-            .and_then(|l| *l)
-            .map(|ip| format!(", the latest from {ip}"))
-            .unwrap_or_default();
-        let line = format!(
-            "syslog, last minute: {n} datagrams or connections dropped from senders not in allowed_senders{last}"
-        );
-        (Some(line), now)
+    }
+
+    /// The lines `vigil serve` logs for a minute (since `before`) in which
+    /// senders not allowed were dropped or the kernel dropped datagrams,
+    /// none for a quiet minute; and the counts now, for the next call. A
+    /// sender left off the list, or a burst lost to a full buffer,
+    /// otherwise looks like a sender that went quiet.
+    pub fn minute_report(&self, before: SyslogMinute) -> (Vec<String>, SyslogMinute) {
+        let now = self.minute_start();
+        let mut lines = Vec::new();
+        let refused = now.refused_senders.saturating_sub(before.refused_senders);
+        if refused > 0 {
+            let last = self
+                .last_refused_sender
+                .lock()
+                .ok()
+                .and_then(|l| *l)
+                .map(|ip| format!(", the latest from {ip}"))
+                .unwrap_or_default();
+            lines.push(format!(
+                "syslog, last minute: {refused} datagrams or connections dropped from senders not in allowed_senders{last}"
+            ));
+        }
+        let dropped = now.kernel_drops.saturating_sub(before.kernel_drops);
+        if dropped > 0 {
+            lines.push(format!(
+                "syslog, last minute: {dropped} UDP datagrams lost: the receive buffer was full \
+                 (raise [syslog] udp_receive_buffer_bytes, and net.core.rmem_max on Linux, or send over TCP)"
+            ));
+        }
+        (lines, now)
     }
 
     pub fn summary(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "syslog: {} received, {} accepted, {} refused by the engine, {} unparsed, {} malformed, {} not UTF-8 (read with U+FFFD), {} connections refused, {} idle connections closed for new ones, {} datagrams or connections from senders not allowed",
+            "syslog: {} received, {} UDP datagrams lost (receive buffer full), {} accepted, {} refused by the engine, {} unparsed, {} malformed, {} not UTF-8 (read with U+FFFD), {} connections refused, {} idle connections closed for new ones, {} datagrams or connections from senders not allowed",
             g(&self.received),
+            g(&self.kernel_drops),
             g(&self.accepted),
             g(&self.refused),
             g(&self.unparsed),
@@ -203,6 +232,77 @@ impl Intake {
             Err(_) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+}
+
+/// Asks for a receive buffer of `bytes` on `socket` and returns what the
+/// system gave (Linux reports twice the usable size, and caps the request
+/// at `net.core.rmem_max`).
+pub fn set_receive_buffer(socket: &tokio::net::UdpSocket, bytes: usize) -> std::io::Result<usize> {
+    let s = socket2::SockRef::from(socket);
+    s.set_recv_buffer_size(bytes)?;
+    s.recv_buffer_size()
+}
+
+/// The kernel's count of datagrams it dropped for one UDP socket because
+/// its receive buffer was full: the `drops` column of `/proc/net/udp` (or
+/// `udp6`) on the socket's inode. Linux only; elsewhere [`UdpDrops::of`]
+/// is `None` and such losses are not seen.
+#[derive(Clone, Debug)]
+pub struct UdpDrops {
+    inode: u64,
+    table: &'static str,
+}
+
+impl UdpDrops {
+    #[cfg(not(target_os = "linux"))]
+    pub fn of(_socket: &tokio::net::UdpSocket) -> Option<UdpDrops> {
+        None
+    }
+
+    #[cfg(target_os = "linux")]
+    pub fn of(socket: &tokio::net::UdpSocket) -> Option<UdpDrops> {
+        use std::os::fd::AsRawFd;
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", socket.as_raw_fd())).ok()?;
+        // "socket:[12345]"
+        let inode = link
+            .to_str()?
+            .strip_prefix("socket:[")?
+            .strip_suffix(']')?
+            .parse()
+            .ok()?;
+        let table = match socket.local_addr().ok()? {
+            std::net::SocketAddr::V4(_) => "/proc/net/udp",
+            std::net::SocketAddr::V6(_) => "/proc/net/udp6",
+        };
+        let d = UdpDrops { inode, table };
+        d.read().map(|_| d)
+    }
+
+    /// The drops so far; `None` if the socket is not in the table.
+    pub fn read(&self) -> Option<u64> {
+        let table = std::fs::read_to_string(self.table).ok()?;
+        drops_of(&table, self.inode)
+    }
+}
+
+/// In a `/proc/net/udp` table, the `drops` of the socket with `inode`.
+fn drops_of(table: &str, inode: u64) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+        (f.len() >= 13 && f[9].parse() == Ok(inode)).then(|| f[12].parse().ok())?
+    })
+}
+
+/// Keeps `stats.kernel_drops` current (once a second) until dropped.
+pub async fn watch_udp_drops(drops: UdpDrops, stats: Arc<SyslogStats>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        if let Some(n) = drops.read() {
+            stats.kernel_drops.store(n, Ordering::Relaxed);
         }
     }
 }
@@ -516,23 +616,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_minute_with_senders_dropped_names_the_latest() {
+    fn a_minute_with_senders_dropped_or_datagrams_lost_says_so() {
         let stats = SyslogStats::default();
-        assert_eq!(stats.minute_report(0), (None, 0));
+        let start = stats.minute_start();
+        assert_eq!(stats.minute_report(start), (Vec::new(), start));
         stats.refuse_sender("203.0.113.5".parse().unwrap());
         stats.refuse_sender("192.0.2.9".parse().unwrap());
+        stats.kernel_drops.store(7, Ordering::Relaxed);
+        let (lines, next) = stats.minute_report(start);
         assert_eq!(
-            stats.minute_report(0),
-            (
-                Some(
-                    "syslog, last minute: 2 datagrams or connections dropped from senders \
-                     not in allowed_senders, the latest from 192.0.2.9"
-                        .into()
-                ),
-                2
-            )
+            lines,
+            vec![
+                "syslog, last minute: 2 datagrams or connections dropped from senders \
+                 not in allowed_senders, the latest from 192.0.2.9"
+                    .to_string(),
+                "syslog, last minute: 7 UDP datagrams lost: the receive buffer was full \
+                 (raise [syslog] udp_receive_buffer_bytes, and net.core.rmem_max on Linux, \
+                 or send over TCP)"
+                    .to_string(),
+            ]
         );
-        assert_eq!(stats.minute_report(2), (None, 2));
+        // Only what grew since counts.
+        assert_eq!(stats.minute_report(next), (Vec::new(), next));
+        stats.kernel_drops.store(9, Ordering::Relaxed);
+        let (lines, _) = stats.minute_report(next);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].starts_with("syslog, last minute: 2 UDP datagrams lost"));
+    }
+
+    #[test]
+    fn drops_are_read_off_the_sockets_own_line() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops            \n\
+  812: 0100007F:158B 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 0         \n\
+  813: 0100007F:158C 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 123456 2 0000000000000000 4945      \n";
+        assert_eq!(drops_of(table, 123_456), Some(4945));
+        assert_eq!(drops_of(table, 4242), Some(0));
+        // Not there (closed), or a column that is not a number.
+        assert_eq!(drops_of(table, 12_345), None);
+        assert_eq!(drops_of("header\n 1: a b c d e f g h 77 i j x\n", 77), None);
+        assert_eq!(drops_of("", 77), None);
     }
 
     #[test]

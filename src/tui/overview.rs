@@ -227,6 +227,12 @@ fn sources_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
             Span::styled("syslog ", theme.dimmed()),
             Span::styled(format!("{} received", s.syslog_received), theme.text()),
         ];
+        if s.syslog_lost > 0 {
+            p.push(Span::styled(
+                format!(", {} lost (UDP buffer full)", s.syslog_lost),
+                Style::new().fg(theme.bad),
+            ));
+        }
         if s.syslog_unparsed > 0 {
             p.push(Span::styled(
                 format!(", {} unparsed", s.syslog_unparsed),
