@@ -28,6 +28,10 @@ use crate::util::fnv1a;
 /// How often each file is checked for growth, rotation and truncation.
 pub const POLL: Duration = Duration::from_millis(200);
 
+/// Reads (of up to 64 KiB) handed to the engine and not yet answered: the
+/// next one is read and correlated while earlier ones are committed.
+const IN_FLIGHT: usize = 16;
+
 /// What the tailers saw; printed when `vigil serve` stops, shown by the
 /// console while it runs.
 #[derive(Debug, Default)]
@@ -103,12 +107,13 @@ pub struct Tailer {
     engine: EngineHandle,
     runtime: tokio::runtime::Handle,
     stats: Arc<TailStats>,
-    /// Lines queued to the engine, kept until answered: one whose commit
-    /// failed is submitted again.
-    pending: Vec<(
-        crate::event::Event,
-        tokio::sync::oneshot::Receiver<Result<crate::engine::Accepted, crate::engine::Refusal>>,
-    )>,
+    /// Lines read since the last [`Tailer::hand_over`], which gives them
+    /// to the engine together (one trip per read, not per line).
+    read: Vec<crate::event::Event>,
+    /// Reads handed over, oldest first, kept until answered: a line whose
+    /// commit failed is submitted again. Up to [`IN_FLIGHT`] of them, so
+    /// the next read is correlated while the last one is being committed.
+    in_flight: std::collections::VecDeque<(Vec<crate::event::Event>, crate::engine::BatchReceipt)>,
     /// Set when vigil stops: a line whose commit keeps failing is given up.
     stop: Arc<AtomicBool>,
     /// Why the file cannot be followed right now (missing, unreadable, a
@@ -136,7 +141,8 @@ impl Tailer {
             engine,
             runtime,
             stats,
-            pending: Vec::new(),
+            read: Vec::new(),
+            in_flight: Default::default(),
             stop: Arc::default(),
             problem: None,
         };
@@ -282,8 +288,11 @@ impl Tailer {
             f.partial
                 .extend_from_slice(&buf[start..n][..(n - start).min(room)]);
             f.pos += n as u64;
-            self.settle();
+            self.hand_over();
         }
+        // Caught up with the file: everything read is answered before the
+        // next poll.
+        self.settle();
         handled
     }
 
@@ -307,35 +316,61 @@ impl Tailer {
                 return;
             }
         };
-        // Queued in file order; answers are collected per read chunk so one
-        // group commit covers many lines.
-        match self
-            .runtime
-            .block_on(self.engine.submit(ev.clone(), crate::engine::Origin::Local))
-        {
-            Ok(rx) => self.pending.push((ev, rx)),
-            Err(_) => {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        // Queued in file order, handed over per read chunk so one trip to
+        // the engine and one group commit cover many lines.
+        self.read.push(ev);
+    }
+
+    /// Gives the lines read so far to the engine without waiting for their
+    /// commit; past [`IN_FLIGHT`] reads waiting, settles the oldest.
+    fn hand_over(&mut self) {
+        let events = std::mem::take(&mut self.read);
+        if !events.is_empty() {
+            let submitted = self.runtime.block_on(
+                self.engine
+                    .submit_many(events.clone(), crate::engine::Origin::Local),
+            );
+            match submitted {
+                Ok(receipt) => self.in_flight.push_back((events, receipt)),
+                // The engine has stopped: nothing of it is kept.
+                Err(_) => {
+                    self.stats
+                        .refused
+                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                }
             }
+        }
+        while self.in_flight.len() > IN_FLIGHT {
+            self.settle_oldest();
         }
     }
 
-    /// Waits for the engine's answers to every queued line; a line whose
-    /// commit failed is submitted again until it is stored (or vigil
-    /// stops), so a full disk delays the file's lines instead of losing
-    /// them.
+    /// Hands over what was read and waits for the engine's answers to
+    /// every line; a line whose commit failed is submitted again until it
+    /// is stored (or vigil stops), so a full disk delays the file's lines
+    /// instead of losing them.
     fn settle(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
+        self.hand_over();
+        while !self.in_flight.is_empty() {
+            self.settle_oldest();
+        }
+    }
+
+    fn settle_oldest(&mut self) {
+        let Some((events, receipt)) = self.in_flight.pop_front() else {
+            return;
+        };
         let (engine, stop) = (&self.engine, &self.stop);
         let give_up = || stop.load(Ordering::Relaxed);
         let answers = self.runtime.block_on(async move {
-            let mut out = Vec::with_capacity(pending.len());
-            for (ev, rx) in pending {
-                let answer = match rx.await {
-                    Ok(Err(crate::engine::Refusal::StoreFailed)) | Err(_) => {
+            let answers = receipt.answers().await;
+            let mut out = Vec::with_capacity(events.len());
+            for (ev, answer) in events.into_iter().zip(answers) {
+                let answer = match answer {
+                    Some(Err(crate::engine::Refusal::StoreFailed)) | None => {
                         engine.ingest_local(ev, &give_up).await.ok()
                     }
-                    Ok(answer) => Some(answer),
+                    answer => answer,
                 };
                 out.push(matches!(answer, Some(Ok(_))));
             }
