@@ -26,27 +26,33 @@ fn serve_with_journalctl(bin: &std::path::Path, script: &str) -> common::Server 
     )
 }
 
-#[cfg(unix)]
-#[test]
-fn journal_entries_are_parsed_stored_and_correlated() {
-    let bin = tempfile::tempdir().unwrap();
+/// Eight sshd failures from `ip` on `host` as `journalctl -o json` prints
+/// them, cursors `{cursor};i=N`, ports from `port`.
+fn failures(cursor: &str, host: &str, ip: &str, port: i64) -> String {
     let now = chrono::Utc::now().timestamp_micros();
-    let entries: String = (0..8)
+    (0..8)
         .map(|i| {
             json!({
-                "__CURSOR": format!("s=abc;i={i}"),
+                "__CURSOR": format!("{cursor};i={i}"),
                 "__REALTIME_TIMESTAMP": (now + i).to_string(),
                 "PRIORITY": "6",
                 "SYSLOG_FACILITY": "10",
-                "_HOSTNAME": "journal-host",
+                "_HOSTNAME": host,
                 "SYSLOG_IDENTIFIER": "sshd",
                 "_PID": "901",
-                "MESSAGE": format!("Failed password for root from 203.0.113.44 port {} ssh2", 41000 + i),
+                "MESSAGE": format!("Failed password for root from {ip} port {} ssh2", port + i),
             })
             .to_string()
                 + "\n"
         })
-        .collect();
+        .collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn journal_entries_are_parsed_stored_and_correlated() {
+    let bin = tempfile::tempdir().unwrap();
+    let entries = failures("s=abc", "journal-host", "203.0.113.44", 41000);
     // A broken entry in the middle is counted, not fatal.
     let entries = entries.replacen('\n', "\n{not json\n", 1);
     std::fs::write(bin.path().join("entries.json"), entries).unwrap();
@@ -142,4 +148,40 @@ fn journalctl_that_ends_is_restarted_after_the_last_entry() {
         8,
         "each entry once"
     );
+}
+
+/// Entries read while the store fails are stored once it recovers, while
+/// `journalctl` stays quiet: what was read is answered (and a failed commit
+/// submitted again) before the reader waits for more.
+#[cfg(unix)]
+#[test]
+fn entries_read_while_the_store_fails_are_stored_once_it_recovers() {
+    let bin = tempfile::tempdir().unwrap();
+    let entries = failures("s=lock", "locked-journal", "203.0.113.46", 43000);
+    std::fs::write(bin.path().join("entries.json"), entries).unwrap();
+    // The entries come once `go` exists, then nothing more.
+    let server = serve_with_journalctl(
+        bin.path(),
+        "#!/bin/sh\nwhile [ ! -e '{dir}/go' ]; do sleep 0.05; done\ncat '{dir}/entries.json'\nexec sleep 60\n",
+    );
+    let locker = rusqlite::Connection::open(server.dir.path().join("vigil.db")).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    std::fs::write(bin.path().join("go"), "").unwrap();
+    // Past the busy timeout: the first commit has failed by now.
+    std::thread::sleep(std::time::Duration::from_millis(5600));
+    locker.execute_batch("ROLLBACK").unwrap();
+    drop(locker);
+    server.wait_for_alert("BRUTE_FORCE_V1", "locked-journal");
+    // Stored while vigil runs and journalctl is quiet, not only at stop.
+    common::wait_for_stored(
+        server.dir.path(),
+        "locked-journal",
+        8,
+        "the entries were not stored after the store recovered",
+    );
+    let (stopped, log, dir) = server.stop_keeping_data();
+    assert!(stopped, "{log}");
+    assert!(log.contains("commit failed"), "{log}");
+    assert!(log.contains("journald: 8 entries, 8 accepted"), "{log}");
+    assert_eq!(common::stored_events(dir.path(), "locked-journal"), 8);
 }

@@ -163,6 +163,13 @@ fn lines_read_while_the_store_fails_are_stored_once_it_recovers() {
     locker.execute_batch("ROLLBACK").unwrap();
     drop(locker);
     server.wait_for_alert("BRUTE_FORCE_V1", "locked-host");
+    // Stored while vigil runs and the file is quiet, not only at stop.
+    common::wait_for_stored(
+        server.dir.path(),
+        "locked-host",
+        8,
+        "the lines were not stored after the store recovered",
+    );
     let (stopped, log_text, dir) = server.stop_keeping_data();
     assert!(stopped, "{log_text}");
     assert!(log_text.contains("commit failed"), "{log_text}");

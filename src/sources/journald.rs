@@ -300,15 +300,34 @@ fn read_entries(
     source: &Source<'_>,
 ) {
     let stats = source.stats;
+    let counts = super::feeder::Counts {
+        accepted: &stats.accepted,
+        refused: &stats.refused,
+    };
+    // Entries already read go to the engine together: a burst (a brute
+    // force writes thousands of sshd lines a second) is correlated as it
+    // comes instead of a commit per entry behind it.
+    let mut feeder =
+        super::feeder::Feeder::new(source.engine.clone(), source.runtime.clone(), IN_FLIGHT);
     let mut r = BufReader::new(stdout);
     let mut buf = Vec::new();
     loop {
+        if r.buffer().is_empty() {
+            // The next read may wait for journalctl: what was read is
+            // answered first.
+            feeder.settle(&counts, source.give_up);
+        } else if feeder.queued() >= HAND_OVER {
+            feeder.hand_over(&counts, source.give_up);
+        }
         buf.clear();
         let n = match (&mut r)
             .take(MAX_ENTRY_BYTES as u64 + 1)
             .read_until(b'\n', &mut buf)
         {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                feeder.settle(&counts, source.give_up);
+                return;
+            }
             Ok(n) => n,
         };
         if n > MAX_ENTRY_BYTES {
@@ -349,20 +368,16 @@ fn read_entries(
                 continue;
             }
         };
-        // An entry whose commit failed is submitted again until stored:
-        // its cursor is already past it.
-        let answer = source
-            .runtime
-            .block_on(source.engine.ingest_local(ev, source.give_up));
-        let answer = matches!(answer, Ok(Ok(_)));
-        let counter = if answer {
-            &stats.accepted
-        } else {
-            &stats.refused
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        // An entry whose commit failed is submitted again until stored
+        // (by the feeder): its cursor is already past it.
+        feeder.push(ev);
     }
 }
+
+/// Entries read before they are handed to the engine, at most.
+const HAND_OVER: usize = 64;
+/// Hand-overs waiting for their commit while more entries are read.
+const IN_FLIGHT: usize = 16;
 
 #[cfg(test)]
 mod tests {

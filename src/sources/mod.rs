@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+pub mod feeder;
 pub mod gateway;
 pub mod journald;
 pub mod refusals;

@@ -104,16 +104,10 @@ pub struct Tailer {
     path: PathBuf,
     cur: Option<Followed>,
     parser: Parser,
-    engine: EngineHandle,
-    runtime: tokio::runtime::Handle,
     stats: Arc<TailStats>,
-    /// Lines read since the last [`Tailer::hand_over`], which gives them
-    /// to the engine together (one trip per read, not per line).
-    read: Vec<crate::event::Event>,
-    /// Reads handed over, oldest first, kept until answered: a line whose
-    /// commit failed is submitted again. Up to [`IN_FLIGHT`] of them, so
-    /// the next read is correlated while the last one is being committed.
-    in_flight: std::collections::VecDeque<(Vec<crate::event::Event>, crate::engine::BatchReceipt)>,
+    /// Lines read go to the engine a read at a time, up to [`IN_FLIGHT`]
+    /// reads waiting for their commit while the next is read.
+    feeder: super::feeder::Feeder,
     /// Set when vigil stops: a line whose commit keeps failing is given up.
     stop: Arc<AtomicBool>,
     /// Why the file cannot be followed right now (missing, unreadable, a
@@ -138,11 +132,8 @@ impl Tailer {
             path: path.to_path_buf(),
             cur: None,
             parser: Parser::new(opts),
-            engine,
-            runtime,
             stats,
-            read: Vec::new(),
-            in_flight: Default::default(),
+            feeder: super::feeder::Feeder::new(engine, runtime, IN_FLIGHT),
             stop: Arc::default(),
             problem: None,
         };
@@ -245,7 +236,7 @@ impl Tailer {
             if !cur.partial.is_empty() {
                 let line = std::mem::take(&mut cur.partial);
                 self.line(&cur, cur.pos - line.len() as u64, &line);
-                self.settle();
+                self.hand_over(true);
                 handled += 1;
             }
             self.stats.rotations.fetch_add(1, Ordering::Relaxed);
@@ -288,11 +279,11 @@ impl Tailer {
             f.partial
                 .extend_from_slice(&buf[start..n][..(n - start).min(room)]);
             f.pos += n as u64;
-            self.hand_over();
+            self.hand_over(false);
         }
         // Caught up with the file: everything read is answered before the
         // next poll.
-        self.settle();
+        self.hand_over(true);
         handled
     }
 
@@ -318,70 +309,25 @@ impl Tailer {
         };
         // Queued in file order, handed over per read chunk so one trip to
         // the engine and one group commit cover many lines.
-        self.read.push(ev);
+        self.feeder.push(ev);
     }
 
-    /// Gives the lines read so far to the engine without waiting for their
-    /// commit; past [`IN_FLIGHT`] reads waiting, settles the oldest.
-    fn hand_over(&mut self) {
-        let events = std::mem::take(&mut self.read);
-        if !events.is_empty() {
-            let submitted = self.runtime.block_on(
-                self.engine
-                    .submit_many(events.clone(), crate::engine::Origin::Local),
-            );
-            match submitted {
-                Ok(receipt) => self.in_flight.push_back((events, receipt)),
-                // The engine has stopped: nothing of it is kept.
-                Err(_) => {
-                    self.stats
-                        .refused
-                        .fetch_add(events.len() as u64, Ordering::Relaxed);
-                }
-            }
-        }
-        while self.in_flight.len() > IN_FLIGHT {
-            self.settle_oldest();
-        }
-    }
-
-    /// Hands over what was read and waits for the engine's answers to
-    /// every line; a line whose commit failed is submitted again until it
-    /// is stored (or vigil stops), so a full disk delays the file's lines
-    /// instead of losing them.
-    fn settle(&mut self) {
-        self.hand_over();
-        while !self.in_flight.is_empty() {
-            self.settle_oldest();
-        }
-    }
-
-    fn settle_oldest(&mut self) {
-        let Some((events, receipt)) = self.in_flight.pop_front() else {
-            return;
-        };
-        let (engine, stop) = (&self.engine, &self.stop);
+    /// Gives the lines read so far to the engine (see [`super::feeder`]);
+    /// with `wait`, also waits for the answers to every line handed over:
+    /// a line whose commit failed is submitted again until it is stored
+    /// (or vigil stops), so a full disk delays the file's lines instead of
+    /// losing them.
+    fn hand_over(&mut self, wait: bool) {
+        let stop = self.stop.clone();
         let give_up = || stop.load(Ordering::Relaxed);
-        let answers = self.runtime.block_on(async move {
-            let answers = receipt.answers().await;
-            let mut out = Vec::with_capacity(events.len());
-            for (ev, answer) in events.into_iter().zip(answers) {
-                let answer = match answer {
-                    Some(Err(crate::engine::Refusal::StoreFailed)) | None => {
-                        engine.ingest_local(ev, &give_up).await.ok()
-                    }
-                    answer => answer,
-                };
-                out.push(matches!(answer, Some(Ok(_))));
-            }
-            out
-        });
-        for ok in answers {
-            if ok {
-                self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            }
+        let counts = super::feeder::Counts {
+            accepted: &self.stats.accepted,
+            refused: &self.stats.refused,
+        };
+        if wait {
+            self.feeder.settle(&counts, &give_up);
+        } else {
+            self.feeder.hand_over(&counts, &give_up);
         }
     }
 }

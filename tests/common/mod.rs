@@ -388,6 +388,24 @@ pub fn wire_event(
 }
 
 /// Events stored for `host` in the store under `data_dir`.
+/// Waits (up to 10 s) until `host` has `n` events stored in `data_dir`,
+/// while the server runs; panics saying `what` otherwise.
+#[allow(dead_code)]
+pub fn wait_for_stored(data_dir: &Path, host: &str, n: i64, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let stored = stored_events(data_dir, host);
+        if stored >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {stored} of {n} events of {host} stored"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 pub fn stored_events(data_dir: &Path, host: &str) -> i64 {
     let db = rusqlite::Connection::open(data_dir.join("vigil.db")).unwrap();
     db.query_row("SELECT count(*) FROM events WHERE host = ?1", [host], |r| {
