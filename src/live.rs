@@ -212,34 +212,13 @@ impl Sources {
                 tokio::net::UdpSocket::bind(addr),
                 tokio::net::UdpSocket::local_addr,
             )?;
-            // A burst queues in the socket's buffer while the engine
-            // catches up; what overflows it the kernel drops, and counts.
-            let want = cfg.syslog.udp_receive_buffer_bytes;
-            match syslog::set_receive_buffer(&socket, want) {
-                // Stock Linux caps it far below the default asked; the
-                // drops themselves are warned of when they happen.
-                Ok(got) if got < want => tracing::info!(
-                    "syslog udp: receive buffer {} KiB, not the {} KiB asked ([syslog] \
-                     udp_receive_buffer_bytes; on Linux net.core.rmem_max caps it): a burst \
-                     larger than it is dropped by the kernel, and counted",
-                    got >> 10,
-                    want >> 10
-                ),
-                Ok(got) => tracing::info!("syslog udp: receive buffer {} KiB", got >> 10),
-                Err(e) => tracing::warn!("syslog udp: cannot size the receive buffer: {e}"),
-            }
-            self.udp_drops = syslog::UdpDrops::of(&socket);
+            self.udp_drops = syslog::prepare_udp(&socket, cfg.syslog.udp_receive_buffer_bytes);
             if let Some(d) = &self.udp_drops {
                 self.syslog_tasks
                     .push(runtime.spawn(syslog::watch_udp_drops(
                         d.clone(),
                         self.syslog_stats.clone(),
                     )));
-            } else {
-                tracing::info!(
-                    "syslog udp: datagrams the kernel drops for a full buffer cannot be counted here \
-                     (Linux only)"
-                );
             }
             self.syslog_tasks.push(runtime.spawn(syslog::run_udp(
                 socket,

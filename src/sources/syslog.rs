@@ -252,10 +252,38 @@ impl Intake {
     }
 }
 
+/// Sizes a UDP listener's receive buffer (`want` bytes asked) and says
+/// what the system gave; returns its kernel drop counter where one can be
+/// read. A burst queues in that buffer while the engine catches up; what
+/// overflows it the kernel drops, and counts.
+pub fn prepare_udp(socket: &tokio::net::UdpSocket, want: usize) -> Option<UdpDrops> {
+    match set_receive_buffer(socket, want) {
+        // Stock Linux caps it far below the default asked; the drops
+        // themselves are warned of when they happen.
+        Ok(got) if got < want => tracing::info!(
+            "syslog udp: receive buffer {} KiB, not the {} KiB asked ([syslog] \
+             udp_receive_buffer_bytes; on Linux net.core.rmem_max caps it): a burst larger \
+             than it is dropped by the kernel, and counted",
+            got >> 10,
+            want >> 10
+        ),
+        Ok(got) => tracing::info!("syslog udp: receive buffer {} KiB", got >> 10),
+        Err(e) => tracing::warn!("syslog udp: cannot size the receive buffer: {e}"),
+    }
+    let drops = UdpDrops::of(socket);
+    if drops.is_none() {
+        tracing::info!(
+            "syslog udp: datagrams the kernel drops for a full buffer cannot be counted here \
+             (Linux only)"
+        );
+    }
+    drops
+}
+
 /// Asks for a receive buffer of `bytes` on `socket` and returns what the
 /// system gave (Linux reports twice the usable size, and caps the request
 /// at `net.core.rmem_max`).
-pub fn set_receive_buffer(socket: &tokio::net::UdpSocket, bytes: usize) -> std::io::Result<usize> {
+fn set_receive_buffer(socket: &tokio::net::UdpSocket, bytes: usize) -> std::io::Result<usize> {
     let s = socket2::SockRef::from(socket);
     s.set_recv_buffer_size(bytes)?;
     s.recv_buffer_size()
