@@ -240,6 +240,8 @@ snap!(overview_gateway_refusing, |app: &mut App| {
 // they run: a file that cannot be read and senders turned away stand out
 // (escape sequences in a path shown inert).
 snap!(overview_with_sources, |app: &mut App| {
+    // A second before: 250 datagrams lost and 4 senders refused since.
+    app.update(Action::Sources(sources(1_000, 0)));
     app.update(Action::Sources(vigil::live::SourceStatus {
         files: 2,
         file_lines: 1_204,
@@ -1045,6 +1047,48 @@ fn huge_attributes_are_shown_bounded_in_the_stream_and_the_detail() {
     assert!(screen.contains("· k99 "), "{screen}");
     assert!(!screen.contains("· k100 "), "{screen}");
     assert!(screen.contains("… 99900 more attributes"), "{screen}");
+}
+
+/// Two listeners and a followed file, with these syslog losses and
+/// refused senders so far.
+fn sources(lost: u64, refused_senders: u64) -> vigil::live::SourceStatus {
+    vigil::live::SourceStatus {
+        files: 1,
+        file_lines: 10,
+        syslog: vec!["udp 127.0.0.1:5514".into()],
+        syslog_received: 100,
+        syslog_lost: lost,
+        syslog_refused_senders: refused_senders,
+        ..Default::default()
+    }
+}
+
+/// Lost datagrams are red, with how many in the last minute, while they
+/// keep coming; a minute later the total stays, plain.
+#[test]
+fn syslog_losses_stand_out_for_a_minute_of_samples() {
+    let mut app = fixture();
+    app.update(Action::Sources(sources(0, 0)));
+    app.update(Action::Sources(sources(40, 2)));
+    assert_eq!(app.sources_trouble_last_minute(), (40, 2));
+    let screen = draw(&mut app, 120, 40);
+    assert!(
+        screen.contains("syslog 100 received, 40 lost (UDP buffer full) (40 last min), 2 from senders not allowed"),
+        "{screen}"
+    );
+    for _ in 0..59 {
+        app.update(Action::Sources(sources(40, 2)));
+    }
+    assert_eq!(app.sources_trouble_last_minute(), (40, 2));
+    app.update(Action::Sources(sources(40, 2)));
+    assert_eq!(app.sources_trouble_last_minute(), (0, 0));
+    let screen = draw(&mut app, 120, 40);
+    assert!(
+        screen
+            .contains("syslog 100 received, 40 lost (UDP buffer full), 2 from senders not allowed"),
+        "{screen}"
+    );
+    assert!(!screen.contains("last min"), "{screen}");
 }
 
 fn ingest(accepted: u64, refused: &[(&str, u64)], turned_away: u64) -> IngestCounts {

@@ -298,6 +298,9 @@ pub struct App {
     pub ingest: crate::sources::gateway::IngestCounts,
     /// Syslog listeners, followed files and the journal (empty: none run).
     pub sources: crate::live::SourceStatus,
+    /// UDP datagrams lost and senders refused so far, at each of the last
+    /// 61 [`Action::Sources`] (one a second): what came within a minute.
+    sources_trouble: VecDeque<(u64, u64)>,
     /// Refusals so far at each of the last 61 [`Action::Ingest`] (one a
     /// second): the newest less the oldest is the last minute's.
     ingest_refused: VecDeque<u64>,
@@ -360,6 +363,7 @@ impl App {
             health: Health::default(),
             ingest: Default::default(),
             sources: Default::default(),
+            sources_trouble: VecDeque::with_capacity(61),
             ingest_refused: VecDeque::with_capacity(61),
             alerts: Vec::new(),
             alert_index: HashMap::new(),
@@ -599,7 +603,14 @@ impl App {
                 self.ingest_refused.push_back(c.refused_total());
                 self.ingest = c;
             }
-            Action::Sources(s) => self.sources = s,
+            Action::Sources(s) => {
+                if self.sources_trouble.len() == 61 {
+                    self.sources_trouble.pop_front();
+                }
+                self.sources_trouble
+                    .push_back((s.syslog_lost, s.syslog_refused_senders));
+                self.sources = s;
+            }
         }
         effects
     }
@@ -787,8 +798,6 @@ impl App {
         self.alert_index.get(id).map(|&i| &self.alerts[i])
     }
 
-    /// Open alerts by severity band: critical (9–10), high (7–8), medium
-    /// (4–6), low (0–3).
     /// Gateway refusals over the last minute (over the console's life, if
     /// shorter).
     pub fn refused_last_minute(&self) -> u64 {
@@ -798,6 +807,20 @@ impl App {
         }
     }
 
+    /// Syslog datagrams lost to a full buffer and messages from senders
+    /// not allowed, within the last minute of samples.
+    pub fn sources_trouble_last_minute(&self) -> (u64, u64) {
+        match (self.sources_trouble.front(), self.sources_trouble.back()) {
+            (Some(oldest), Some(newest)) => (
+                newest.0.saturating_sub(oldest.0),
+                newest.1.saturating_sub(oldest.1),
+            ),
+            _ => (0, 0),
+        }
+    }
+
+    /// Open alerts by severity band: critical (9–10), high (7–8), medium
+    /// (4–6), low (0–3).
     pub fn open_by_severity(&self) -> [usize; 4] {
         let mut n = [0; 4];
         for a in self.alerts.iter().filter(|a| a.status == AlertStatus::Open) {

@@ -196,9 +196,9 @@ fn gateway_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
 /// `files 2: 1204 lines, 1 unreadable · syslog 310 received · journal 50
 /// entries · /var/log/secure: Permission denied · syslog on udp
 /// 127.0.0.1:5514`:
-/// what the other sources took in; a file that cannot be read and senders
-/// turned away in the warning colour (each looks like a quiet source
-/// otherwise).
+/// what the other sources took in; a file that cannot be read, and
+/// datagrams lost or senders turned away within the last minute, in the
+/// warning colours (each looks like a quiet source otherwise).
 fn sources_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
     let s = &app.sources;
     let warn = Style::new().fg(theme.warn);
@@ -227,10 +227,20 @@ fn sources_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
             Span::styled("syslog ", theme.dimmed()),
             Span::styled(format!("{} received", s.syslog_received), theme.text()),
         ];
+        let (lost_lately, refused_lately) = app.sources_trouble_last_minute();
         if s.syslog_lost > 0 {
+            // Red while datagrams keep being lost (within the minute).
+            let (style, lately) = if lost_lately > 0 {
+                (
+                    Style::new().fg(theme.bad),
+                    format!(" ({lost_lately} last min)"),
+                )
+            } else {
+                (theme.text(), String::new())
+            };
             p.push(Span::styled(
-                format!(", {} lost (UDP buffer full)", s.syslog_lost),
-                Style::new().fg(theme.bad),
+                format!(", {} lost (UDP buffer full){lately}", s.syslog_lost),
+                style,
             ));
         }
         if s.syslog_unparsed > 0 {
@@ -248,7 +258,11 @@ fn sources_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
         if s.syslog_refused_senders > 0 {
             p.push(Span::styled(
                 format!(", {} from senders not allowed", s.syslog_refused_senders),
-                warn,
+                if refused_lately > 0 {
+                    warn
+                } else {
+                    theme.text()
+                },
             ));
         }
         parts.push(p);

@@ -365,10 +365,7 @@ fn ui_loop(
                 app.update(Action::Health(health));
             }
             app.update(Action::Ingest(gateway.stats.counts()));
-            let status = sources.status();
-            if status != app.sources {
-                app.update(Action::Sources(status));
-            }
+            app.update(Action::Sources(sources.status()));
             let engine = engine.clone();
             let tx = done_tx.clone();
             runtime.spawn(async move {
