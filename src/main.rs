@@ -32,7 +32,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "vigil",
     version,
     about = "Vigil: a terminal SOC console — parse logs, correlate attacks, respond.",
-    after_help = "Examples:\n  vigil scan /var/log/auth.log            alerts as JSON Lines on stdout, summary on stderr\n  vigil scan --data-dir ./vigil-data auth.log   also keep events, alerts and host state in SQLite\n  vigil parse /var/log/auth.log           one normalised JSON object per input line\n  zcat auth.log.2.gz | vigil scan -       read standard input\n  vigil                                   the console (engine and gateway in this process)\n  vigil serve --data-dir ./vigil-data     the engine headless, for servers"
+    after_help = "Examples:\n  vigil scan /var/log/auth.log            alerts as JSON Lines on stdout, summary on stderr\n  vigil scan --data-dir ./vigil-data auth.log   also keep events, alerts and host state in SQLite\n  vigil parse /var/log/auth.log           one normalised JSON object per input line\n  zcat auth.log.2.gz | vigil scan -       read standard input\n  vigil                                   the console (engine and gateway in this process)\n  vigil console --tail /var/log/auth.log  the console, following a log file as it grows\n  vigil serve --data-dir ./vigil-data     the engine headless, for servers\n  vigil serve --syslog-udp 127.0.0.1:5514 --tail /var/log/auth.log   with syslog and a file"
 )]
 struct Cli {
     #[command(subcommand)]
