@@ -309,6 +309,20 @@ impl Sources {
         for task in &self.syslog_tasks {
             task.abort();
         }
+        // Messages already handed to the engine are committed (it runs
+        // until every handle is gone); their answers are counted before the
+        // summary, so it adds up (a few seconds at most: a store failing
+        // meanwhile would keep them waiting).
+        let answered_by = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self
+            .syslog_stats
+            .answering
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+            && std::time::Instant::now() < answered_by
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         // The last count, for the summary.
         if let Some(n) = self.udp_drops.as_ref().and_then(|d| d.read()) {
             self.syslog_stats

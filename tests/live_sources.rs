@@ -22,6 +22,32 @@ fn wait_for(sources: &Sources, what: &str, ok: impl Fn(&SourceStatus) -> bool) -
     }
 }
 
+/// A live engine on a fresh store in `dir`, and `opts`' sources (the
+/// syslog addresses applied to the config as the CLI does) on a runtime.
+fn start(
+    dir: &std::path::Path,
+    opts: &SourceOptions,
+) -> (
+    vigil::engine::EngineHandle,
+    std::thread::JoinHandle<()>,
+    tokio::runtime::Runtime,
+    Sources,
+) {
+    let mut cfg = Config::default();
+    opts.apply_to(&mut cfg);
+    assert_eq!(cfg.syslog.udp, opts.syslog_udp);
+    assert_eq!(cfg.syslog.tcp, opts.syslog_tcp);
+    let (engine, engine_thread) =
+        spawn_live(&cfg, LiveConfig::default(), &dir.join("vigil.db")).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sources = Sources::start(&cfg, opts, &engine, runtime.handle()).unwrap();
+    (engine, engine_thread, runtime, sources)
+}
+
 #[test]
 fn status_names_an_unreadable_file_counts_syslog_and_stop_lets_the_engine_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -29,22 +55,12 @@ fn status_names_an_unreadable_file_counts_syslog_and_stop_lets_the_engine_end() 
     let log = logs.path().join("auth.log");
     // A directory where the file should be: it cannot be read (yet).
     std::fs::create_dir(&log).unwrap();
-    let mut cfg = Config::default();
     let opts = SourceOptions {
         syslog_udp: Some("127.0.0.1:0".into()),
         tail: vec![log.clone()],
         ..SourceOptions::default()
     };
-    opts.apply_to(&mut cfg);
-    assert_eq!(cfg.syslog.udp.as_deref(), Some("127.0.0.1:0"));
-    let (engine, engine_thread) =
-        spawn_live(&cfg, LiveConfig::default(), &dir.path().join("vigil.db")).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let sources = Sources::start(&cfg, &opts, &engine, runtime.handle()).unwrap();
+    let (engine, engine_thread, _runtime, sources) = start(dir.path(), &opts);
 
     let s = sources.status();
     assert!(!s.is_empty());
@@ -120,5 +136,55 @@ fn a_syslog_address_that_cannot_be_bound_is_an_error_naming_it() {
         .expect("the address is taken");
     assert_eq!(err.to_string(), format!("binding syslog udp {addr}"));
     drop(engine);
+    engine_thread.join().unwrap();
+}
+
+/// At stop, the summary counts every message already read as answered:
+/// what was received was accepted, not "still on its way" to the store.
+#[test]
+fn the_stop_summary_adds_up_for_messages_still_being_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SourceOptions {
+        syslog_tcp: Some("127.0.0.1:0".into()),
+        ..SourceOptions::default()
+    };
+    let (engine, engine_thread, runtime, sources) = start(dir.path(), &opts);
+    let tcp = sources.status().syslog[0]
+        .strip_prefix("tcp ")
+        .expect("tcp listener")
+        .to_string();
+    let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let lines: String = (0..500)
+        .map(|i| {
+            format!(
+                "<38>1 {ts} summed sshd 4242 - - Accepted password for u{i} from 192.0.2.70 port {} ssh2\n",
+                40000 + i
+            )
+        })
+        .collect();
+    // The store held (within its busy timeout) while the lines come: their
+    // commits are still waiting when the stop begins.
+    let locker = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let mut c = std::net::TcpStream::connect(&tcp).unwrap();
+    c.write_all(lines.as_bytes()).unwrap();
+    drop(c);
+    wait_for(&sources, "the lines read", |s| s.syslog_received == 500);
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        locker.execute_batch("ROLLBACK").unwrap();
+    });
+    let summaries = sources.stop();
+    release.join().unwrap();
+    assert!(
+        summaries[0].starts_with("syslog: 500 received, 0 UDP datagrams lost"),
+        "{summaries:?}"
+    );
+    assert!(
+        summaries[0].contains(", 500 accepted, 0 refused by the engine"),
+        "{summaries:?}"
+    );
+    drop(engine);
+    drop(runtime);
     engine_thread.join().unwrap();
 }

@@ -74,6 +74,8 @@ pub struct SyslogStats {
     /// Datagrams the kernel dropped because the UDP socket's receive
     /// buffer was full (read by [`UdpDrops`]; Linux only, 0 elsewhere).
     pub kernel_drops: AtomicU64,
+    /// Messages received as events whose answer is not counted yet.
+    pub answering: AtomicU64,
 }
 
 /// What the minute reports of [`SyslogStats::minute_report`] count from.
@@ -184,7 +186,18 @@ impl Intake {
     /// The message as an event; `None` (counted) when it is empty or not
     /// understood.
     fn parse(&mut self, raw: &[u8]) -> Option<crate::event::Event> {
+        // Waiting for its answer until it is found not to be an event: one
+        // who sees it received sees it answered or on its way.
+        self.stats.answering.fetch_add(1, Ordering::Relaxed);
         self.stats.received.fetch_add(1, Ordering::Relaxed);
+        let ev = self.event_of(raw);
+        if ev.is_none() {
+            self.stats.answering.fetch_sub(1, Ordering::Relaxed);
+        }
+        ev
+    }
+
+    fn event_of(&mut self, raw: &[u8]) -> Option<crate::event::Event> {
         // Bytes that are not UTF-8 become U+FFFD, as in files: dropping the
         // message would let an attacker hide a failed login behind one
         // stray byte in the user name.
@@ -242,11 +255,13 @@ impl Intake {
                             Some(Ok(_)) => stats.accepted.fetch_add(1, Ordering::Relaxed),
                             _ => stats.refused.fetch_add(1, Ordering::Relaxed),
                         };
+                        stats.answering.fetch_sub(1, Ordering::Relaxed);
                     }
                 });
             }
             Err(_) => {
                 self.stats.refused.fetch_add(n, Ordering::Relaxed);
+                self.stats.answering.fetch_sub(n, Ordering::Relaxed);
             }
         }
     }
