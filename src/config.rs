@@ -184,7 +184,8 @@ impl StoreConfig {
     }
 }
 
-/// Syslog listeners of `vigil serve`; both off unless an address is given.
+/// Syslog listeners of `vigil serve` and the console; both off unless an
+/// address is given.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SyslogConfig {

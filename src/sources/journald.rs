@@ -1,4 +1,5 @@
-//! The systemd journal as a source for `vigil serve --journald`: runs
+//! The systemd journal as a source (`--journald` of `vigil serve` and the
+//! console): runs
 //! `journalctl -o json --follow --lines=0` and turns each entry into an
 //! RFC 5424 record for the ordinary parsers, so an sshd entry from the
 //! journal correlates exactly like the same line in `auth.log`.

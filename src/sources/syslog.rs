@@ -1,4 +1,4 @@
-//! Syslog listeners for `vigil serve`: UDP (one message per datagram) and
+//! Syslog listeners for `vigil serve` and the console: UDP (one message per datagram) and
 //! TCP with both RFC 6587 framings (octet counting `LEN SP MSG`, and
 //! newline-delimited). Off unless an address is configured.
 //!
@@ -47,7 +47,8 @@ pub const DEFAULT_IDLE_EVICT_SECS: u64 = 30;
 /// UDP receive buffer asked for: ~40 000 typical datagrams of a burst.
 pub const DEFAULT_UDP_RECEIVE_BUFFER: usize = 8 << 20;
 
-/// What the listeners saw; printed when `vigil serve` stops.
+/// What the listeners saw; printed when `vigil serve` stops, shown by the
+/// console while it runs.
 #[derive(Debug, Default)]
 pub struct SyslogStats {
     pub received: AtomicU64,

@@ -1,5 +1,6 @@
-//! Follows log files for `vigil serve`, like `tail -F`: starts at the end by
-//! default (`--from-start` reads what is there first), survives rotation
+//! Follows log files for `vigil serve` and the console (`--tail`), like
+//! `tail -F`: starts at the end by default (`--from-start` reads what is
+//! there first), survives rotation
 //! (the path now names a different file: the old one is read to its end,
 //! then the new one from its start) and truncation (the file shrank: read
 //! again from the start).
