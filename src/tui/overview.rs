@@ -202,24 +202,20 @@ fn gateway_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
 fn sources_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
     let s = &app.sources;
     let warn = Style::new().fg(theme.warn);
+    // `, N what` after a source's main figure, when N is not 0.
+    let also = |p: &mut Vec<Span<'a>>, n: u64, what: String, style: Style| {
+        if n > 0 {
+            p.push(Span::styled(format!(", {n} {what}"), style));
+        }
+    };
     let mut parts: Vec<Vec<Span<'a>>> = Vec::new();
     if s.files > 0 {
         let mut p = vec![
             Span::styled(format!("files {}: ", s.files), theme.dimmed()),
             Span::styled(format!("{} lines", s.file_lines), theme.text()),
         ];
-        if s.file_unparsed > 0 {
-            p.push(Span::styled(
-                format!(", {} unparsed", s.file_unparsed),
-                theme.dimmed(),
-            ));
-        }
-        if !s.unreadable.is_empty() {
-            p.push(Span::styled(
-                format!(", {} unreadable", s.unreadable.len()),
-                warn,
-            ));
-        }
+        also(&mut p, s.file_unparsed, "unparsed".into(), theme.dimmed());
+        also(&mut p, s.unreadable.len() as u64, "unreadable".into(), warn);
         parts.push(p);
     }
     if !s.syslog.is_empty() {
@@ -227,44 +223,40 @@ fn sources_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
             Span::styled("syslog ", theme.dimmed()),
             Span::styled(format!("{} received", s.syslog_received), theme.text()),
         ];
+        // Losses in red and refused senders in yellow while they keep
+        // coming (within the minute); plain totals after.
         let (lost_lately, refused_lately) = app.sources_trouble_last_minute();
-        if s.syslog_lost > 0 {
-            // Red while datagrams keep being lost (within the minute).
-            let (style, lately) = if lost_lately > 0 {
-                (
-                    Style::new().fg(theme.bad),
-                    format!(" ({lost_lately} last min)"),
-                )
+        let (lost_style, lately) = if lost_lately > 0 {
+            (
+                Style::new().fg(theme.bad),
+                format!(" ({lost_lately} last min)"),
+            )
+        } else {
+            (theme.text(), String::new())
+        };
+        also(
+            &mut p,
+            s.syslog_lost,
+            format!("lost (UDP buffer full){lately}"),
+            lost_style,
+        );
+        also(&mut p, s.syslog_unparsed, "unparsed".into(), theme.dimmed());
+        also(
+            &mut p,
+            s.syslog_dropped,
+            "dropped (size or connections)".into(),
+            warn,
+        );
+        also(
+            &mut p,
+            s.syslog_refused_senders,
+            "from senders not allowed".into(),
+            if refused_lately > 0 {
+                warn
             } else {
-                (theme.text(), String::new())
-            };
-            p.push(Span::styled(
-                format!(", {} lost (UDP buffer full){lately}", s.syslog_lost),
-                style,
-            ));
-        }
-        if s.syslog_unparsed > 0 {
-            p.push(Span::styled(
-                format!(", {} unparsed", s.syslog_unparsed),
-                theme.dimmed(),
-            ));
-        }
-        if s.syslog_dropped > 0 {
-            p.push(Span::styled(
-                format!(", {} dropped (size or connections)", s.syslog_dropped),
-                warn,
-            ));
-        }
-        if s.syslog_refused_senders > 0 {
-            p.push(Span::styled(
-                format!(", {} from senders not allowed", s.syslog_refused_senders),
-                if refused_lately > 0 {
-                    warn
-                } else {
-                    theme.text()
-                },
-            ));
-        }
+                theme.text()
+            },
+        );
         parts.push(p);
     }
     if let Some(n) = s.journal_entries {
