@@ -178,12 +178,6 @@ impl Intake {
         }
     }
 
-    async fn message(&mut self, raw: &[u8]) {
-        if let Some(ev) = self.parse(raw) {
-            self.submit(vec![ev]).await;
-        }
-    }
-
     /// The message as an event; `None` (counted) when it is empty or not
     /// understood.
     fn parse(&mut self, raw: &[u8]) -> Option<crate::event::Event> {
@@ -603,15 +597,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     // digits and a space; anything else is a newline-delimited message (so a
     // PRI-less line that starts with a date is not mistaken for a count).
     let buf = r.fill_buf().await?;
-    let digits = buf
-        .iter()
-        .take(11)
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if (1..=10).contains(&digits) && buf.get(digits) == Some(&b' ') {
-        let len = buf[..digits]
-            .iter()
-            .fold(0usize, |a, d| a * 10 + (d - b'0') as usize);
+    if let Some((digits, len)) = octet_count(buf) {
         r.consume(digits + 1);
         if len > max {
             return Ok(Err(FramingError::TooLarge(len)));
@@ -663,30 +649,82 @@ async fn read_stream(
         if watch.close.flag.load(Ordering::Relaxed) {
             return;
         }
-        let frame = tokio::select! {
+        let mut frame = tokio::select! {
             biased;
             frame = read_frame(&mut r, max, &mut msg, &mut truncated) => frame,
             () = watch.close.wake.notified() => return,
         };
-        match frame {
-            Ok(Ok(true)) => {
-                if truncated {
-                    stats.malformed.fetch_add(1, Ordering::Relaxed);
+        // With the frames already whole in the buffer behind it (a sender
+        // writing fast), without waiting for more: one trip to the engine
+        // for all of them.
+        let mut events = Vec::new();
+        let mut taken = 0;
+        let ended = loop {
+            taken += 1;
+            match frame {
+                Ok(Ok(true)) => {
+                    if truncated {
+                        stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    events.extend(intake.parse(&msg));
                 }
-                watch.last_message.store(BUSY, Ordering::Relaxed);
-                intake.message(&msg).await;
-                watch
-                    .last_message
-                    .store(ms_since(watch.started), Ordering::Relaxed);
+                Ok(Err(_)) => {
+                    // The framing is lost; nothing after this can be trusted.
+                    stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    break true;
+                }
+                Ok(Ok(false)) | Err(_) => break true,
             }
-            Ok(Err(_)) => {
-                // The framing is lost; nothing after this can be trusted.
-                stats.malformed.fetch_add(1, Ordering::Relaxed);
-                return;
+            if taken == TCP_BATCH || !whole_frame_buffered(r.buffer(), max) {
+                break false;
             }
-            Ok(Ok(false)) | Err(_) => return,
+            frame = read_frame(&mut r, max, &mut msg, &mut truncated).await;
+        };
+        if !events.is_empty() {
+            watch.last_message.store(BUSY, Ordering::Relaxed);
+            intake.submit(events).await;
+            watch
+                .last_message
+                .store(ms_since(watch.started), Ordering::Relaxed);
+        }
+        if ended {
+            return;
         }
     }
+}
+
+/// Frames at most taken from one connection per trip to the engine.
+const TCP_BATCH: usize = 64;
+
+/// Whether [`read_frame`] on a reader holding `buf` (and nothing more yet)
+/// would return without waiting for more bytes: a whole frame is there
+/// (or one it would refuse at once, an octet count over `max`).
+fn whole_frame_buffered(buf: &[u8], max: usize) -> bool {
+    let Some(start) = buf.iter().position(|b| !matches!(b, b'\n' | b'\r' | b'\0')) else {
+        return false;
+    };
+    let rest = &buf[start..];
+    match octet_count(rest) {
+        Some((digits, len)) => len > max || rest.len() - digits > len,
+        None => memchr::memchr(b'\n', rest).is_some(),
+    }
+}
+
+/// An octet-counted frame's count (`LEN SP`, up to ten digits) at the
+/// start of `buf`: how many digits, and the length they give. `None`: a
+/// newline-delimited message.
+fn octet_count(buf: &[u8]) -> Option<(usize, usize)> {
+    let digits = buf
+        .iter()
+        .take(11)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    ((1..=10).contains(&digits) && buf.get(digits) == Some(&b' ')).then(|| {
+        let len = buf[..digits]
+            .iter()
+            .fold(0usize, |a, d| a * 10 + (d - b'0') as usize);
+        (digits, len)
+    })
 }
 
 #[cfg(test)]
@@ -720,6 +758,76 @@ mod tests {
         let (lines, _) = stats.minute_report(next);
         assert_eq!(lines.len(), 1);
         assert!(lines[0].starts_with("syslog, last minute: 2 UDP datagrams lost"));
+    }
+
+    /// A reader that has `buf` and then nothing yet (a sender that paused).
+    struct ThenPending(Option<Vec<u8>>);
+
+    impl tokio::io::AsyncRead for ThenPending {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            out: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            match self.0.take() {
+                Some(b) if !b.is_empty() => {
+                    out.put_slice(&b);
+                    std::task::Poll::Ready(Ok(()))
+                }
+                _ => std::task::Poll::Pending,
+            }
+        }
+    }
+
+    /// Whether `read_frame` returns at its first poll on a reader holding
+    /// only `buf`.
+    fn reads_without_waiting(buf: &[u8], max: usize) -> bool {
+        let mut r = BufReader::new(ThenPending(Some(buf.to_vec())));
+        let (mut out, mut truncated) = (Vec::new(), false);
+        let mut frame = std::pin::pin!(read_frame(&mut r, max, &mut out, &mut truncated));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        std::future::Future::poll(frame.as_mut(), &mut cx).is_ready()
+    }
+
+    #[test]
+    fn a_whole_frame_is_seen_exactly_when_reading_it_would_not_wait() {
+        for (buf, max) in [
+            (&b""[..], 64),
+            (b"\n\r\0", 64),
+            (b"<13>hello", 64),
+            (b"<13>hello\n", 64),
+            (b"\n\n<13>hello\nmore", 64),
+            (b"5 hello", 64),
+            (b"5 hell", 64),
+            (b"12", 64),
+            (b"12 ", 64),
+            (b"99 short", 8),
+            (b"12345678901 x\n", 64),
+            (b"1234567890 x", 64),
+            (b"a line longer than max\n", 8),
+            (b"a line longer than max", 8),
+        ] {
+            assert_eq!(
+                whole_frame_buffered(buf, max),
+                reads_without_waiting(buf, max),
+                "{:?} max {max}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn whole_frame_buffered_agrees_with_read_frame(
+            buf in proptest::collection::vec(
+                proptest::sample::select(b"0123456789 \n\r\0a<".to_vec()), 0..48),
+            max in proptest::sample::select(vec![1usize, 4, 9, 64]),
+        ) {
+            proptest::prop_assert_eq!(
+                whole_frame_buffered(&buf, max),
+                reads_without_waiting(&buf, max)
+            );
+        }
     }
 
     #[test]
