@@ -683,10 +683,11 @@ async fn read_stream(
         if !events.is_empty() {
             watch.last_message.store(BUSY, Ordering::Relaxed);
             intake.submit(events).await;
-            watch
-                .last_message
-                .store(ms_since(watch.started), Ordering::Relaxed);
         }
+        // Whole messages came (events or not): not idle.
+        watch
+            .last_message
+            .store(ms_since(watch.started), Ordering::Relaxed);
         if ended {
             return;
         }
