@@ -164,13 +164,9 @@ fn entries_read_while_the_store_fails_are_stored_once_it_recovers() {
         bin.path(),
         "#!/bin/sh\nwhile [ ! -e '{dir}/go' ]; do sleep 0.05; done\ncat '{dir}/entries.json'\nexec sleep 60\n",
     );
-    let locker = rusqlite::Connection::open(server.dir.path().join("vigil.db")).unwrap();
-    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    std::fs::write(bin.path().join("go"), "").unwrap();
-    // Past the busy timeout: the first commit has failed by now.
-    std::thread::sleep(std::time::Duration::from_millis(5600));
-    locker.execute_batch("ROLLBACK").unwrap();
-    drop(locker);
+    common::with_store_failing(server.dir.path(), || {
+        std::fs::write(bin.path().join("go"), "").unwrap();
+    });
     server.wait_for_alert("BRUTE_FORCE_V1", "locked-journal");
     // Stored while vigil runs and journalctl is quiet, not only at stop.
     common::wait_for_stored(

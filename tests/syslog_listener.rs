@@ -140,17 +140,14 @@ fn messages_that_arrive_while_the_store_fails_are_stored_once_it_recovers() {
         &["--syslog-tcp", "127.0.0.1:0"],
     );
     let tcp_addr = listener(&server, "tcp");
-    let locker = rusqlite::Connection::open(server.dir.path().join("vigil.db")).unwrap();
-    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let mut tcp = std::net::TcpStream::connect(&tcp_addr).unwrap();
-    for i in 0..8 {
-        tcp.write_all(format!("{}\n", sshd_fail("locked-host", i, "192.0.2.90")).as_bytes())
-            .unwrap();
-    }
-    tcp.flush().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(5600));
-    locker.execute_batch("ROLLBACK").unwrap();
-    drop(locker);
+    common::with_store_failing(server.dir.path(), || {
+        for i in 0..8 {
+            tcp.write_all(format!("{}\n", sshd_fail("locked-host", i, "192.0.2.90")).as_bytes())
+                .unwrap();
+        }
+        tcp.flush().unwrap();
+    });
     server.wait_for_alert("BRUTE_FORCE_V1", "locked-host");
     drop(tcp);
     let (stopped, log, dir) = server.stop_keeping_data();

@@ -155,13 +155,9 @@ fn lines_read_while_the_store_fails_are_stored_once_it_recovers() {
         &[("ARES_SHARED_SECRET", "unused-here")],
         &["--tail", log.to_str().unwrap()],
     );
-    let locker = rusqlite::Connection::open(server.dir.path().join("vigil.db")).unwrap();
-    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    append(&log, &failures("locked-host", "192.0.2.5", 8));
-    // Past the busy timeout: the first commit has failed by now.
-    std::thread::sleep(Duration::from_millis(5600));
-    locker.execute_batch("ROLLBACK").unwrap();
-    drop(locker);
+    common::with_store_failing(server.dir.path(), || {
+        append(&log, &failures("locked-host", "192.0.2.5", 8));
+    });
     server.wait_for_alert("BRUTE_FORCE_V1", "locked-host");
     // Stored while vigil runs and the file is quiet, not only at stop.
     common::wait_for_stored(

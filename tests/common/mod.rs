@@ -388,6 +388,18 @@ pub fn wire_event(
 }
 
 /// Events stored for `host` in the store under `data_dir`.
+/// Holds the store in `data_dir` locked while `during` runs and past the
+/// writer's busy timeout, so the commits meanwhile fail; then releases it.
+#[allow(dead_code)]
+pub fn with_store_failing(data_dir: &Path, during: impl FnOnce()) {
+    let locker = rusqlite::Connection::open(data_dir.join("vigil.db")).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    during();
+    // Past the busy timeout: the first commit has failed by now.
+    std::thread::sleep(std::time::Duration::from_millis(5600));
+    locker.execute_batch("ROLLBACK").unwrap();
+}
+
 /// Waits (up to 10 s) until `host` has `n` events stored in `data_dir`,
 /// while the server runs; panics saying `what` otherwise.
 #[allow(dead_code)]
