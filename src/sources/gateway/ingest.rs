@@ -1,0 +1,356 @@
+//! `POST /ingest` and `POST /ingest/batch`: the checks after the signature
+//! (JSON, schema, replay window) and the hand-over to the engine.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use super::answer::{BatchAnswer, LineResult, ingest_answer, json_response};
+use super::audit::{ACCEPT, AuditRecord, audit_ids, audit_line, serialise_audit};
+use super::{GatewayState, reject};
+use crate::engine::Refusal;
+use crate::event::WireEvent;
+use crate::store::audit_log::sha256_hex_array;
+
+pub(super) async fn ingest(
+    State(st): State<Arc<GatewayState>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let key_id = match st.authenticate(&client, &headers, &body, "/ingest") {
+        Ok(key_id) => key_id,
+        Err(reason) => return reject(StatusCode::UNAUTHORIZED, reason),
+    };
+    if let Some(refused) = st.audit_unavailable(&client, &body, "/ingest") {
+        return refused;
+    }
+    let body_sha = sha256_hex_array(&body);
+    let now = Utc::now();
+    let ev = match check_event(&st, &body, now) {
+        Ok(ev) => ev,
+        Err(Rejected::Schema(e)) => {
+            let r = AuditRecord::reject("schema_validation_failed", "/ingest", Some(body_sha));
+            st.write_audit(&client, &[r.with_error(&e)]);
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({ "detail": "schema_validation_failed", "error": e })),
+            )
+                .into_response();
+        }
+        Err(r) => {
+            let mut ids = Vec::new();
+            if let Rejected::Replay(ev) = &r {
+                audit_ids(&mut ids, ev, None, &key_id);
+            }
+            let record = AuditRecord::reject(r.reason(), "/ingest", Some(body_sha));
+            st.write_audit(&client, &[record.with_ids(&ids)]);
+            return reject(StatusCode::BAD_REQUEST, r.reason());
+        }
+    };
+    let mut ids = Vec::with_capacity(128);
+    audit_ids(&mut ids, &ev, None, &key_id);
+    let event_id = ev.event_id.clone();
+    let refused = |reason| AuditRecord::reject(reason, "/ingest", Some(body_sha)).with_ids(&ids);
+    // The accept record goes with the event: if it is stored, the store
+    // writer appends the record with its group's before the answer comes.
+    let accept = [AuditRecord::accept("/ingest", body_sha, &ids)];
+    let record = serialise_audit(&client, Utc::now(), &accept);
+    match st.engine.ingest_recorded(ev, record).await {
+        Ok((Ok(acc), recorded)) => {
+            if recorded {
+                tracing::trace!("{ACCEPT} from {}: {}", client.ip(), accept[0].reason);
+            } else {
+                st.write_audit(&client, &accept);
+            }
+            json_response(ingest_answer(&event_id, &acc))
+        }
+        Ok((Err(r), _)) => {
+            let (code, reason) = refusal(r);
+            st.write_audit(&client, &[refused(reason)]);
+            reject(code, reason)
+        }
+        Err(_) => {
+            let (code, reason) = refusal(Refusal::StoreFailed);
+            st.write_audit(&client, &[refused(reason)]);
+            reject(code, reason)
+        }
+    }
+}
+
+/// The seed's status and reason for an event the engine refused.
+fn refusal(r: Refusal) -> (StatusCode, &'static str) {
+    match r {
+        Refusal::DuplicateEventId => (StatusCode::CONFLICT, "duplicate_event_id"),
+        Refusal::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        Refusal::StoreFailed => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+    }
+}
+
+const BATCH: &str = "/ingest/batch";
+
+/// Largest number of lines in one batch.
+pub const MAX_BATCH_LINES: usize = 10_000;
+
+/// Why a signed body was refused before it reached the engine.
+#[derive(Debug)]
+pub enum Rejected {
+    InvalidJson,
+    Schema(String),
+    /// Valid, but `timestamp_utc` is outside the replay window.
+    Replay(Box<crate::event::Event>),
+}
+
+impl Rejected {
+    /// The seed's reason string.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejected::InvalidJson => "invalid_json",
+            Rejected::Schema(_) => "schema_validation_failed",
+            Rejected::Replay(_) => "replay_window_exceeded",
+        }
+    }
+}
+
+/// The checks after the signature, in the seed's order: JSON, then the
+/// `sec.event.v1` schema, then the replay window. Shared by `/ingest` and
+/// each line of `/ingest/batch`.
+fn check_event(
+    st: &GatewayState,
+    body: &[u8],
+    now: chrono::DateTime<Utc>,
+) -> Result<crate::event::Event, Rejected> {
+    validate_event(body, now, st.replay_window_secs)
+}
+
+/// JSON, then the `sec.event.v1` schema, then the replay window (seconds
+/// either side of `now`), on one signed body or batch line.
+pub fn validate_event(
+    body: &[u8],
+    now: chrono::DateTime<Utc>,
+    replay_window_secs: i64,
+) -> Result<crate::event::Event, Rejected> {
+    // Straight into the typed event; only a refusal takes the seed's two
+    // steps (parse as JSON, then check the schema), which decide between
+    // invalid_json and schema_validation_failed and let a repeated key
+    // resolve as Python's json.loads does (the last one wins).
+    // The read-only fields borrowed from the body; a field with escapes
+    // in it (it cannot be borrowed) takes the slow path too, owned.
+    let ev = match serde_json::from_slice::<WireEvent<&str>>(body) {
+        Ok(w) => w.into_event(now),
+        Err(_) => {
+            let value: Value = serde_json::from_slice(body).map_err(|_| Rejected::InvalidJson)?;
+            serde_json::from_value::<WireEvent>(value)
+                .map_err(|e| Rejected::Schema(e.to_string()))?
+                .into_event(now)
+        }
+    }
+    .map_err(|e| Rejected::Schema(e.to_string()))?;
+    if (now - ev.timestamp_utc).num_seconds().abs() > replay_window_secs {
+        return Err(Rejected::Replay(Box::new(ev)));
+    }
+    Ok(ev)
+}
+
+/// `POST /ingest/batch`: newline-delimited `sec.event.v1` events signed as
+/// one body. Each line gets its own result; one bad line does not sink the
+/// batch. The answer comes after every accepted line is committed.
+pub(super) async fn ingest_batch(
+    State(st): State<Arc<GatewayState>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let key_id = match st.authenticate(&client, &headers, &body, "/ingest/batch") {
+        Ok(key_id) => key_id,
+        Err(reason) => return reject(StatusCode::UNAUTHORIZED, reason),
+    };
+    if let Some(refused) = st.audit_unavailable(&client, &body, BATCH) {
+        return refused;
+    }
+    let lines: Vec<&[u8]> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    if lines.len() > MAX_BATCH_LINES {
+        let r = AuditRecord::reject("batch_too_large", BATCH, Some(sha256_hex_array(&body)));
+        st.write_audit(&client, &[r]);
+        return reject(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large");
+    }
+    let now = Utc::now();
+    let mut results: Vec<LineResult> = Vec::with_capacity(lines.len());
+    // Each line's hash and audit ids, taken while the line and its event
+    // are at hand (the events go to the engine); the records are built
+    // once the engine has answered.
+    let mut shas = Vec::with_capacity(lines.len());
+    let mut ids = Vec::with_capacity(lines.len() * 112);
+    let mut ids_end = Vec::with_capacity(lines.len());
+    let mut pending = Vec::new();
+    let mut refused_early = Vec::new();
+    let mut events = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        shas.push(sha256_hex_array(line));
+        match check_event(&st, line, now) {
+            Ok(ev) => {
+                audit_ids(&mut ids, &ev, Some(i + 1), &key_id);
+                pending.push((i, ev.event_id.clone()));
+                events.push(ev);
+                results.push(LineResult::new(i, 0));
+            }
+            Err(r) => {
+                match &r {
+                    // A valid event outside the window: named, as on /ingest.
+                    Rejected::Replay(ev) => audit_ids(&mut ids, ev, Some(i + 1), &key_id),
+                    _ => audit_line(&mut ids, i + 1, false),
+                }
+                refused_early.push(i);
+                results.push(LineResult {
+                    detail: Some(r.reason()),
+                    ..LineResult::new(i, 400)
+                });
+            }
+        }
+        ids_end.push(ids.len());
+    }
+    // Audited in this order: refused lines, then the engine's answers.
+    let order: Vec<usize> = refused_early
+        .into_iter()
+        .chain(pending.iter().map(|(i, _)| *i))
+        .collect();
+    let mut ok = 0u64;
+    let mut answers = match st
+        .engine
+        .submit_many(events, crate::engine::Origin::Producer)
+        .await
+    {
+        Ok(receipt) => receipt.answers().await,
+        Err(_) => Vec::new(),
+    }
+    .into_iter();
+    for (i, id) in pending {
+        let answer = answers.next().flatten();
+        let result = match answer {
+            Some(Ok(acc)) => {
+                ok += 1;
+                LineResult {
+                    final_decision: Some(acc.policy.decision),
+                    correlation_reasons: Some(acc.verdict.reasons),
+                    ..LineResult::new(i, 200)
+                }
+            }
+            Some(Err(r)) => {
+                let (code, reason) = refusal(r);
+                LineResult {
+                    detail: Some(reason),
+                    ..LineResult::new(i, code.as_u16())
+                }
+            }
+            // Not committed (the store failed, or the engine stopped): the
+            // answer `/ingest` gives for the same.
+            None => LineResult {
+                detail: Some("store_unavailable"),
+                ..LineResult::new(i, 503)
+            },
+        };
+        results[i] = LineResult {
+            event_id: Some(id),
+            ..result
+        };
+    }
+    let records: Vec<AuditRecord<'_>> = order
+        .into_iter()
+        .map(|i| {
+            let line_ids = &ids[if i == 0 { 0 } else { ids_end[i - 1] }..ids_end[i]];
+            match results[i].detail {
+                None => AuditRecord::accept(BATCH, shas[i], line_ids),
+                Some(reason) => {
+                    AuditRecord::reject(reason, BATCH, Some(shas[i])).with_ids(line_ids)
+                }
+            }
+        })
+        .collect();
+    st.write_audit(&client, &records);
+    let bad = results.len() as u64 - ok;
+    tracing::debug!("batch from {}: {ok} accepted, {bad} refused", client.ip());
+    let answer = BatchAnswer {
+        accepted: ok,
+        rejected: bad,
+        results,
+    };
+    json_response(answer.to_json())
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_fields_validate_as_their_plain_form() {
+        // Borrowed fields cannot hold escapes: such an event takes the
+        // owned path and must come out the same.
+        let now = Utc::now();
+        let plain = format!(
+            r#"{{"event_type":"sec.event.v1","event_id":"evt-0000001","source":"auth","host":"h1","timestamp_utc":"{}","category":"auth","action":"login_failed","severity":5,"src_ip":"198.51.100.7"}}"#,
+            now.to_rfc3339()
+        );
+        let escaped = plain
+            .replace("sec.event.v1", r"sec\u002eevent.v1")
+            .replace("login_failed", r"login\u005ffailed")
+            .replace(r#""auth","action""#, r#""au\u0074h","action""#)
+            .replace("198.51.100.7", r"198.51.100\u002e7")
+            .replace(
+                &now.to_rfc3339()[..4],
+                &format!(
+                    r"\u00{:x}{}",
+                    now.to_rfc3339().as_bytes()[0],
+                    &now.to_rfc3339()[1..4]
+                ),
+            );
+        assert!(serde_json::from_slice::<WireEvent<&str>>(plain.as_bytes()).is_ok());
+        assert!(serde_json::from_slice::<WireEvent<&str>>(escaped.as_bytes()).is_err());
+        let a = validate_event(plain.as_bytes(), now, 120).unwrap();
+        let b = validate_event(escaped.as_bytes(), now, 120).unwrap();
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(a.action.as_str(), "login_failed");
+    }
+
+    #[test]
+    fn attributes_come_out_in_key_order_a_later_duplicate_winning_on_either_path() {
+        let now = Utc::now();
+        let body = |host: &str, attributes: &str| {
+            format!(
+                r#"{{"event_type":"sec.event.v1","event_id":"evt-0000002","source":"auth","host":"{host}","timestamp_utc":"{}","category":"auth","action":"login_failed","severity":5,"attributes":{attributes}}}"#,
+                now.to_rfc3339()
+            )
+        };
+        let attrs = r#"{"port":22,"b":1,"a":{"x":[1,2]},"b":"last"}"#;
+        // A plain host reads borrowed; an escaped one takes the owned path.
+        for host in ["h1", r"h1"] {
+            let ev = validate_event(body(host, attrs).as_bytes(), now, 120).unwrap();
+            let keys: Vec<&str> = ev.attributes.iter().map(|(k, _)| k).collect();
+            assert_eq!(keys, ["a", "b", "port"], "{host}");
+            assert_eq!(ev.attributes.get("b"), Some(&Value::from("last")), "{host}");
+            assert_eq!(
+                ev.attributes.get("a"),
+                Some(&json!({"x": [1, 2]})),
+                "{host}"
+            );
+        }
+        for bad in ["[1]", "\"x\"", "7"] {
+            assert!(
+                matches!(
+                    validate_event(body("h1", bad).as_bytes(), now, 120),
+                    Err(Rejected::Schema(_))
+                ),
+                "{bad}"
+            );
+        }
+        let ev = validate_event(body("h1", "null").as_bytes(), now, 120).unwrap();
+        assert!(ev.attributes.is_empty());
+    }
+}

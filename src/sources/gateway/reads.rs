@@ -1,0 +1,82 @@
+//! The read routes (recent alerts, a host's state, decisions in force) and
+//! the read token that may guard them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::admin::bearer_is;
+use super::{AuditRecord, GatewayState, reject, sanitize_path};
+
+#[derive(Deserialize)]
+pub(super) struct Limit {
+    limit: Option<i64>,
+}
+
+pub(super) async fn alerts_recent(
+    State(st): State<Arc<GatewayState>>,
+    Query(q): Query<Limit>,
+) -> Response {
+    let limit = q.limit.unwrap_or(50).clamp(1, 200) as usize;
+    match st.engine.recent_alerts(limit).await {
+        Ok(alerts) => axum::Json(json!({ "alerts": alerts })).into_response(),
+        Err(_) => reject(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
+    }
+}
+
+pub(super) async fn host_state(
+    State(st): State<Arc<GatewayState>>,
+    Path(host): Path<String>,
+) -> Response {
+    match st.engine.host_state(host.clone()).await {
+        Ok(s) => axum::Json(json!({
+            "host": host,
+            "cooldown_until_utc": s.cooldown_until_utc,
+            "quarantine": s.quarantine.is_some(),
+            "quarantine_detail": s.quarantine,
+            "released_through_utc": s.released_through_utc,
+        }))
+        .into_response(),
+        Err(_) => reject(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
+    }
+}
+
+/// The read routes' check, when a read token is set: it, or the admin
+/// token, as the bearer. A refusal is audited like the gateway's others
+/// (within the client's share of the minute).
+pub(super) async fn require_read_token(
+    State(st): State<Arc<GatewayState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = st.read_token.as_deref() else {
+        return next.run(req).await;
+    };
+    let headers = req.headers();
+    if bearer_is(token, headers)
+        || st
+            .admin_token
+            .as_deref()
+            .is_some_and(|a| bearer_is(a, headers))
+    {
+        return next.run(req).await;
+    }
+    const REASON: &str = "bad_read_token";
+    if let Some(ConnectInfo(client)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        let path = sanitize_path(req.uri().path());
+        st.write_audit(client, &[AuditRecord::reject(REASON, &path, None)]);
+    }
+    reject(StatusCode::UNAUTHORIZED, REASON)
+}
+
+pub(super) async fn decisions(State(st): State<Arc<GatewayState>>) -> Response {
+    match st.engine.decisions().await {
+        Ok(d) => axum::Json(d).into_response(),
+        Err(_) => reject(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
+    }
+}
