@@ -365,7 +365,7 @@ impl StoreWriter {
     /// Like [`StoreWriter::spawn`]; with `fsync_each_commit` (the live
     /// engine) every group commit is fsynced (`synchronous=FULL`), so what
     /// the gateway acknowledged survives power loss, not only a process
-    /// crash, and the queue is [`LIVE_QUEUE`] messages deep. Offline scans
+    /// crash, and the queue is `LIVE_QUEUE` (1 024) messages deep. Offline scans
     /// skip the fsync: they can be re-run. `records` is where
     /// [`WriteOp::Records`] go.
     pub fn spawn_with(

@@ -1,6 +1,6 @@
 //! The console: a ratatui front end on the embedded engine. [`app`] holds
 //! the state and the `Action`s that change it, the pane modules render it,
-//! [`keymap`] turns keys into actions, and [`run`] drives the terminal.
+//! [`keymap`] turns keys into actions, and [`run`](mod@run) drives the terminal.
 
 pub mod alerts;
 pub mod app;
