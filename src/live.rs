@@ -429,7 +429,9 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
         audit: Mutex::new(audit),
         audit_failures: Mutex::default(),
         audit_failing: Default::default(),
-        stats: Arc::default(),
+        stats: Arc::new(crate::sources::gateway::GatewayStats::with_keys(
+            cfg.gateway.producer_keys.keys().cloned(),
+        )),
         limits: crate::sources::gateway::ConnectionLimits::from_config(&cfg.gateway),
         refusals: Mutex::new(crate::sources::refusals::RefusalBudget::new(
             cfg.gateway.audit_refusals_per_client_per_minute,

@@ -842,12 +842,51 @@ fn producer_keys_rotate_without_downtime() {
         send(Some("k1999"), SECRET),
         (401, json!({"detail": "unknown_key_id"}))
     );
+    // A batch signed with the new key counts for it line by line.
+    let lines: Vec<String> = (0..2)
+        .map(|_| event(&c.id(), "host-rot", "login_success", None, None).to_string())
+        .collect();
+    let body = lines.join("\n");
+    let sig = sign(b"fresh-secret-2026", body.as_bytes());
+    let (status, answer) = c.server.request(
+        "POST",
+        "/ingest/batch",
+        &[
+            ("X-ARES-SIGNATURE", sig.as_str()),
+            ("X-ARES-KEY-ID", "k2026"),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
     let audit = std::fs::read_to_string(c.server.dir.path().join("audit.jsonl")).unwrap();
     assert!(audit.contains("\"key_id\":\"k2026\""), "{audit}");
     assert!(
         !audit.contains("fresh-secret-2026"),
         "secrets never reach the audit log"
     );
+    // What a rotation needs to know before the old key goes: who still
+    // signs with which key (refusals are not uses).
+    let (ok, log) = c.server.stop_and_log();
+    assert!(ok, "{log}");
+    let summary = log
+        .lines()
+        .find(|l| l.contains("INFO gateway: "))
+        .unwrap_or_else(|| panic!("no summary: {log}"));
+    assert!(
+        summary.contains("gateway: 5 accepted, 3 refused"),
+        "{summary}"
+    );
+    let by_key = summary
+        .split_once("; accepted by key: ")
+        .map(|(_, k)| k)
+        .unwrap_or_else(|| panic!("{summary}"));
+    let counts: Vec<(&str, &str)> = by_key
+        .split(", ")
+        .map(|k| k.split_once(" (").map(|(n, _)| n).unwrap_or(k))
+        .map(|k| k.split_once(' ').unwrap())
+        .collect();
+    assert_eq!(counts, [("default", "2"), ("k2026", "3")], "{summary}");
+    assert!(!summary.contains("unused"), "{summary}");
 }
 
 #[test]

@@ -1103,6 +1103,7 @@ fn ingest(accepted: u64, refused: &[(&str, u64)], turned_away: u64) -> IngestCou
         },
         refused,
         connections_refused: turned_away,
+        by_key: Vec::new(),
     }
 }
 
@@ -1130,4 +1131,27 @@ fn refusals_count_as_recent_for_a_minute_of_samples() {
         "{screen}"
     );
     assert!(!screen.contains("last min"), "{screen}");
+}
+
+#[test]
+fn the_gateway_line_counts_each_producer_key_when_there_are_several() {
+    let mut app = fixture();
+    let key = |id: &str, accepted| vigil::sources::gateway::KeyCount {
+        id: id.into(),
+        accepted,
+        last_used: None,
+    };
+    let mut counts = ingest(5, &[], 0);
+    counts.by_key = vec![key("default", 5), key("k2025", 0)];
+    app.update(Action::Ingest(counts.clone()));
+    let screen = draw(&mut app, 120, 40);
+    assert!(
+        screen.contains("gateway 5 accepted · 0 refused · keys default 5, k2025 0"),
+        "{screen}"
+    );
+    // With one key there is nothing to tell apart.
+    counts.by_key.truncate(1);
+    app.update(Action::Ingest(counts));
+    let screen = draw(&mut app, 120, 40);
+    assert!(!screen.contains("· keys"), "{screen}");
 }

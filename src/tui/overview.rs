@@ -155,10 +155,12 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
 }
 
 /// `gateway 1204 accepted · 57 refused (12 last min) · from 192.0.2.7 50,
-/// 1 other · stale_timestamp 50, signature_mismatch 7`, in the warning
-/// colour while refusals keep coming (within the last minute): a producer
-/// turned away shows in the stream only as silence. The counts come first,
-/// then who and why: a narrow terminal cuts the end.
+/// 1 other · stale_timestamp 50, signature_mismatch 7 · keys default 904,
+/// k2026 300`, in the warning colour while refusals keep coming (within
+/// the last minute): a producer turned away shows in the stream only as
+/// silence. The counts come first, then who and why: a narrow terminal
+/// cuts the end. With several producer keys, their counts close the line
+/// (a key at 0 since start is one a rotation may retire).
 fn gateway_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
     let c = &app.ingest;
     let recent = app.refused_last_minute();
@@ -189,6 +191,10 @@ fn gateway_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
             format!("{} connections turned away", c.connections_refused),
             warn,
         ));
+    }
+    if let Some(keys) = c.keys() {
+        spans.push(Span::styled(" · keys ", theme.dimmed()));
+        spans.push(Span::styled(clean(&keys), theme.dimmed()));
     }
     Line::from(spans)
 }

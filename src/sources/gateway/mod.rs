@@ -50,7 +50,7 @@ use crate::store::audit_log::AuditLog;
 pub use audit::{AUDIT_UNAVAILABLE, AuditRecord, audit_ids, serialise_audit};
 pub use ingest::{MAX_BATCH_LINES, Rejected, validate_event};
 pub use signature::{sign, verify_signature};
-pub use stats::{CLIENTS_COUNTED, GatewayStats, IngestCounts};
+pub use stats::{CLIENTS_COUNTED, GatewayStats, IngestCounts, KeyCount};
 
 pub const SIGNATURE_HEADER: &str = "x-ares-signature";
 /// Names the producer key that signed the body; absent = the default key.

@@ -1,5 +1,6 @@
-//! What the gateway accepted and refused (by reason and by client), for
-//! the stop summary, the minute reports and the console.
+//! What the gateway accepted (in all and by producer key) and refused (by
+//! reason and by client), for the stop summary, the minute reports and the
+//! console.
 
 use std::sync::Mutex;
 
@@ -14,6 +15,20 @@ pub struct GatewayStats {
     /// Connections turned away at the connection limits (never reached
     /// HTTP, so not in the audit log).
     connections_refused: std::sync::atomic::AtomicU64,
+    /// Accepted events by the producer key that signed them (see
+    /// [`GatewayStats::with_keys`]); empty: not counted.
+    keys: Vec<KeyUse>,
+}
+
+/// One producer key's use since start: to rotate a secret without
+/// downtime, the old key goes once no producer signs with it any more.
+#[derive(Debug)]
+struct KeyUse {
+    id: String,
+    accepted: std::sync::atomic::AtomicU64,
+    /// When it last signed an accepted event (ms since the epoch; 0: not
+    /// since start).
+    last_ms: std::sync::atomic::AtomicI64,
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +45,40 @@ struct Refused {
 pub const CLIENTS_COUNTED: usize = 4096;
 
 impl GatewayStats {
+    /// Stats that also count accepted events by key id: `default` (the
+    /// seed's key, used when a request names none) first, then `ids` in
+    /// order. The set is closed: a request naming any other id is refused.
+    pub fn with_keys(ids: impl IntoIterator<Item = String>) -> Self {
+        let mut all = vec!["default".to_string()];
+        let mut rest: Vec<String> = ids.into_iter().filter(|id| id != "default").collect();
+        rest.sort();
+        rest.dedup();
+        all.extend(rest);
+        GatewayStats {
+            keys: all
+                .into_iter()
+                .map(|id| KeyUse {
+                    id,
+                    accepted: Default::default(),
+                    last_ms: Default::default(),
+                })
+                .collect(),
+            ..GatewayStats::default()
+        }
+    }
+
+    /// `n` events signed with `key_id` were accepted at `at`.
+    pub(super) fn count_key(&self, key_id: &str, n: u64, at: chrono::DateTime<chrono::Utc>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if n == 0 {
+            return;
+        }
+        if let Some(k) = self.keys.iter().find(|k| k.id == key_id) {
+            k.accepted.fetch_add(n, Relaxed);
+            k.last_ms.fetch_max(at.timestamp_millis(), Relaxed);
+        }
+    }
+
     pub(super) fn count(&self, client: std::net::IpAddr, records: &[AuditRecord<'_>]) {
         let accepted = records.iter().filter(|r| r.kind == ACCEPT).count() as u64;
         self.accepted
@@ -98,6 +147,20 @@ impl GatewayStats {
             connections_refused: self
                 .connections_refused
                 .load(std::sync::atomic::Ordering::Relaxed),
+            by_key: self
+                .keys
+                .iter()
+                .map(|k| {
+                    let last = k.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+                    KeyCount {
+                        id: k.id.clone(),
+                        accepted: k.accepted.load(std::sync::atomic::Ordering::Relaxed),
+                        last_used: (last > 0)
+                            .then(|| chrono::DateTime::from_timestamp_millis(last))
+                            .flatten(),
+                    }
+                })
+                .collect(),
         }
     }
 
@@ -117,6 +180,22 @@ impl GatewayStats {
                 "; {} connections turned away at the connection limits",
                 c.connections_refused
             ));
+        }
+        if c.by_key.len() > 1 {
+            let keys: Vec<String> = c
+                .by_key
+                .iter()
+                .map(|k| match k.last_used {
+                    Some(t) => format!(
+                        "{} {} (last {})",
+                        k.id,
+                        k.accepted,
+                        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                    None => format!("{} {} (unused)", k.id, k.accepted),
+                })
+                .collect();
+            s.push_str(&format!("; accepted by key: {}", keys.join(", ")));
         }
         s
     }
@@ -156,6 +235,17 @@ pub struct IngestCounts {
     /// Connections turned away at the connection limits (never audited:
     /// they did not reach HTTP).
     pub connections_refused: u64,
+    /// Accepted events by producer key (`default` first), when counted.
+    pub by_key: Vec<KeyCount>,
+}
+
+/// Accepted events signed with one producer key since start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyCount {
+    pub id: String,
+    pub accepted: u64,
+    /// The last accepted event it signed; `None`: none since start.
+    pub last_used: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl IngestCounts {
@@ -187,7 +277,34 @@ impl IngestCounts {
             connections_refused: self
                 .connections_refused
                 .saturating_sub(earlier.connections_refused),
+            by_key: self
+                .by_key
+                .iter()
+                .map(|k| KeyCount {
+                    accepted: k.accepted.saturating_sub(
+                        earlier
+                            .by_key
+                            .iter()
+                            .find(|e| e.id == k.id)
+                            .map_or(0, |e| e.accepted),
+                    ),
+                    ..k.clone()
+                })
+                .collect(),
         }
+    }
+
+    /// `default 1200, k2026 300`: accepted events by producer key, when
+    /// more than one key is configured (with one there is nothing to tell
+    /// apart).
+    pub fn keys(&self) -> Option<String> {
+        (self.by_key.len() > 1).then(|| {
+            self.by_key
+                .iter()
+                .map(|k| format!("{} {}", k.id, k.accepted))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
     }
 
     /// `stale_timestamp 50, signature_mismatch 7`: the `max` most frequent
@@ -227,6 +344,7 @@ impl IngestCounts {
         Some(s)
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +355,7 @@ mod tests {
             refused: refused.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
             refused_by_client: Vec::new(),
             connections_refused: turned_away,
+            by_key: Vec::new(),
         }
     }
 
@@ -277,6 +396,56 @@ mod tests {
                  1 connections turned away at the connection limits"
             )
         );
+    }
+
+    #[test]
+    fn accepted_events_are_counted_by_key_for_a_rotation() {
+        let at = |s: i64| chrono::DateTime::from_timestamp(1_795_000_000 + s, 0).unwrap();
+        // `default` first whatever the config says; ids once each.
+        let stats = GatewayStats::with_keys(["k2026".into(), "default".into(), "k2025".into()]);
+        stats.count_key("default", 3, at(5));
+        stats.count_key("default", 1, at(2));
+        stats.count_key("k2026", 4, at(9));
+        // Ids outside the set (refused before they get here) and empty
+        // batches change nothing.
+        stats.count_key("k1999", 7, at(9));
+        stats.count_key("k2025", 0, at(9));
+        let c = stats.counts();
+        let key = |id: &str, accepted, last: Option<i64>| KeyCount {
+            id: id.into(),
+            accepted,
+            last_used: last.map(at),
+        };
+        assert_eq!(
+            c.by_key,
+            [
+                key("default", 4, Some(5)),
+                key("k2025", 0, None),
+                key("k2026", 4, Some(9))
+            ]
+        );
+        assert_eq!(c.keys().as_deref(), Some("default 4, k2025 0, k2026 4"));
+        assert!(
+            stats.summary().ends_with(
+                "; accepted by key: default 4 (last 2026-11-18T11:06:45Z), \
+                 k2025 0 (unused), k2026 4 (last 2026-11-18T11:06:49Z)"
+            ),
+            "{}",
+            stats.summary()
+        );
+        // A minute's report takes the growth, keeping the last use.
+        stats.count_key("k2026", 2, at(70));
+        let minute = stats.counts().since(&c);
+        assert_eq!(
+            minute.keys().as_deref(),
+            Some("default 0, k2025 0, k2026 2")
+        );
+        assert_eq!(minute.by_key[2].last_used, Some(at(70)));
+        // One key: nothing to tell apart, nothing said.
+        let one = GatewayStats::with_keys(Vec::new());
+        one.count_key("default", 1, at(1));
+        assert_eq!(one.counts().keys(), None);
+        assert_eq!(one.summary(), "gateway: 0 accepted, 0 refused");
     }
 
     #[test]
