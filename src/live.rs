@@ -104,6 +104,8 @@ pub struct SourceStatus {
     pub syslog_refused_senders: u64,
     /// Journal entries read, when the journal is followed.
     pub journal_entries: Option<u64>,
+    /// The newest line any of them could not parse.
+    pub last_unparsed: Option<crate::sources::unparsed::Unparsed>,
 }
 
 impl SourceStatus {
@@ -299,6 +301,11 @@ impl Sources {
                 .journal
                 .as_ref()
                 .map(|_| self.journal_stats.entries.load(Relaxed)),
+            last_unparsed: crate::sources::unparsed::newest([
+                t.last_unparsed.get(),
+                s.last_unparsed.get(),
+                self.journal_stats.last_unparsed.get(),
+            ]),
         }
     }
 

@@ -86,6 +86,17 @@ fn status_names_an_unreadable_file_counts_syslog_and_stop_lets_the_engine_end() 
     drop(f);
     let s = wait_for(&sources, "the file read", |s| s.file_lines == 2);
     assert!(s.unreadable.is_empty(), "{s:?}");
+    // The line that is not a log line is counted, and shown with why.
+    assert_eq!(s.file_unparsed, 1, "{s:?}");
+    let u = s.last_unparsed.expect("the unparsed line is kept");
+    assert_eq!(
+        (u.origin.as_str(), u.line.as_str()),
+        (
+            log.display().to_string().as_str(),
+            "not a log line anyone wrote"
+        )
+    );
+    assert!(u.why.contains("no syslog timestamp"), "{u:?}");
 
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
@@ -94,15 +105,36 @@ fn status_names_an_unreadable_file_counts_syslog_and_stop_lets_the_engine_end() 
             udp,
         )
         .unwrap();
-    wait_for(&sources, "the datagram", |s| s.syslog_received == 1);
+    // A sender speaking something else: its datagram is the newest
+    // unparsed line now.
+    socket.send_to(b"\x16\x03\x01 not syslog", udp).unwrap();
+    let s = wait_for(&sources, "the datagrams", |s| s.syslog_received == 2);
+    assert_eq!(s.syslog_unparsed, 1, "{s:?}");
+    let u = s.last_unparsed.expect("the newest unparsed line");
+    assert_eq!(u.origin, "syslog from 127.0.0.1", "{u:?}");
+    assert_eq!(
+        u.line, "\u{fffd}\u{fffd}\u{fffd} not syslog",
+        "control bytes shown inert"
+    );
 
     let summaries = sources.stop();
     assert_eq!(summaries.len(), 2, "{summaries:?}");
     assert!(
-        summaries[0].starts_with("syslog: 1 received"),
+        summaries[0].starts_with("syslog: 2 received"),
+        "{summaries:?}"
+    );
+    assert!(
+        summaries[0].ends_with(
+            "; last unparsed: syslog from 127.0.0.1: \"\u{fffd}\u{fffd}\u{fffd} not syslog\" \
+             (no syslog timestamp or `host program[pid]:` header)"
+        ),
         "{summaries:?}"
     );
     assert!(summaries[1].starts_with("tail: 2 lines"), "{summaries:?}");
+    assert!(
+        summaries[1].contains("; last unparsed: ") && summaries[1].contains("not a log line"),
+        "{summaries:?}"
+    );
     // Every engine handle the sources held is gone: the engine ends once
     // ours goes too.
     drop(engine);

@@ -257,6 +257,7 @@ snap!(overview_with_sources, |app: &mut App| {
         syslog_lost: 1_250,
         syslog_refused_senders: 4,
         journal_entries: Some(50),
+        last_unparsed: Some(unparsed(40)),
     }));
 });
 // Other panes say so in the tab bar.
@@ -1051,6 +1052,34 @@ fn huge_attributes_are_shown_bounded_in_the_stream_and_the_detail() {
 
 /// Two listeners and a followed file, with these syslog losses and
 /// refused senders so far.
+fn unparsed(at: i64) -> vigil::sources::unparsed::Unparsed {
+    vigil::sources::unparsed::Unparsed {
+        at: t(at),
+        origin: "syslog from 192.0.2.7".into(),
+        line: "<13>Nov 21 ASA-4-106023: Deny\x1b[2J tcp".into(),
+        why: "no syslog timestamp or `host program[pid]:` header".into(),
+    }
+}
+
+/// The latest line a source could not parse is shown (inert) under the
+/// sources' line for ten minutes, then the header shrinks back.
+#[test]
+fn an_unparsed_line_shows_for_ten_minutes() {
+    let mut app = fixture();
+    let mut status = sources(0, 0);
+    status.last_unparsed = Some(unparsed(100));
+    app.update(Action::Sources(status));
+    let shown = "last unparsed 20:28:20 syslog from 192.0.2.7: \"<13>Nov 21 ASA-4-106023: \
+                 Deny\u{fffd}[2J tcp\" (no syslog timestamp";
+    let screen = draw(&mut app, 120, 40);
+    assert!(screen.contains(shown), "{screen}");
+    app.update(Action::Tick(t(100 + 599)));
+    assert!(draw(&mut app, 120, 40).contains(shown));
+    app.update(Action::Tick(t(100 + 600)));
+    let screen = draw(&mut app, 120, 40);
+    assert!(!screen.contains("last unparsed"), "{screen}");
+}
+
 fn sources(lost: u64, refused_senders: u64) -> vigil::live::SourceStatus {
     vigil::live::SourceStatus {
         files: 1,

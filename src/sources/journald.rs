@@ -28,6 +28,8 @@ pub struct JournalStats {
     pub accepted: AtomicU64,
     pub refused: AtomicU64,
     pub unparsed: AtomicU64,
+    /// The latest entry that did not parse, and why.
+    pub last_unparsed: super::unparsed::LastUnparsed,
 }
 
 impl JournalStats {
@@ -39,7 +41,7 @@ impl JournalStats {
             g(&self.accepted),
             g(&self.refused),
             g(&self.unparsed)
-        )
+        ) + &self.last_unparsed.summary_note()
     }
 }
 
@@ -312,6 +314,7 @@ fn read_entries(
         super::feeder::Feeder::new(source.engine.clone(), source.runtime.clone(), IN_FLIGHT);
     let mut r = BufReader::new(stdout);
     let mut buf = Vec::new();
+    let journal = || "journal".to_string();
     loop {
         if r.buffer().is_empty() {
             // The next read may wait for journalctl: what was read is
@@ -344,9 +347,15 @@ fn read_entries(
             continue;
         }
         stats.entries.fetch_add(1, Ordering::Relaxed);
-        let Some(value) = serde_json::from_slice::<Value>(&buf).ok() else {
-            stats.unparsed.fetch_add(1, Ordering::Relaxed);
-            continue;
+        let value = match serde_json::from_slice::<Value>(&buf) {
+            Ok(v) => v,
+            Err(e) => {
+                stats.unparsed.fetch_add(1, Ordering::Relaxed);
+                let text = String::from_utf8_lossy(&buf);
+                let why = format!("not JSON: {e}");
+                stats.last_unparsed.note(journal, text.trim_end(), &why);
+                continue;
+            }
         };
         // Past this entry whatever becomes of it: a restart must not read
         // it again.
@@ -355,6 +364,9 @@ fn read_entries(
         }
         let Some((line, entry_cursor)) = entry_to_line(&value) else {
             stats.unparsed.fetch_add(1, Ordering::Relaxed);
+            let text = String::from_utf8_lossy(&buf);
+            let why = "no MESSAGE, or no valid __REALTIME_TIMESTAMP";
+            stats.last_unparsed.note(journal, text.trim_end(), &why);
             continue;
         };
         let id_seed = if entry_cursor.is_empty() {
@@ -364,8 +376,9 @@ fn read_entries(
         };
         let ev = match parser.parse_line(&line, id_seed) {
             Ok(ev) => ev,
-            Err(_) => {
+            Err(e) => {
                 stats.unparsed.fetch_add(1, Ordering::Relaxed);
+                stats.last_unparsed.note(journal, &line, &e);
                 continue;
             }
         };

@@ -1,7 +1,8 @@
 //! Where events come from. Today: files and stdin read offline
 //! ([`replay`]), the signed HTTP gateway ([`gateway`]) and syslog listeners
 //! ([`syslog`]), files followed as they grow ([`tail`]) and the systemd
-//! journal ([`journald`]).
+//! journal ([`journald`]). Each live source keeps its latest line it could
+//! not parse ([`unparsed`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,6 +16,7 @@ pub mod replay;
 pub mod senders;
 pub mod syslog;
 pub mod tail;
+pub mod unparsed;
 
 /// Whom per-client limits count as one: an IPv4 address (an IPv4-mapped
 /// IPv6 one as IPv4), or an IPv6 /64, given here with its lower 64 bits

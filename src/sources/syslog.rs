@@ -19,7 +19,7 @@
 //! least `idle_evict_secs`) is closed to make room for it. Holding places
 //! open without sending therefore cannot lock senders out.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -56,6 +56,8 @@ pub struct SyslogStats {
     /// Refused by the engine (rate limit, duplicate, store failure).
     pub refused: AtomicU64,
     pub unparsed: AtomicU64,
+    /// The latest message that did not parse, from whom and why.
+    pub last_unparsed: super::unparsed::LastUnparsed,
     /// Over the size limit (truncated for newline framing, skipped for
     /// octet counting).
     pub malformed: AtomicU64,
@@ -148,7 +150,7 @@ impl SyslogStats {
             g(&self.refused_connections),
             g(&self.evicted_connections),
             g(&self.refused_senders)
-        )
+        ) + &self.last_unparsed.summary_note()
     }
 }
 
@@ -180,19 +182,19 @@ impl Intake {
 
     /// The message as an event; `None` (counted) when it is empty or not
     /// understood.
-    fn parse(&mut self, raw: &[u8]) -> Option<crate::event::Event> {
+    fn parse(&mut self, raw: &[u8], from: IpAddr) -> Option<crate::event::Event> {
         // Waiting for its answer until it is found not to be an event: one
         // who sees it received sees it answered or on its way.
         self.stats.answering.fetch_add(1, Ordering::Relaxed);
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        let ev = self.event_of(raw);
+        let ev = self.event_of(raw, from);
         if ev.is_none() {
             self.stats.answering.fetch_sub(1, Ordering::Relaxed);
         }
         ev
     }
 
-    fn event_of(&mut self, raw: &[u8]) -> Option<crate::event::Event> {
+    fn event_of(&mut self, raw: &[u8], from: IpAddr) -> Option<crate::event::Event> {
         // Bytes that are not UTF-8 become U+FFFD, as in files: dropping the
         // message would let an attacker hide a failed login behind one
         // stray byte in the user name.
@@ -216,8 +218,11 @@ impl Intake {
         self.seq += 1;
         match self.parser.parse_line(text, self.seq) {
             Ok(ev) => Some(ev),
-            Err(_) => {
+            Err(e) => {
                 self.stats.unparsed.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .last_unparsed
+                    .note(|| format!("syslog from {from}"), text, &e);
                 None
             }
         }
@@ -391,7 +396,7 @@ pub async fn run_udp(
             } else if n > max_message_bytes {
                 stats.received.fetch_add(1, Ordering::Relaxed);
                 stats.malformed.fetch_add(1, Ordering::Relaxed);
-            } else if let Some(ev) = intake.parse(&buf[..n]) {
+            } else if let Some(ev) = intake.parse(&buf[..n], peer.ip()) {
                 events.push(ev);
             }
             next = if taken < UDP_BATCH {
@@ -666,7 +671,7 @@ async fn read_stream(
                     if truncated {
                         stats.malformed.fetch_add(1, Ordering::Relaxed);
                     }
-                    events.extend(intake.parse(&msg));
+                    events.extend(intake.parse(&msg, peer.ip()));
                 }
                 Ok(Err(_)) => {
                     // The framing is lost; nothing after this can be trusted.

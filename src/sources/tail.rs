@@ -41,6 +41,8 @@ pub struct TailStats {
     pub accepted: AtomicU64,
     pub refused: AtomicU64,
     pub unparsed: AtomicU64,
+    /// The latest line that did not parse, from which file and why.
+    pub last_unparsed: super::unparsed::LastUnparsed,
     pub rotations: AtomicU64,
     pub truncations: AtomicU64,
     /// Followed files that cannot be read right now (path as shown → why),
@@ -77,7 +79,7 @@ impl TailStats {
             g(&self.unparsed),
             g(&self.rotations),
             g(&self.truncations)
-        )
+        ) + &self.last_unparsed.summary_note()
     }
 }
 
@@ -303,8 +305,11 @@ impl Tailer {
         let line_no = fnv1a(&key);
         let ev = match self.parser.parse_line(text, line_no) {
             Ok(ev) => ev,
-            Err(_) => {
+            Err(e) => {
                 self.stats.unparsed.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .last_unparsed
+                    .note(|| self.path.display().to_string(), text, &e);
                 return;
             }
         };

@@ -12,8 +12,10 @@ use super::view::{clean, event_text, fit, panel, window_start};
 use crate::event::Outcome;
 
 pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
-    // One more header line when sources besides the gateway run.
-    let height = if app.sources.is_empty() { 7 } else { 8 };
+    // One more header line when sources besides the gateway run, and one
+    // more while a line they could not parse is recent.
+    let height =
+        if app.sources.is_empty() { 7 } else { 8 } + u16::from(recent_unparsed(app).is_some());
     let [header, body] =
         Layout::vertical([Constraint::Length(height), Constraint::Min(5)]).areas(area);
     render_header(frame, app, theme, header);
@@ -50,6 +52,12 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     }
     // The gateway's line runs the full width under the figures and the
     // sparkline: its refusal reasons want the room.
+    if let Some(u) = recent_unparsed(app) {
+        let [top, last] =
+            Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+        inner = top;
+        frame.render_widget(Paragraph::new(unparsed_line(u, theme)), last);
+    }
     if !app.sources.is_empty() {
         let [top, sources] =
             Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
@@ -197,6 +205,29 @@ fn gateway_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
         spans.push(Span::styled(clean(&keys), theme.dimmed()));
     }
     Line::from(spans)
+}
+
+/// How long the latest unparsed line stays on show.
+const UNPARSED_SHOWN_MINUTES: i64 = 10;
+
+/// The sources' latest unparsed line, if it came within the last
+/// [`UNPARSED_SHOWN_MINUTES`].
+fn recent_unparsed(app: &App) -> Option<&crate::sources::unparsed::Unparsed> {
+    app.sources
+        .last_unparsed
+        .as_ref()
+        .filter(|u| app.now - u.at < chrono::Duration::minutes(UNPARSED_SHOWN_MINUTES))
+}
+
+/// `last unparsed 07:50:11 syslog from 192.0.2.7: "<13>junk…" (no syslog
+/// timestamp …)`: what an "unparsed" count is made of (already cut and
+/// made inert by the source).
+fn unparsed_line<'a>(u: &crate::sources::unparsed::Unparsed, theme: &Theme) -> Line<'a> {
+    Line::from(vec![
+        Span::styled("last unparsed ", theme.dimmed()),
+        Span::styled(u.at.format("%H:%M:%S ").to_string(), theme.dimmed()),
+        Span::styled(clean(&u.describe()), theme.text()),
+    ])
 }
 
 /// `files 2: 1204 lines, 1 unreadable · syslog 310 received · journal 50
