@@ -86,6 +86,7 @@ pub struct SyslogStats {
 pub struct SyslogMinute {
     refused_senders: u64,
     kernel_drops: u64,
+    unparsed: u64,
 }
 
 impl SyslogStats {
@@ -102,14 +103,17 @@ impl SyslogStats {
         SyslogMinute {
             refused_senders: self.refused_senders.load(Ordering::Relaxed),
             kernel_drops: self.kernel_drops.load(Ordering::Relaxed),
+            unparsed: self.unparsed.load(Ordering::Relaxed),
         }
     }
 
     /// The lines `vigil serve` logs for a minute (since `before`) in which
-    /// senders not allowed were dropped or the kernel dropped datagrams,
-    /// none for a quiet minute; and the counts now, for the next call. A
-    /// sender left off the list, or a burst lost to a full buffer,
-    /// otherwise looks like a sender that went quiet.
+    /// senders not allowed were dropped, the kernel dropped datagrams or
+    /// messages were not understood, none for a quiet minute; and the
+    /// counts now, for the next call. A sender left off the list, or a
+    /// burst lost to a full buffer, otherwise looks like a sender that went
+    /// quiet; a device whose format is not read, like one that sends
+    /// nothing worth an alert.
     pub fn minute_report(&self, before: SyslogMinute) -> (Vec<String>, SyslogMinute) {
         let now = self.minute_start();
         let mut lines = Vec::new();
@@ -131,6 +135,17 @@ impl SyslogStats {
             lines.push(format!(
                 "syslog, last minute: {dropped} UDP datagrams lost: the receive buffer was full \
                  (raise [syslog] udp_receive_buffer_bytes, and net.core.rmem_max on Linux, or send over TCP)"
+            ));
+        }
+        let unparsed = now.unparsed.saturating_sub(before.unparsed);
+        if unparsed > 0 {
+            let latest = self
+                .last_unparsed
+                .get()
+                .map(|u| format!(", the latest {}", u.describe()))
+                .unwrap_or_default();
+            lines.push(format!(
+                "syslog, last minute: {unparsed} messages not understood{latest}"
             ));
         }
         (lines, now)
@@ -764,6 +779,27 @@ mod tests {
         let (lines, _) = stats.minute_report(next);
         assert_eq!(lines.len(), 1);
         assert!(lines[0].starts_with("syslog, last minute: 2 UDP datagrams lost"));
+    }
+
+    #[test]
+    fn a_minute_with_messages_not_understood_shows_the_latest() {
+        let stats = SyslogStats::default();
+        let start = stats.minute_start();
+        stats.unparsed.store(3, Ordering::Relaxed);
+        stats.last_unparsed.note(
+            || "syslog from 192.0.2.7".into(),
+            "%ASA-4-106023: Deny",
+            &"no header",
+        );
+        let (lines, next) = stats.minute_report(start);
+        assert_eq!(
+            lines,
+            [
+                "syslog, last minute: 3 messages not understood, the latest syslog from \
+                 192.0.2.7: \"%ASA-4-106023: Deny\" (no header)"
+            ]
+        );
+        assert_eq!(stats.minute_report(next), (Vec::new(), next));
     }
 
     /// A reader that has `buf` and then nothing yet (a sender that paused).
