@@ -315,6 +315,8 @@ fn read_entries(
     let mut r = BufReader::new(stdout);
     let mut buf = Vec::new();
     let journal = || "journal".to_string();
+    // Enough of an entry to show the start of it (see `unparsed`).
+    const SAMPLE_BYTES: usize = 4 * super::unparsed::SAMPLE_CHARS;
     loop {
         if r.buffer().is_empty() {
             // The next read may wait for journalctl: what was read is
@@ -351,7 +353,7 @@ fn read_entries(
             Ok(v) => v,
             Err(e) => {
                 stats.unparsed.fetch_add(1, Ordering::Relaxed);
-                let text = String::from_utf8_lossy(&buf);
+                let text = String::from_utf8_lossy(&buf[..buf.len().min(SAMPLE_BYTES)]);
                 let why = format!("not JSON: {e}");
                 stats.last_unparsed.note(journal, text.trim_end(), &why);
                 continue;
@@ -364,7 +366,7 @@ fn read_entries(
         }
         let Some((line, entry_cursor)) = entry_to_line(&value) else {
             stats.unparsed.fetch_add(1, Ordering::Relaxed);
-            let text = String::from_utf8_lossy(&buf);
+            let text = String::from_utf8_lossy(&buf[..buf.len().min(SAMPLE_BYTES)]);
             let why = "no MESSAGE, or no valid __REALTIME_TIMESTAMP";
             stats.last_unparsed.note(journal, text.trim_end(), &why);
             continue;

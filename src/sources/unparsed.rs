@@ -100,9 +100,10 @@ pub fn newest(all: impl IntoIterator<Item = Option<Unparsed>>) -> Option<Unparse
 /// `s` cut to `max` characters (`…` marks the cut), control characters
 /// replaced: log text is untrusted and goes to a terminal.
 fn inert(s: &str, max: usize) -> String {
-    let clean = crate::util::sanitize_for_terminal(s);
-    let mut out: String = clean.chars().take(max).collect();
-    if clean.chars().nth(max).is_some() {
+    // Cut first: a long line costs no more than its kept start.
+    let cut = s.char_indices().nth(max).map(|(i, _)| i);
+    let mut out = crate::util::sanitize_for_terminal(&s[..cut.unwrap_or(s.len())]).into_owned();
+    if cut.is_some() {
         out.push('…');
     }
     out
