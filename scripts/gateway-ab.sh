@@ -21,6 +21,12 @@
 #   SEED_CMD='cd ~/seed && rm -rf engine/out gateway/audit &&
 #             exec uvicorn gateway.app.main:app --port 8000 --log-level warning'
 # (the seed slows as its idempotency table grows, so fresh state matters).
+# The seed is not kept in this repository (another licence): take
+# hojune02/secure-event-correlator at its final version (SQLite idempotency
+# and host state, alerts.jsonl; `SEC_USE_SQLITE` on by default) and install
+# fastapi, uvicorn and pydantic from PyPI into a virtualenv; if its
+# engine/models.py is the older trading-era one, it needs EventRecord,
+# CorrelationDecision and PolicyDecision with the fields its gateway uses.
 # Set FLOOR=1 to interleave examples/http_floor too (an HTTP server on the
 # same stack that answers 200 and does nothing else): B/floor is the share
 # of what this machine and client allow any server, in the same rounds.
