@@ -64,7 +64,7 @@ pub(super) async fn ingest(
     let record = serialise_audit(&client, Utc::now(), &accept);
     match st.engine.ingest_recorded(ev, record).await {
         Ok((Ok(acc), recorded)) => {
-            st.stats.count_key(&key_id, 1, Utc::now());
+            st.stats.count_key(&key_id, 1, now);
             if recorded {
                 tracing::trace!("{ACCEPT} from {}: {}", client.ip(), accept[0].reason);
             } else {
@@ -277,7 +277,7 @@ pub(super) async fn ingest_batch(
         })
         .collect();
     st.write_audit(&client, &records);
-    st.stats.count_key(&key_id, ok, Utc::now());
+    st.stats.count_key(&key_id, ok, now);
     let bad = results.len() as u64 - ok;
     tracing::debug!("batch from {}: {ok} accepted, {bad} refused", client.ip());
     let answer = BatchAnswer {
