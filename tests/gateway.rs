@@ -865,7 +865,26 @@ fn producer_keys_rotate_without_downtime() {
         "secrets never reach the audit log"
     );
     // What a rotation needs to know before the old key goes: who still
-    // signs with which key (refusals are not uses).
+    // signs with which key (refusals are not uses), while it runs...
+    let (status, body) = c.server.request("GET", "/api/v1/producer-keys", &[], b"");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let keys: Vec<(&str, u64, bool)> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["id"].as_str().unwrap(),
+                k["accepted"].as_u64().unwrap(),
+                k["last_used_utc"].is_string(),
+            )
+        })
+        .collect();
+    assert_eq!(keys, [("default", 2, true), ("k2026", 3, true)], "{v}");
+    assert!(v["counted_since_utc"].is_string(), "{v}");
+    assert!(!body.contains("fresh-secret-2026"), "no secret: {body}");
+    // ...and when it stops.
     let (ok, log) = c.server.stop_and_log();
     assert!(ok, "{log}");
     let summary = log

@@ -484,7 +484,12 @@ fn a_read_token_guards_the_read_routes() {
             ("VIGIL_ADMIN_TOKEN", "admin-1"),
         ],
     );
-    for path in ["/alerts/recent", "/hosts/web-1/state", "/api/v1/decisions"] {
+    for path in [
+        "/alerts/recent",
+        "/hosts/web-1/state",
+        "/api/v1/decisions",
+        "/api/v1/producer-keys",
+    ] {
         let (s, body) = server.request("GET", path, &[], b"");
         assert_eq!(
             (s, body.as_str()),
@@ -527,8 +532,8 @@ fn a_read_token_guards_the_read_routes() {
         .filter(|r| r["verification_reason"] == "bad_read_token")
         .map(|r| r["path"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(refused.len(), 6, "{refused:?}");
-    assert!(log.contains("bad_read_token 6"), "{log}");
+    assert_eq!(refused.len(), 8, "{refused:?}");
+    assert!(log.contains("bad_read_token 8"), "{log}");
 
     // No token: open, and a gateway on every address says so.
     let dir = tempfile::tempdir().unwrap();

@@ -113,6 +113,7 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/alerts/recent", get(reads::alerts_recent))
         .route("/hosts/{host}/state", get(reads::host_state))
         .route("/api/v1/decisions", get(reads::decisions))
+        .route("/api/v1/producer-keys", get(reads::producer_keys))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             reads::require_read_token,

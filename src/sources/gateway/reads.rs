@@ -46,6 +46,30 @@ pub(super) async fn host_state(
     }
 }
 
+/// `GET /api/v1/producer-keys`: accepted events by producer key since
+/// start, with each key's last use, for retiring a rotated key (no secret,
+/// only the configured ids).
+pub(super) async fn producer_keys(State(st): State<Arc<GatewayState>>) -> Response {
+    let keys: Vec<serde_json::Value> = st
+        .stats
+        .counts()
+        .by_key
+        .into_iter()
+        .map(|k| {
+            json!({
+                "id": k.id,
+                "accepted": k.accepted,
+                "last_used_utc": k.last_used,
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "counted_since_utc": st.stats.keys_since(),
+        "keys": keys,
+    }))
+    .into_response()
+}
+
 /// The read routes' check, when a read token is set: it, or the admin
 /// token, as the bearer. A refusal is audited like the gateway's others
 /// (within the client's share of the minute).

@@ -18,6 +18,8 @@ pub struct GatewayStats {
     /// Accepted events by the producer key that signed them (see
     /// [`GatewayStats::with_keys`]); empty: not counted.
     keys: Vec<KeyUse>,
+    /// When counting by key began.
+    keys_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One producer key's use since start: to rotate a secret without
@@ -63,8 +65,14 @@ impl GatewayStats {
                     last_ms: Default::default(),
                 })
                 .collect(),
+            keys_since: Some(chrono::Utc::now()),
             ..GatewayStats::default()
         }
+    }
+
+    /// When counting by key began (`None`: keys are not counted).
+    pub fn keys_since(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.keys_since
     }
 
     /// `n` events signed with `key_id` were accepted at `at`.
