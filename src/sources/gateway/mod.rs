@@ -7,7 +7,8 @@
 //!
 //! Admin routes (`POST /hosts/{host}/release`, `DELETE /bans/{ip}`) need the
 //! bearer token from config and are audited with who and why;
-//! `GET /api/v1/decisions` lists bans and quarantines in force.
+//! `GET /api/v1/decisions` lists bans and quarantines in force, `GET
+//! /api/v1/producer-keys` what each producer key signed since start.
 //!
 //! `POST /ingest/batch` takes newline-delimited events signed as one body and
 //! answers per line.
@@ -22,7 +23,7 @@
 //! `/ingest/batch`: JSON, schema, replay window, the engine), `answer.rs`
 //! (the answers to accepted events), `audit.rs` (accept and reject records,
 //! the audit log's outages), `stats.rs` (counts for the summaries and the
-//! console), `reads.rs` (alerts, host state, decisions; the read token) and
+//! console), `reads.rs` (alerts, host state, decisions, key use; the read token) and
 //! `admin.rs` (release, unban; the admin token).
 
 mod admin;

@@ -1,5 +1,5 @@
-//! The read routes (recent alerts, a host's state, decisions in force) and
-//! the read token that may guard them.
+//! The read routes (recent alerts, a host's state, decisions in force, the
+//! producer keys' use) and the read token that may guard them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
