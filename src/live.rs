@@ -102,6 +102,11 @@ pub struct SourceStatus {
     pub syslog_lost: u64,
     /// Datagrams and connections from senders not in `allowed_senders`.
     pub syslog_refused_senders: u64,
+    /// Senders heard from since start.
+    pub syslog_senders: usize,
+    /// Senders that stopped sending (see [`crate::sources::activity`]),
+    /// longest silent first: address and last message.
+    pub syslog_silent: Vec<(String, chrono::DateTime<chrono::Utc>)>,
     /// Journal entries read, when the journal is followed.
     pub journal_entries: Option<u64>,
     /// The newest line any of them could not parse.
@@ -297,6 +302,17 @@ impl Sources {
             syslog_dropped: s.malformed.load(Relaxed) + s.refused_connections.load(Relaxed),
             syslog_refused_senders: s.refused_senders.load(Relaxed),
             syslog_lost: s.kernel_drops.load(Relaxed),
+            syslog_senders: s.activity.lock().map(|a| a.senders()).unwrap_or(0),
+            syslog_silent: s
+                .activity
+                .lock()
+                .map(|a| {
+                    a.silent(chrono::Utc::now())
+                        .into_iter()
+                        .map(|x| (x.ip.to_string(), x.since))
+                        .collect()
+                })
+                .unwrap_or_default(),
             journal_entries: self
                 .journal
                 .as_ref()

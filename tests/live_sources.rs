@@ -110,6 +110,8 @@ fn status_names_an_unreadable_file_counts_syslog_and_stop_lets_the_engine_end() 
     socket.send_to(b"\x16\x03\x01 not syslog", udp).unwrap();
     let s = wait_for(&sources, "the datagrams", |s| s.syslog_received == 2);
     assert_eq!(s.syslog_unparsed, 1, "{s:?}");
+    // One sender, heard from just now: not silent.
+    assert_eq!((s.syslog_senders, s.syslog_silent.len()), (1, 0), "{s:?}");
     let u = s.last_unparsed.expect("the newest unparsed line");
     assert_eq!(u.origin, "syslog from 127.0.0.1", "{u:?}");
     assert_eq!(

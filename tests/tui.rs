@@ -256,6 +256,8 @@ snap!(overview_with_sources, |app: &mut App| {
         syslog_dropped: 0,
         syslog_lost: 1_250,
         syslog_refused_senders: 4,
+        syslog_senders: 3,
+        syslog_silent: vec![("192.0.2.9".into(), t(-600))],
         journal_entries: Some(50),
         last_unparsed: Some(unparsed(40)),
     }));
@@ -1183,4 +1185,29 @@ fn the_gateway_line_counts_each_producer_key_when_there_are_several() {
     app.update(Action::Ingest(counts));
     let screen = draw(&mut app, 120, 40);
     assert!(!screen.contains("· keys"), "{screen}");
+}
+
+#[test]
+fn a_syslog_sender_gone_silent_is_named_in_the_sources_line() {
+    let mut app = fixture();
+    let mut status = sources(0, 0);
+    status.syslog_senders = 12;
+    status.syslog_silent = vec![
+        ("192.0.2.9".into(), t(-600)),
+        ("198.51.100.3".into(), t(-300)),
+        ("203.0.113.1".into(), t(-60)),
+    ];
+    app.update(Action::Sources(status));
+    let screen = draw(&mut app, 220, 40);
+    assert!(
+        screen.contains("syslog 100 received, 3 silent, from 12 senders"),
+        "{screen}"
+    );
+    // The two silent longest are named.
+    assert!(
+        screen.contains(
+            "192.0.2.9 silent since 20:16:40 · 198.51.100.3 silent since 20:21:40 · syslog on"
+        ),
+        "{screen}"
+    );
 }

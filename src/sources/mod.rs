@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+pub mod activity;
 pub mod feeder;
 pub mod gateway;
 pub mod journald;

@@ -58,6 +58,8 @@ pub struct SyslogStats {
     pub unparsed: AtomicU64,
     /// The latest message that did not parse, from whom and why.
     pub last_unparsed: super::unparsed::LastUnparsed,
+    /// Who sends, and who stopped.
+    pub activity: std::sync::Mutex<super::activity::Activity>,
     /// Over the size limit (truncated for newline framing, skipped for
     /// octet counting).
     pub malformed: AtomicU64,
@@ -90,6 +92,20 @@ pub struct SyslogMinute {
 }
 
 impl SyslogStats {
+    /// Messages (`n` from each of `from`, with repeats) arrived now from
+    /// allowed senders.
+    fn saw(&self, from: &[IpAddr], n: u64) {
+        if from.is_empty() {
+            return;
+        }
+        let now = Utc::now();
+        if let Ok(mut a) = self.activity.lock() {
+            for ip in from {
+                a.saw(*ip, n, now);
+            }
+        }
+    }
+
     /// Counts a datagram or connection from a sender not allowed.
     fn refuse_sender(&self, ip: std::net::IpAddr) {
         self.refused_senders.fetch_add(1, Ordering::Relaxed);
@@ -147,6 +163,23 @@ impl SyslogStats {
             lines.push(format!(
                 "syslog, last minute: {unparsed} messages not understood{latest}"
             ));
+        }
+        let changes = self
+            .activity
+            .lock()
+            .map(|mut a| a.changes(Utc::now()))
+            .unwrap_or_default();
+        for s in changes.silent {
+            lines.push(format!(
+                "syslog: {} has sent nothing since {} ({} messages before): its forwarder may have \
+                 stopped, or its messages no longer reach this listener",
+                s.ip,
+                s.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                s.messages
+            ));
+        }
+        for ip in changes.back {
+            lines.push(format!("syslog: {ip} is sending again"));
         }
         (lines, now)
     }
@@ -393,6 +426,7 @@ pub async fn run_udp(
     let mut buf = vec![0u8; max_message_bytes + 1];
     let mut intake = Intake::new("syslog-udp".into(), "unknown".into(), engine, stats.clone());
     let mut events = Vec::with_capacity(UDP_BATCH);
+    let mut from = Vec::with_capacity(UDP_BATCH);
     loop {
         let Ok(first) = socket.recv_from(&mut buf).await else {
             // Transient (e.g. out of buffers): back off instead of spinning.
@@ -404,15 +438,19 @@ pub async fn run_udp(
         // instead of one each, so a burst drains faster than it overflows.
         let mut next = Some(first);
         let mut taken = 0;
+        from.clear();
         while let Some((n, peer)) = next {
             taken += 1;
             if !senders.allows(peer.ip()) {
                 stats.refuse_sender(peer.ip());
-            } else if n > max_message_bytes {
-                stats.received.fetch_add(1, Ordering::Relaxed);
-                stats.malformed.fetch_add(1, Ordering::Relaxed);
-            } else if let Some(ev) = intake.parse(&buf[..n], peer.ip()) {
-                events.push(ev);
+            } else {
+                from.push(peer.ip());
+                if n > max_message_bytes {
+                    stats.received.fetch_add(1, Ordering::Relaxed);
+                    stats.malformed.fetch_add(1, Ordering::Relaxed);
+                } else if let Some(ev) = intake.parse(&buf[..n], peer.ip()) {
+                    events.push(ev);
+                }
             }
             next = if taken < UDP_BATCH {
                 socket.try_recv_from(&mut buf).ok()
@@ -420,6 +458,7 @@ pub async fn run_udp(
                 None
             };
         }
+        stats.saw(&from, 1);
         if !events.is_empty() {
             intake.submit(std::mem::take(&mut events)).await;
         }
@@ -679,10 +718,12 @@ async fn read_stream(
         // for all of them.
         let mut events = Vec::new();
         let mut taken = 0;
+        let mut messages = 0;
         let ended = loop {
             taken += 1;
             match frame {
                 Ok(Ok(true)) => {
+                    messages += 1;
                     if truncated {
                         stats.malformed.fetch_add(1, Ordering::Relaxed);
                     }
@@ -700,6 +741,7 @@ async fn read_stream(
             }
             frame = read_frame(&mut r, max, &mut msg, &mut truncated).await;
         };
+        stats.saw(&[peer.ip()], messages);
         if !events.is_empty() {
             watch.last_message.store(BUSY, Ordering::Relaxed);
             intake.submit(events).await;
@@ -800,6 +842,36 @@ mod tests {
             ]
         );
         assert_eq!(stats.minute_report(next), (Vec::new(), next));
+    }
+
+    #[test]
+    fn a_minute_in_which_a_sender_went_silent_or_came_back_says_so() {
+        let stats = SyslogStats::default();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let long_ago = Utc::now() - chrono::Duration::minutes(30);
+        if let Ok(mut a) = stats.activity.lock() {
+            for i in 0..20 {
+                a.saw(ip, 1, long_ago + chrono::Duration::seconds(i));
+            }
+        }
+        let start = stats.minute_start();
+        let (lines, next) = stats.minute_report(start);
+        let since = (long_ago + chrono::Duration::seconds(19))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        assert_eq!(
+            lines,
+            [format!(
+                "syslog: 192.0.2.7 has sent nothing since {since} (20 messages before): its \
+                 forwarder may have stopped, or its messages no longer reach this listener"
+            )]
+        );
+        // Told once.
+        assert_eq!(stats.minute_report(next).0, Vec::<String>::new());
+        stats.saw(&[ip], 1);
+        assert_eq!(
+            stats.minute_report(next).0,
+            ["syslog: 192.0.2.7 is sending again"]
+        );
     }
 
     /// A reader that has `buf` and then nothing yet (a sender that paused).

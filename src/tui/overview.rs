@@ -230,12 +230,13 @@ fn unparsed_line<'a>(u: &crate::sources::unparsed::Unparsed, theme: &Theme) -> L
     ])
 }
 
-/// `files 2: 1204 lines, 1 unreadable · syslog 310 received · journal 50
-/// entries · /var/log/secure: Permission denied · syslog on udp
-/// 127.0.0.1:5514`:
-/// what the other sources took in; a file that cannot be read, and
-/// datagrams lost or senders turned away within the last minute, in the
-/// warning colours (each looks like a quiet source otherwise).
+/// `files 2: 1204 lines, 1 unreadable · syslog 310 received, 1 silent, from
+/// 12 senders · journal 50 entries · /var/log/secure: Permission denied ·
+/// 192.0.2.7 silent since 07:40:11 · syslog on udp 127.0.0.1:5514`:
+/// what the other sources took in; a file that cannot be read, a sender
+/// that stopped sending, and datagrams lost or senders turned away within
+/// the last minute, in the warning colours (each looks like a quiet source
+/// otherwise).
 fn sources_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
     let s = &app.sources;
     let warn = Style::new().fg(theme.warn);
@@ -260,6 +261,7 @@ fn sources_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
             Span::styled("syslog ", theme.dimmed()),
             Span::styled(format!("{} received", s.syslog_received), theme.text()),
         ];
+
         // Losses in red and refused senders in yellow while they keep
         // coming (within the minute); plain totals after.
         let (lost_lately, refused_lately) = app.sources_trouble_last_minute();
@@ -277,6 +279,7 @@ fn sources_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
             format!("lost (UDP buffer full){lately}"),
             lost_style,
         );
+        also(&mut p, s.syslog_silent.len() as u64, "silent".into(), warn);
         also(&mut p, s.syslog_unparsed, "unparsed".into(), theme.dimmed());
         also(
             &mut p,
@@ -294,6 +297,16 @@ fn sources_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
                 theme.text()
             },
         );
+        if s.syslog_senders > 0 {
+            p.push(Span::styled(
+                format!(
+                    ", from {} sender{}",
+                    s.syslog_senders,
+                    if s.syslog_senders == 1 { "" } else { "s" }
+                ),
+                theme.dimmed(),
+            ));
+        }
         parts.push(p);
     }
     if let Some(n) = s.journal_entries {
@@ -307,6 +320,13 @@ fn sources_line<'a>(app: &App, theme: &Theme) -> Line<'a> {
     for (path, why) in &s.unreadable {
         parts.push(vec![Span::styled(
             format!("{}: {}", clean(path), clean(why)),
+            warn,
+        )]);
+    }
+    // The senders silent longest; the count says how many in all.
+    for (ip, since) in s.syslog_silent.iter().take(2) {
+        parts.push(vec![Span::styled(
+            format!("{} silent since {}", clean(ip), since.format("%H:%M:%S")),
             warn,
         )]);
     }
