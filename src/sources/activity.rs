@@ -5,10 +5,15 @@
 //! log source gone silent.
 //!
 //! A sender counts as silent once nothing came from it for
-//! [`SILENT_AFTER`], or five times its usual gap between messages if that
-//! is longer, and only once it has sent [`ESTABLISHED`] messages (a one-off
-//! sender never "stops"). Times are when messages arrived (wall time): this
-//! is about the feed's health, not about the events' own time.
+//! [`SILENT_AFTER`], or twice the longest gap it has left between two
+//! messages if that is longer (a switch that logs every half hour, or a
+//! job that writes a burst each hour, is not "silent" between times), and
+//! only once it has sent [`ESTABLISHED`] messages (a one-off sender never
+//! "stops"). Gaps longer than [`LEARNED_GAP_MAX`] are outages, not the
+//! sender's rhythm, and are not learned: a firewall that was down for a day
+//! is told after ten minutes the next time too. Times are when messages
+//! arrived (wall time): this is about the feed's health, not about the
+//! events' own time.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,15 +24,19 @@ use chrono::{DateTime, Duration, Utc};
 pub const SILENT_AFTER: Duration = Duration::minutes(10);
 /// Messages a sender must have sent before its silence means anything.
 pub const ESTABLISHED: u64 = 10;
+/// The longest gap between two messages taken as a sender's rhythm.
+pub const LEARNED_GAP_MAX: Duration = Duration::hours(6);
 /// Senders followed one by one (a flood of forged UDP sources cannot grow
 /// the table further; the rest are counted together).
 pub const SENDERS_FOLLOWED: usize = 4096;
 
 #[derive(Clone, Copy, Debug)]
 struct Seen {
-    first: DateTime<Utc>,
     last: DateTime<Utc>,
     messages: u64,
+    /// The longest gap between two of its messages, up to
+    /// [`LEARNED_GAP_MAX`].
+    longest_gap: Duration,
     /// Reported silent and not heard from since.
     silent: bool,
 }
@@ -35,9 +44,7 @@ struct Seen {
 impl Seen {
     /// How long without a message before this sender counts as silent.
     fn silent_after(&self) -> Duration {
-        let span = self.last - self.first;
-        let gaps = self.messages.saturating_sub(1).max(1) as i32;
-        (span / gaps * 5).max(SILENT_AFTER)
+        (self.longest_gap * 2).max(SILENT_AFTER)
     }
 
     fn is_silent(&self, now: DateTime<Utc>) -> bool {
@@ -80,6 +87,10 @@ impl Activity {
         let room = self.seen.len() < SENDERS_FOLLOWED;
         match self.seen.get_mut(&ip) {
             Some(s) => {
+                let gap = at - s.last;
+                if gap <= LEARNED_GAP_MAX {
+                    s.longest_gap = s.longest_gap.max(gap);
+                }
                 s.last = s.last.max(at);
                 s.messages += n;
                 if std::mem::take(&mut s.silent) {
@@ -90,9 +101,9 @@ impl Activity {
                 self.seen.insert(
                     ip,
                     Seen {
-                        first: at,
                         last: at,
                         messages: n,
+                        longest_gap: Duration::zero(),
                         silent: false,
                     },
                 );
@@ -201,15 +212,33 @@ mod tests {
     }
 
     #[test]
-    fn a_sender_that_talks_rarely_has_a_longer_silence() {
+    fn a_sender_with_a_slow_rhythm_has_a_longer_silence_but_an_outage_is_not_its_rhythm() {
         let mut a = Activity::default();
-        // One message every 5 minutes: silent only after 25 minutes.
+        // One message every 30 minutes: silent only after an hour.
         for i in 0..10 {
-            a.saw(ip("203.0.113.4"), 1, at(i * 300));
+            a.saw(ip("203.0.113.4"), 1, at(i * 1800));
         }
-        let last = at(9 * 300);
-        assert!(a.silent(last + Duration::minutes(24)).is_empty());
-        assert_eq!(a.silent(last + Duration::minutes(25)).len(), 1);
+        let last = at(9 * 1800);
+        assert!(a.silent(last + Duration::minutes(59)).is_empty());
+        assert_eq!(a.silent(last + Duration::minutes(60)).len(), 1);
+        // A burst each hour (a job's log): quiet between bursts is normal.
+        let mut b = Activity::default();
+        for hour in 0..3 {
+            for i in 0..100 {
+                b.saw(ip("198.51.100.9"), 1, at(hour * 3600 + i));
+            }
+        }
+        let last = at(2 * 3600 + 99);
+        assert!(b.silent(last + Duration::minutes(100)).is_empty());
+        // A steady sender down for a day, then back: the day is an outage,
+        // so its next silence is told after ten minutes again.
+        let mut c = Activity::default();
+        for i in 0..20 {
+            c.saw(ip("192.0.2.50"), 1, at(i * 3));
+        }
+        c.saw(ip("192.0.2.50"), 1, at(86_400));
+        c.saw(ip("192.0.2.50"), 1, at(86_403));
+        assert_eq!(c.silent(at(86_403) + SILENT_AFTER).len(), 1);
     }
 
     #[test]
