@@ -120,6 +120,40 @@ impl SourceStatus {
     }
 }
 
+/// Lines the followed files and the journal did not understand, a minute
+/// at a time (see [`Sources::unparsed_minutes`]).
+pub struct UnparsedMinutes {
+    tail: Arc<crate::sources::tail::TailStats>,
+    journal: Arc<crate::sources::journald::JournalStats>,
+    /// The counts at the last report.
+    before: (u64, u64),
+}
+
+impl UnparsedMinutes {
+    /// A line for each that did not understand some since the last call.
+    pub fn report(&mut self) -> Vec<String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = (
+            self.tail.unparsed.load(Relaxed),
+            self.journal.unparsed.load(Relaxed),
+        );
+        let lines = [
+            self.tail.last_unparsed.minute_line(
+                "files",
+                ["line", "lines"],
+                now.0.saturating_sub(self.before.0),
+            ),
+            self.journal.last_unparsed.minute_line(
+                "journal",
+                ["entry", "entries"],
+                now.1.saturating_sub(self.before.1),
+            ),
+        ];
+        self.before = now;
+        lines.into_iter().flatten().collect()
+    }
+}
+
 /// Running sources, each feeding the engine through its own handle. The
 /// engine stops only once every handle is gone: [`Sources::stop`] ends the
 /// file followers, the journal and the syslog listeners; syslog TCP
@@ -280,6 +314,20 @@ impl Sources {
         warn_if_open(proto, local, allowed);
         self.syslog.push(format!("{proto} {local}"));
         Ok(b)
+    }
+
+    /// The followed files' and the journal's part of `vigil serve`'s minute
+    /// report (the syslog listeners report on their own).
+    pub fn unparsed_minutes(&self) -> UnparsedMinutes {
+        use std::sync::atomic::Ordering::Relaxed;
+        UnparsedMinutes {
+            before: (
+                self.tail_stats.unparsed.load(Relaxed),
+                self.journal_stats.unparsed.load(Relaxed),
+            ),
+            tail: self.tail_stats.clone(),
+            journal: self.journal_stats.clone(),
+        }
     }
 
     /// The syslog listeners' counters (for `vigil serve`'s minute report).

@@ -291,6 +291,7 @@ struct Input {
 async fn report_refusals_every_minute(
     gateway: std::sync::Arc<vigil::sources::gateway::GatewayStats>,
     syslog: std::sync::Arc<vigil::sources::syslog::SyslogStats>,
+    mut unparsed: vigil::live::UnparsedMinutes,
 ) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
     every.tick().await;
@@ -305,7 +306,7 @@ async fn report_refusals_every_minute(
         last = now;
         let lines;
         (lines, syslog_before) = syslog.minute_report(syslog_before);
-        for line in lines {
+        for line in lines.into_iter().chain(unparsed.report()) {
             tracing::warn!("{line}");
         }
     }
@@ -726,6 +727,7 @@ fn serve(
     // the router's are gone.
     drop(engine);
     let syslog_stats = running.syslog_stats();
+    let unparsed_minutes = running.unparsed_minutes();
     let served = runtime.block_on(async move {
         let listener = vigil::live::bind(&listen).await?;
         let addr = listener.local_addr()?;
@@ -745,12 +747,14 @@ fn serve(
             vigil::util::sanitize_for_terminal(&audit_path.display().to_string())
         );
         // A producer turned away (a rotated secret, a clock outside the
-        // replay window, a sender left off allowed_senders) only shows as
-        // silence in the event stream: a minute with refusals gets a line,
-        // a quiet minute none.
+        // replay window, a sender left off allowed_senders), a sender gone
+        // silent or a log whose format changed only show as silence in the
+        // event stream: a minute with refusals or lines not understood gets
+        // a line, a quiet minute none.
         let reporting = tokio::spawn(report_refusals_every_minute(
             gateway_stats.clone(),
             syslog_stats,
+            unparsed_minutes,
         ));
         vigil::live::serve_gateway(listener, state, stop).await?;
         reporting.abort();

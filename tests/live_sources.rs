@@ -61,6 +61,9 @@ fn status_names_an_unreadable_file_counts_syslog_and_stop_lets_the_engine_end() 
         ..SourceOptions::default()
     };
     let (engine, engine_thread, _runtime, sources) = start(dir.path(), &opts);
+    // What `vigil serve` logs each minute for the files and the journal.
+    let mut minutes = sources.unparsed_minutes();
+    assert_eq!(minutes.report(), Vec::<String>::new());
 
     let s = sources.status();
     assert!(!s.is_empty());
@@ -97,6 +100,19 @@ fn status_names_an_unreadable_file_counts_syslog_and_stop_lets_the_engine_end() 
         )
     );
     assert!(u.why.contains("no syslog timestamp"), "{u:?}");
+    assert_eq!(
+        minutes.report(),
+        [format!(
+            "files, last minute: 1 line not understood, the latest {}: \"not a log line \
+             anyone wrote\" (no syslog timestamp or `host program[pid]:` header)",
+            log.display()
+        )]
+    );
+    assert_eq!(
+        minutes.report(),
+        Vec::<String>::new(),
+        "each minute its own"
+    );
 
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket

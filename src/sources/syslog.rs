@@ -153,17 +153,11 @@ impl SyslogStats {
                  (raise [syslog] udp_receive_buffer_bytes, and net.core.rmem_max on Linux, or send over TCP)"
             ));
         }
-        let unparsed = now.unparsed.saturating_sub(before.unparsed);
-        if unparsed > 0 {
-            let latest = self
-                .last_unparsed
-                .get()
-                .map(|u| format!(", the latest {}", u.describe()))
-                .unwrap_or_default();
-            lines.push(format!(
-                "syslog, last minute: {unparsed} messages not understood{latest}"
-            ));
-        }
+        lines.extend(self.last_unparsed.minute_line(
+            "syslog",
+            ["message", "messages"],
+            now.unparsed.saturating_sub(before.unparsed),
+        ));
         let changes = self
             .activity
             .lock()

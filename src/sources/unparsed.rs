@@ -83,6 +83,22 @@ impl LastUnparsed {
         self.slot.lock().ok().and_then(|s| s.clone())
     }
 
+    /// `SOURCE, last minute: N units not understood, the latest …` (`units`:
+    /// singular, plural) for
+    /// `vigil serve`'s minute report, when `grew` of them came in the
+    /// minute (a log whose format changed after an upgrade shows only as
+    /// this count otherwise); `None` for a minute without.
+    pub fn minute_line(&self, source: &str, units: [&str; 2], grew: u64) -> Option<String> {
+        (grew > 0).then(|| {
+            let latest = self
+                .get()
+                .map(|u| format!(", the latest {}", u.describe()))
+                .unwrap_or_default();
+            let unit = if grew == 1 { units[0] } else { units[1] };
+            format!("{source}, last minute: {grew} {unit} not understood{latest}")
+        })
+    }
+
     /// `; last unparsed: …` for a source's stop summary (empty when every
     /// line parsed).
     pub fn summary_note(&self) -> String {
