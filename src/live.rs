@@ -339,6 +339,19 @@ impl Sources {
     pub fn status(&self) -> SourceStatus {
         use std::sync::atomic::Ordering::Relaxed;
         let (t, s) = (&self.tail_stats, &self.syslog_stats);
+        // One look at the senders for both figures.
+        let (syslog_senders, syslog_silent) = s
+            .activity
+            .lock()
+            .map(|a| {
+                let silent = a
+                    .silent(chrono::Utc::now())
+                    .into_iter()
+                    .map(|x| (x.ip.to_string(), x.since))
+                    .collect();
+                (a.senders(), silent)
+            })
+            .unwrap_or_default();
         SourceStatus {
             files: self.tail_threads.len(),
             file_lines: t.lines.load(Relaxed),
@@ -350,17 +363,8 @@ impl Sources {
             syslog_dropped: s.malformed.load(Relaxed) + s.refused_connections.load(Relaxed),
             syslog_refused_senders: s.refused_senders.load(Relaxed),
             syslog_lost: s.kernel_drops.load(Relaxed),
-            syslog_senders: s.activity.lock().map(|a| a.senders()).unwrap_or(0),
-            syslog_silent: s
-                .activity
-                .lock()
-                .map(|a| {
-                    a.silent(chrono::Utc::now())
-                        .into_iter()
-                        .map(|x| (x.ip.to_string(), x.since))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            syslog_senders,
+            syslog_silent,
             journal_entries: self
                 .journal
                 .as_ref()
