@@ -1,5 +1,6 @@
 //! The ingest path without HTTP, per event, on 1 000 `sec.event.v1` lines:
-//! validation (JSON → schema → replay window), the audit records, and the
+//! validation (JSON → schema → replay window), the audit records (one per
+//! event, as `/ingest` writes them, and a batch's one record), and the
 //! live engine (idempotency, rate limit, detection, policy) up to the fsynced
 //! group commit. Baseline, in the same run: parsing the lines as JSON
 //! without keeping anything.
@@ -8,7 +9,9 @@ use chrono::Utc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vigil::config::Config;
 use vigil::engine::{LiveConfig, spawn_live};
-use vigil::sources::gateway::{AuditRecord, audit_ids, serialise_audit, validate_event};
+use vigil::sources::gateway::{
+    AuditRecord, BatchRecord, audit_ids, serialise_audit, validate_event,
+};
 use vigil::store::audit_log::{AuditLog, sha256_hex_array};
 
 // The allocator `vigil` itself runs with (see main.rs).
@@ -74,19 +77,20 @@ fn bench_ingest(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut audit = AuditLog::open(&dir.path().join("audit.jsonl")).unwrap();
     let client: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
-    g.bench_function("audit_records", |b| {
-        // What `/ingest/batch` does per accepted line: hash it, write the
-        // event's ids, build the record, then chain and append the batch.
-        let events: Vec<_> = batch
-            .iter()
-            .map(|l| validate_event(l, now, 120).unwrap())
-            .collect();
+    let events: Vec<_> = batch
+        .iter()
+        .map(|l| validate_event(l, now, 120).unwrap())
+        .collect();
+    g.bench_function("audit_record_per_event", |b| {
+        // A record per event, as `/ingest` writes them (and `/ingest/batch`
+        // did for each line): hash it, write the event's ids, build the
+        // record, then chain and append them.
         b.iter(|| {
             let mut ids = Vec::new();
             let mut ends = Vec::with_capacity(N);
             let shas: Vec<_> = batch.iter().map(|l| sha256_hex_array(l)).collect();
-            for (i, ev) in events.iter().enumerate() {
-                audit_ids(&mut ids, ev, Some(i + 1), "default");
+            for ev in &events {
+                audit_ids(&mut ids, ev, Some("default"));
                 ends.push(ids.len());
             }
             let records: Vec<_> = (0..N)
@@ -96,6 +100,23 @@ fn bench_ingest(c: &mut Criterion) {
                 })
                 .collect();
             let pending = serialise_audit(&client, Utc::now(), &records);
+            audit.append_pending(&pending).unwrap()
+        })
+    });
+    let body = batch.join(&b'\n');
+    g.bench_function("audit_batch_record", |b| {
+        // What `/ingest/batch` does: the body's hash, each event's ids, one
+        // record for the request, chained and appended.
+        b.iter(|| {
+            let mut ids = Vec::new();
+            let mut record = BatchRecord::with_capacity(N);
+            for (i, ev) in events.iter().enumerate() {
+                ids.clear();
+                audit_ids(&mut ids, ev, None);
+                record.accepted(i + 1, &ids);
+            }
+            let pending =
+                record.serialise(&client, Utc::now(), &sha256_hex_array(&body), "default");
             audit.append_pending(&pending).unwrap()
         })
     });

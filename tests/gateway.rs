@@ -701,89 +701,118 @@ fn batch_answers_per_line_and_keeps_order() {
     assert_eq!(s, 200);
     assert_eq!(v["accepted"], 0, "{v}");
 
-    // Every line's accept or reject is audited, and the chain verifies.
+    // Each signed batch is one audit record holding every line's outcome;
+    // the chain verifies.
     let audit = c.server.dir.path().join("audit.jsonl");
     let text = std::fs::read_to_string(&audit).unwrap();
     assert_eq!(
         text.lines().count(),
-        2 + 10 + 10,
-        "two whole-batch rejects, then one record per line twice"
+        2 + 1 + 1,
+        "two whole-batch rejects, then one record per signed batch"
     );
-    // The first signed batch's records: lines refused before the engine,
-    // then the engine's answers in line order; each names its line and
-    // carries that line's hash; events are named by id, host and source.
     let sent: Vec<&[u8]> = body
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .collect();
-    let raw: Vec<&str> = text.lines().skip(2).take(10).collect();
-    let records: Vec<Value> = raw
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let summary: Vec<(u64, &str, &str)> = records
-        .iter()
-        .map(|r| {
-            (
-                r["line"].as_u64().unwrap(),
-                r["verification_status"].as_str().unwrap(),
-                r["verification_reason"].as_str().unwrap(),
-            )
-        })
-        .collect();
-    let mut expected = vec![
-        (8, "fail", "invalid_json"),
-        (9, "fail", "replay_window_exceeded"),
+    let raw = text.lines().nth(2).unwrap();
+    let r: Value = serde_json::from_str(raw).unwrap();
+    let want = [
+        "type",
+        "ts",
+        "path",
+        "client_ip",
+        "verification_status",
+        "verification_reason",
+        "body_sha256",
+        "key_id",
+        "lines",
+        "accepted",
+        "refused",
+        "events",
+        "refusals",
+        "prev",
     ];
-    expected.extend((1..=7).map(|l| (l, "pass", "ok")));
-    expected.push((10, "fail", "duplicate_event_id"));
-    assert_eq!(summary, expected);
-    for (r, raw) in records.iter().zip(&raw) {
-        let line = r["line"].as_u64().unwrap() as usize;
-        let mut want = vec![
-            "type",
-            "ts",
-            "path",
-            "client_ip",
-            "verification_status",
-            "verification_reason",
-            "body_sha256",
-        ];
-        if line != 8 {
-            want.extend(["event_id", "host", "source"]);
-        }
-        want.push("line");
-        if line != 8 {
-            want.push("key_id");
-        }
-        want.push("prev");
-        // Exactly these keys, in this order.
-        assert_eq!(r.as_object().unwrap().len(), want.len(), "{raw}");
-        let at: Vec<usize> = want
-            .iter()
-            .map(|k| raw.find(&format!("\"{k}\":")).unwrap())
-            .collect();
-        assert!(at.windows(2).all(|w| w[0] < w[1]), "{raw}");
-        assert_eq!(r["path"], "/ingest/batch");
+    // Exactly these keys, in this order.
+    assert_eq!(r.as_object().unwrap().len(), want.len(), "{raw}");
+    let at: Vec<usize> = want
+        .iter()
+        .map(|k| raw.find(&format!("\"{k}\":")).unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{raw}");
+    assert_eq!(
+        (
+            &r["type"],
+            &r["path"],
+            &r["verification_status"],
+            &r["verification_reason"],
+            &r["key_id"]
+        ),
+        (
+            &json!("gateway_batch"),
+            &json!("/ingest/batch"),
+            &json!("pass"),
+            &json!("ok"),
+            &json!("default")
+        )
+    );
+    assert_eq!(r["body_sha256"], vigil::store::audit_log::sha256_hex(&body));
+    assert_eq!(
+        (&r["lines"], &r["accepted"], &r["refused"]),
+        (&json!(10), &json!(7), &json!(3))
+    );
+    // The accepted lines in order, each naming its event.
+    let events = r["events"].as_array().unwrap();
+    assert_eq!(events.len(), 7);
+    for (e, line) in events.iter().zip(1..) {
+        let ev: Value = serde_json::from_slice(sent[line - 1]).unwrap();
         assert_eq!(
-            r["body_sha256"],
-            vigil::store::audit_log::sha256_hex(sent[line - 1]),
-            "line {line}"
+            e,
+            &json!({"line": line, "event_id": ev["event_id"], "host": ev["host"], "source": ev["source"]})
         );
-        if line != 8 {
-            let ev: Value = serde_json::from_slice(sent[line - 1]).unwrap();
-            assert_eq!(
-                (&r["event_id"], &r["host"], &r["source"], &r["key_id"]),
-                (
-                    &ev["event_id"],
-                    &ev["host"],
-                    &ev["source"],
-                    &json!("default")
-                ),
-                "{r}"
-            );
-        }
     }
+    // The refused lines in order: why, the line's own hash, and the event
+    // when the line held one.
+    let sha = |line: usize| vigil::store::audit_log::sha256_hex(sent[line - 1]);
+    let named = |line: usize, reason: &str| {
+        let ev: Value = serde_json::from_slice(sent[line - 1]).unwrap();
+        json!({"line": line, "reason": reason, "line_sha256": sha(line),
+               "event_id": ev["event_id"], "host": ev["host"], "source": ev["source"]})
+    };
+    assert_eq!(
+        r["refusals"],
+        json!([
+            {"line": 8, "reason": "invalid_json", "line_sha256": sha(8)},
+            named(9, "replay_window_exceeded"),
+            named(10, "duplicate_event_id"),
+        ])
+    );
+    // The same batch again: nothing accepted, every line refused.
+    let again: Value = serde_json::from_str(text.lines().nth(3).unwrap()).unwrap();
+    assert_eq!(
+        (&again["accepted"], &again["refused"], &again["events"]),
+        (&json!(0), &json!(10), &json!([]))
+    );
+    let reasons: Vec<&str> = again["refusals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "duplicate_event_id",
+            "duplicate_event_id",
+            "duplicate_event_id",
+            "duplicate_event_id",
+            "duplicate_event_id",
+            "duplicate_event_id",
+            "duplicate_event_id",
+            "invalid_json",
+            "replay_window_exceeded",
+            "duplicate_event_id"
+        ]
+    );
     common::assert_audit_verifies(&audit);
     // The stop summary counts the same decisions, line by line.
     let (ok, log) = c.server.stop_and_log();

@@ -242,10 +242,11 @@ fn limits_out_of_range_are_refused_at_start() {
 /// record exactly once.
 #[test]
 fn the_audit_log_rotates_by_size_and_verifies_across_files() {
+    const BATCHES: u64 = 30;
     let server =
         serve_with("[gateway]\naudit_max_mib = 1\naudit_keep = 0\nrate_limit_per_min = 1000000\n");
     let mut accepted = 0;
-    for b in 0..6 {
+    for b in 0..BATCHES {
         let body = (0..1000)
             .map(|i| {
                 let e = common::wire_event(
@@ -270,7 +271,7 @@ fn the_audit_log_rotates_by_size_and_verifies_across_files() {
         let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
         accepted += v["accepted"].as_u64().unwrap();
     }
-    assert_eq!(accepted, 6000);
+    assert_eq!(accepted, BATCHES * 1000);
     let (ok, log, dir) = server.stop_keeping_data();
     assert!(ok, "{log}");
 
@@ -286,7 +287,7 @@ fn the_audit_log_rotates_by_size_and_verifies_across_files() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines: Vec<&str> = said.lines().collect();
-    // ~480 bytes a record, 1 000 to a batch (one write): two batches to a file.
+    // A batch of 1 000 is one record of ~80 kB (one write): ~13 to a file.
     assert_eq!(lines.len(), 3, "{said}");
     assert!(
         lines[0].contains("/audit-") && !lines[0].contains("continues"),
@@ -313,15 +314,16 @@ fn the_audit_log_rotates_by_size_and_verifies_across_files() {
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         {
-            if r["type"] == "gateway_accept" {
+            assert_eq!(r["type"] == "gateway_batch", r["events"].is_array(), "{r}");
+            for e in r["events"].as_array().into_iter().flatten() {
                 assert!(
-                    ids.insert(r["event_id"].as_str().unwrap().to_string()),
-                    "{r}"
+                    ids.insert(e["event_id"].as_str().unwrap().to_string()),
+                    "{e}"
                 );
             }
         }
     }
-    assert_eq!((files, ids.len()), (3, 6000));
+    assert_eq!((files, ids.len()), (3, BATCHES as usize * 1000));
 
     // The chain head the stop logged anchors the end of the chain: with the
     // last record cut off, the chain alone still verifies, the head does not.

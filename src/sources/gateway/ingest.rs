@@ -12,7 +12,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::answer::{BatchAnswer, LineResult, ingest_answer, json_response};
-use super::audit::{ACCEPT, AuditRecord, audit_ids, audit_line, serialise_audit};
+use super::audit::{ACCEPT, AuditRecord, BatchRecord, audit_ids, serialise_audit};
 use super::{GatewayState, reject};
 use crate::engine::Refusal;
 use crate::event::WireEvent;
@@ -47,7 +47,7 @@ pub(super) async fn ingest(
         Err(r) => {
             let mut ids = Vec::new();
             if let Rejected::Replay(ev) = &r {
-                audit_ids(&mut ids, ev, None, &key_id);
+                audit_ids(&mut ids, ev, Some(&key_id));
             }
             let record = AuditRecord::reject(r.reason(), "/ingest", Some(body_sha));
             st.write_audit(&client, &[record.with_ids(&ids)]);
@@ -55,7 +55,7 @@ pub(super) async fn ingest(
         }
     };
     let mut ids = Vec::with_capacity(128);
-    audit_ids(&mut ids, &ev, None, &key_id);
+    audit_ids(&mut ids, &ev, Some(&key_id));
     let event_id = ev.event_id.clone();
     let refused = |reason| AuditRecord::reject(reason, "/ingest", Some(body_sha)).with_ids(&ids);
     // The accept record goes with the event: if it is stored, the store
@@ -186,31 +186,29 @@ pub(super) async fn ingest_batch(
     }
     let now = Utc::now();
     let mut results: Vec<LineResult> = Vec::with_capacity(lines.len());
-    // Each line's hash and audit ids, taken while the line and its event
-    // are at hand (the events go to the engine); the records are built
-    // once the engine has answered.
-    let mut shas = Vec::with_capacity(lines.len());
-    let mut ids = Vec::with_capacity(lines.len() * 112);
+    // Each line's audit ids and schema error, taken while the line and its
+    // event are at hand (the events go to the engine); the request's record
+    // is built once the engine has answered.
+    let mut ids = Vec::with_capacity(lines.len() * 96);
     let mut ids_end = Vec::with_capacity(lines.len());
+    let mut errors: Vec<(usize, String)> = Vec::new();
     let mut pending = Vec::new();
-    let mut refused_early = Vec::new();
     let mut events = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        shas.push(sha256_hex_array(line));
         match check_event(&st, line, now) {
             Ok(ev) => {
-                audit_ids(&mut ids, &ev, Some(i + 1), &key_id);
+                audit_ids(&mut ids, &ev, None);
                 pending.push((i, ev.event_id.clone()));
                 events.push(ev);
                 results.push(LineResult::new(i, 0));
             }
             Err(r) => {
-                match &r {
+                match r {
                     // A valid event outside the window: named, as on /ingest.
-                    Rejected::Replay(ev) => audit_ids(&mut ids, ev, Some(i + 1), &key_id),
-                    _ => audit_line(&mut ids, i + 1, false),
+                    Rejected::Replay(ref ev) => audit_ids(&mut ids, ev, None),
+                    Rejected::Schema(ref e) => errors.push((i, e.clone())),
+                    Rejected::InvalidJson => {}
                 }
-                refused_early.push(i);
                 results.push(LineResult {
                     detail: Some(r.reason()),
                     ..LineResult::new(i, 400)
@@ -219,12 +217,6 @@ pub(super) async fn ingest_batch(
         }
         ids_end.push(ids.len());
     }
-    // Audited in this order: refused lines, then the engine's answers.
-    let order: Vec<usize> = refused_early
-        .into_iter()
-        .chain(pending.iter().map(|(i, _)| *i))
-        .collect();
-    let mut ok = 0u64;
     let mut answers = match st
         .engine
         .submit_many(events, crate::engine::Origin::Producer)
@@ -237,14 +229,11 @@ pub(super) async fn ingest_batch(
     for (i, id) in pending {
         let answer = answers.next().flatten();
         let result = match answer {
-            Some(Ok(acc)) => {
-                ok += 1;
-                LineResult {
-                    final_decision: Some(acc.policy.decision),
-                    correlation_reasons: Some(acc.verdict.reasons),
-                    ..LineResult::new(i, 200)
-                }
-            }
+            Some(Ok(acc)) => LineResult {
+                final_decision: Some(acc.policy.decision),
+                correlation_reasons: Some(acc.verdict.reasons),
+                ..LineResult::new(i, 200)
+            },
             Some(Err(r)) => {
                 let (code, reason) = refusal(r);
                 LineResult {
@@ -264,19 +253,20 @@ pub(super) async fn ingest_batch(
             ..result
         };
     }
-    let records: Vec<AuditRecord<'_>> = order
-        .into_iter()
-        .map(|i| {
-            let line_ids = &ids[if i == 0 { 0 } else { ids_end[i - 1] }..ids_end[i]];
-            match results[i].detail {
-                None => AuditRecord::accept(BATCH, shas[i], line_ids),
-                Some(reason) => {
-                    AuditRecord::reject(reason, BATCH, Some(shas[i])).with_ids(line_ids)
-                }
+    let mut record = BatchRecord::with_capacity(lines.len());
+    let mut errors = errors.iter().peekable();
+    for (i, result) in results.iter().enumerate() {
+        let line_ids = &ids[if i == 0 { 0 } else { ids_end[i - 1] }..ids_end[i]];
+        match result.detail {
+            None => record.accepted(i + 1, line_ids),
+            Some(reason) => {
+                let error = errors.next_if(|(at, _)| *at == i).map(|(_, e)| e.as_str());
+                record.refused(i + 1, reason, lines[i], line_ids, error);
             }
-        })
-        .collect();
-    st.write_audit(&client, &records);
+        }
+    }
+    let ok = record.accepted_count();
+    st.write_batch_audit(&client, &record, &sha256_hex_array(&body), &key_id);
     st.stats.count_key(&key_id, ok, now);
     let bad = results.len() as u64 - ok;
     tracing::debug!("batch from {}: {ok} accepted, {bad} refused", client.ip());

@@ -48,7 +48,9 @@ use serde_json::json;
 use crate::engine::EngineHandle;
 use crate::store::audit_log::AuditLog;
 
-pub use audit::{AUDIT_UNAVAILABLE, AuditRecord, audit_ids, serialise_audit};
+pub use audit::{
+    AUDIT_UNAVAILABLE, AuditRecord, BATCH_RECORD, BatchRecord, audit_ids, serialise_audit,
+};
 pub use ingest::{MAX_BATCH_LINES, Rejected, validate_event};
 pub use signature::{sign, verify_signature};
 pub use stats::{CLIENTS_COUNTED, GatewayStats, IngestCounts, KeyCount};

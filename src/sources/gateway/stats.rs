@@ -89,21 +89,39 @@ impl GatewayStats {
 
     pub(super) fn count(&self, client: std::net::IpAddr, records: &[AuditRecord<'_>]) {
         let accepted = records.iter().filter(|r| r.kind == ACCEPT).count() as u64;
+        let refusals = records
+            .iter()
+            .filter(|r| r.kind != ACCEPT)
+            .map(|r| r.reason);
+        self.count_outcomes(client, accepted, refusals);
+    }
+
+    /// Counts `accepted` events and a refusal for each reason in `refusals`
+    /// (a batch's lines, or one request's records).
+    pub(super) fn count_outcomes(
+        &self,
+        client: std::net::IpAddr,
+        accepted: u64,
+        refusals: impl Iterator<Item = &'static str>,
+    ) {
         self.accepted
             .fetch_add(accepted, std::sync::atomic::Ordering::Relaxed);
-        let refusals = (records.len() - accepted as usize) as u64;
-        if refusals == 0 {
+        let mut refusals = refusals.peekable();
+        if refusals.peek().is_none() {
             return;
         }
         if let Ok(mut refused) = self.refused.lock() {
-            for r in records.iter().filter(|r| r.kind != ACCEPT) {
-                match refused.by_reason.get_mut(r.reason) {
+            let mut n = 0u64;
+            for reason in refusals {
+                n += 1;
+                match refused.by_reason.get_mut(reason) {
                     Some(n) => *n += 1,
                     None => {
-                        refused.by_reason.insert(r.reason.to_string(), 1);
+                        refused.by_reason.insert(reason.to_string(), 1);
                     }
                 }
             }
+            let refusals = n;
             let key = crate::sources::client_key(client);
             let room = refused.by_client.len() < CLIENTS_COUNTED;
             match refused.by_client.get_mut(&key) {

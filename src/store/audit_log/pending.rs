@@ -32,6 +32,13 @@ impl Pending {
         self.ends.is_empty()
     }
 
+    /// The serialised records as they stand (each without its closing
+    /// brace).
+    #[cfg(test)]
+    pub fn buf_for_test(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Appends `other`'s records after these (taken if either was).
     pub fn extend(&mut self, other: &Pending) {
         let base = self.buf.len();
