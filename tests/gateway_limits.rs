@@ -567,3 +567,73 @@ fn a_read_token_guards_the_read_routes() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A signed batch none of whose lines was taken is a refusal: past the
+/// client's share of the minute its record is held back and each of its
+/// lines counted in the summary. A batch with an accepted line is always
+/// written, its refused lines in it.
+#[test]
+fn batches_that_take_nothing_share_the_refusal_budget_line_by_line() {
+    let server = serve_with(
+        "[gateway]\naudit_refusals_per_client_per_minute = 2\naudit_refusals_per_minute = 50\n",
+    );
+    let post = |body: &[u8]| {
+        let sig = vigil::sources::gateway::sign(SECRET.as_bytes(), body);
+        let (s, answer) =
+            server.request("POST", "/ingest/batch", &[("X-ARES-SIGNATURE", &sig)], body);
+        assert_eq!(s, 200, "{answer}");
+        serde_json::from_str::<serde_json::Value>(&answer).unwrap()
+    };
+    for _ in 0..5 {
+        let v = post(b"{not json\n[1]\n{also not");
+        assert_eq!(
+            (v["accepted"].as_u64(), v["rejected"].as_u64()),
+            (Some(0), Some(3))
+        );
+    }
+    let good = common::wire_event("budget-ok-1", "web-1", "login_success", None, None);
+    let mut mixed = serde_json::to_vec(&good).unwrap();
+    mixed.extend(b"\n{not json");
+    let v = post(&mixed);
+    assert_eq!(
+        (v["accepted"].as_u64(), v["rejected"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    let (ok, log, dir) = server.stop_keeping_data();
+    assert!(ok, "{log}");
+    // Every line is counted, held back or not.
+    assert!(
+        log.contains(
+            "gateway: 1 accepted, 16 refused (invalid_json 11, schema_validation_failed 5)"
+        ),
+        "{log}"
+    );
+    let audit = dir.path().join("audit.jsonl");
+    common::assert_audit_verifies(&audit);
+    let records = common::audit_records(&audit);
+    let batches: Vec<(u64, u64)> = records
+        .iter()
+        .filter(|r| r["type"] == "gateway_batch")
+        .map(|r| {
+            (
+                r["accepted"].as_u64().unwrap(),
+                r["refused"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // Two refused batches in full (the client's share), then the mixed one.
+    assert_eq!(batches, [(0, 3), (0, 3), (1, 1)]);
+    let summary = records
+        .iter()
+        .find(|r| r["type"] == "gateway_refusals_summarized")
+        .expect("a summary");
+    assert_eq!(summary["refused"], 9, "{summary}");
+    assert_eq!(
+        summary["reasons"],
+        serde_json::json!([
+            {"reason": "invalid_json", "refused": 6},
+            {"reason": "schema_validation_failed", "refused": 3},
+        ])
+    );
+}

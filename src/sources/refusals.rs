@@ -216,6 +216,14 @@ impl RefusalBudget {
     /// (call [`RefusalBudget::roll`] first); if not, it is counted for the
     /// window's summary.
     pub fn admit(&mut self, ip: IpAddr, reason: &'static str, now: DateTime<Utc>) -> bool {
+        self.admit_all(ip, std::slice::from_ref(&reason), now)
+    }
+
+    /// [`RefusalBudget::admit`] for one record holding several refusals (a
+    /// batch none of whose lines was accepted): it takes one record's room;
+    /// held back, each of `reasons` is counted for the summary. No reasons
+    /// count as one refusal of `empty_batch`.
+    pub fn admit_all(&mut self, ip: IpAddr, reasons: &[&'static str], now: DateTime<Utc>) -> bool {
         if self.unlimited() {
             return true;
         }
@@ -229,10 +237,18 @@ impl RefusalBudget {
             *w.written_by.entry(client).or_insert(0) += 1;
             return true;
         }
-        w.suppressed += 1;
-        *w.reasons.entry(reason).or_insert(0) += 1;
+        let reasons = if reasons.is_empty() {
+            &["empty_batch"][..]
+        } else {
+            reasons
+        };
+        let n = reasons.len() as u64;
+        w.suppressed += n;
+        for reason in reasons {
+            *w.reasons.entry(reason).or_insert(0) += 1;
+        }
         let client = Window::tracked(&w.suppressed_by, client);
-        *w.suppressed_by.entry(client).or_insert(0) += 1;
+        *w.suppressed_by.entry(client).or_insert(0) += n;
         false
     }
 }

@@ -145,7 +145,8 @@ impl GatewayState {
 
     /// Counts and appends a batch request's record. A batch none of whose
     /// lines was accepted is a refusal, and takes its place in the refusal
-    /// budget like any other (under the reason of its first line).
+    /// budget like any other (held back, each of its lines is counted in the
+    /// minute's summary).
     pub(super) fn write_batch_audit(
         &self,
         client: &SocketAddr,
@@ -157,9 +158,10 @@ impl GatewayState {
             .count_outcomes(client.ip(), record.accepted, record.reasons.iter().copied());
         let now = Utc::now();
         if record.accepted == 0 {
-            let reason = record.reasons.first().copied().unwrap_or("empty_batch");
             let admitted = self
-                .with_refusal_budget(now, |budget| budget.admit(client.ip(), reason, now))
+                .with_refusal_budget(now, |budget| {
+                    budget.admit_all(client.ip(), &record.reasons, now)
+                })
                 .unwrap_or(true);
             if !admitted {
                 return;
