@@ -196,6 +196,15 @@ enum AuditCommand {
         #[arg(long, value_name = "HASH")]
         head: Option<String>,
     },
+    /// Where the audit log names an event: each record of it (accepted or
+    /// refused, on `/ingest` or as a line of a batch), in the log and the
+    /// rotated files before it, oldest first.
+    Event {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[arg(value_name = "EVENT_ID")]
+        event_id: String,
+    },
 }
 
 /// Logs (what `vigil serve` is doing, and problems the library meets on
@@ -258,6 +267,9 @@ fn main() {
         Some(Command::Audit {
             command: AuditCommand::Verify { file, head },
         }) => audit_verify(&file, head.as_deref()),
+        Some(Command::Audit {
+            command: AuditCommand::Event { file, event_id },
+        }) => audit_event(&file, &event_id),
     });
     if let Err(e) = result {
         // A closed stdout (e.g. `| head`) is a normal way to stop.
@@ -696,6 +708,42 @@ fn audit_verify(file: &Path, head: Option<&str>) -> Result<()> {
                  (or it was logged for another audit log)"
             ),
         }
+    }
+    Ok(())
+}
+
+/// Prints each record of `file` (and the rotated files before it) that
+/// names `event_id`; fails when none does.
+fn audit_event(file: &Path, event_id: &str) -> Result<()> {
+    use vigil::store::audit_log::{chain_files, find_event};
+    // The gateway takes ids of 8 to 128 characters (sec.event.v1).
+    let chars = event_id.chars().count();
+    if !(1..=128).contains(&chars) {
+        bail!("an event id is 1 to 128 characters (this one is {chars})");
+    }
+    if !file.is_file() {
+        bail!("{}: no such audit log", file.display());
+    }
+    let files = chain_files(file).with_context(|| format!("reading {}", file.display()))?;
+    let found =
+        find_event(&files, event_id).with_context(|| format!("reading {}", file.display()))?;
+    let shown_id = vigil::util::sanitize_for_terminal(event_id);
+    if found.is_empty() {
+        bail!(
+            "no audit record names event {shown_id} in {} ({} file{} read)",
+            file.display(),
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        );
+    }
+    let mut out = io::stdout().lock();
+    for m in found {
+        // Hosts and sources are producer text.
+        writeln!(
+            out,
+            "{}",
+            vigil::util::sanitize_for_terminal(&m.to_string())
+        )?;
     }
     Ok(())
 }

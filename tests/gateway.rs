@@ -334,6 +334,22 @@ fn seed_client_sequence_gets_the_seeds_answers() {
             r#""gateway_reject" "duplicate_event_id""#
         ]
     );
+    // `vigil audit event` tells the same, record by record.
+    let (ok, said, _) = common::audit_event(&audit, &first_id);
+    assert!(ok, "{said}");
+    let told: Vec<&str> = said
+        .lines()
+        .map(|l| l.split_once(" /ingest from ").unwrap().1)
+        .collect();
+    assert_eq!(told.len(), 2, "{said}");
+    assert!(
+        told[0].ends_with(": accepted (host host-1, source auth)"),
+        "{said}"
+    );
+    assert!(
+        told[1].ends_with(": refused, duplicate_event_id (host host-1, source auth)"),
+        "{said}"
+    );
     // The rate-limited ones: refused, never accepted.
     let records = common::audit_records(&audit);
     let limited: Vec<&Value> = records
@@ -812,6 +828,41 @@ fn batch_answers_per_line_and_keeps_order() {
             "replay_window_exceeded",
             "duplicate_event_id"
         ]
+    );
+    // `vigil audit event` tells where each record names an event: the
+    // first line's id was accepted at line 1, refused at line 10 (its
+    // duplicate), and refused twice when the batch came again.
+    let (ok, said, err) = common::audit_event(&audit, &dup_id);
+    assert!(ok, "{said}{err}");
+    let told: Vec<String> = said
+        .lines()
+        .map(|l| {
+            l.split_once(" /ingest/batch ")
+                .map_or(l, |(_, rest)| rest)
+                .to_string()
+        })
+        .collect();
+    let file_lines: Vec<&str> = said.lines().map(|l| &l[..l.find(": ").unwrap()]).collect();
+    let (first, again) = (
+        format!("{} line 3", audit.display()),
+        format!("{} line 4", audit.display()),
+    );
+    assert_eq!(file_lines, [&first, &first, &again, &again]);
+    assert_eq!(
+        told,
+        [
+            "(line 1 of 10) from 127.0.0.1, key default: accepted (host host-batch, source auth)",
+            "(line 10 of 10) from 127.0.0.1, key default: refused, duplicate_event_id (host host-batch, source auth)",
+            "(line 1 of 10) from 127.0.0.1, key default: refused, duplicate_event_id (host host-batch, source auth)",
+            "(line 10 of 10) from 127.0.0.1, key default: refused, duplicate_event_id (host host-batch, source auth)",
+        ]
+    );
+    let (ok, _, err) = common::audit_event(&audit, "never-sent-0001");
+    assert!(!ok);
+    assert!(
+        err.contains("no audit record names event never-sent-0001 in")
+            && err.contains("(1 file read)"),
+        "{err}"
     );
     common::assert_audit_verifies(&audit);
     // The stop summary counts the same decisions, line by line.

@@ -324,6 +324,20 @@ fn the_audit_log_rotates_by_size_and_verifies_across_files() {
         }
     }
     assert_eq!((files, ids.len()), (3, BATCHES as usize * 1000));
+    // `vigil audit event` follows the chain back into the rotated files.
+    let (ok, said, _) = common::audit_event(&dir.path().join("audit.jsonl"), "rot-0-0005");
+    assert!(ok, "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(
+        said.contains("/audit-000001-") && said.contains(" line 1: "),
+        "{said}"
+    );
+    assert!(
+        said.trim_end().ends_with(
+            "(line 6 of 1000) from 127.0.0.1, key default: accepted (host rot-host-5, source auth)"
+        ),
+        "{said}"
+    );
 
     // The chain head the stop logged anchors the end of the chain: with the
     // last record cut off, the chain alone still verifies, the head does not.

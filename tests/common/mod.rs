@@ -27,6 +27,23 @@ pub fn vigil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
 }
 
+/// Runs `vigil audit event LOG ID`: whether it succeeded, what it printed,
+/// and its error output.
+#[allow(dead_code)]
+pub fn audit_event(log: &Path, id: &str) -> (bool, String, String) {
+    let out = vigil()
+        .args(["audit", "event"])
+        .arg(log)
+        .arg(id)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs `vigil audit verify` on `path` and fails the test with its message
 /// unless the chain is intact.
 pub fn assert_audit_verifies(path: &Path) {

@@ -1,16 +1,20 @@
-//! The gateway's audit trail: JSON Lines, one record per accept and reject,
+//! The gateway's audit trail: JSON Lines, one record per request accepted
+//! or refused (a batch's record holds each of its lines),
 //! hash-chained: each record carries `prev`, the SHA-256 of the previous
 //! line, so any edit, deletion or reordering breaks the chain at that point.
-//! `vigil audit verify FILE` reports the first broken link.//!
+//! `vigil audit verify FILE` reports the first broken link.
+//!
 //! Here: appending (the chain, holding records while the file refuses
 //! writes, rotation); `pending.rs` builds records ahead of the chain and
-//! `verify.rs` re-computes it.
+//! `verify.rs` re-computes it; `find.rs` finds where it names an event.
 
+mod find;
 mod pending;
 #[cfg(test)]
 mod tests;
 mod verify;
 
+pub use find::{Mention, chain_files, find_event};
 pub use pending::{Pending, json_str};
 pub use verify::{FileVerdict, Verdict, find_record, verify, verify_chain};
 

@@ -39,20 +39,7 @@ pub fn verify(path: &Path) -> std::io::Result<Verdict> {
 /// file's chain, and that each one's first record continues the file
 /// before. Stops at the first broken file.
 pub fn verify_chain(path: &Path) -> std::io::Result<Vec<FileVerdict>> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let mut files = vec![path.to_path_buf()];
-    // Back through the files each one names (a plain name beside it; at
-    // most one visit each, so a loop cannot trap this).
-    while let Some(previous) = first_record_previous(&files[0])? {
-        let p = dir.join(&previous);
-        if files.contains(&p) || !p.is_file() {
-            break;
-        }
-        files.insert(0, p);
-    }
+    let files = super::chain_files(path)?;
     let mut out = Vec::with_capacity(files.len());
     let mut last: Option<String> = None;
     for (i, f) in files.into_iter().enumerate() {
@@ -96,7 +83,7 @@ pub fn find_record(files: &[PathBuf], head: &str) -> std::io::Result<Option<(Pat
 
 /// The `previous_file` named by `path`'s first record, if that is an
 /// `audit_rotated` record naming a plain file name.
-fn first_record_previous(path: &Path) -> std::io::Result<Option<String>> {
+pub(super) fn first_record_previous(path: &Path) -> std::io::Result<Option<String>> {
     let Some(first) = raw_lines(path)?.find(|l| l.as_ref().map_or(true, |l| !l.is_empty())) else {
         return Ok(None);
     };
