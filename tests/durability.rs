@@ -347,6 +347,34 @@ fn failed_commit_answers_503_and_the_gateway_recovers() {
             r#""gateway_accept" "ok""#
         ]
     );
+    // The batch's two records: every line refused under the lock, then
+    // every line taken when it came again.
+    let batches: Vec<(u64, u64, Vec<String>)> =
+        common::audit_records(&dir.path().join("audit.jsonl"))
+            .into_iter()
+            .filter(|r| r["type"] == "gateway_batch")
+            .map(|r| {
+                let mut reasons: Vec<String> = r["refusals"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l["reason"].as_str().unwrap().to_string())
+                    .collect();
+                reasons.dedup();
+                (
+                    r["accepted"].as_u64().unwrap(),
+                    r["refused"].as_u64().unwrap(),
+                    reasons,
+                )
+            })
+            .collect();
+    assert_eq!(
+        batches,
+        [
+            (0, 15, vec!["store_unavailable".to_string()]),
+            (15, 0, vec![])
+        ]
+    );
     common::assert_audit_verifies(&dir.path().join("audit.jsonl"));
 }
 
