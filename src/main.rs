@@ -32,7 +32,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "vigil",
     version,
     about = "Vigil: a terminal SOC console — parse logs, correlate attacks, respond.",
-    after_help = "Examples:\n  vigil scan /var/log/auth.log            alerts as JSON Lines on stdout, summary on stderr\n  vigil scan --data-dir ./vigil-data auth.log   also keep events, alerts and host state in SQLite\n  vigil parse /var/log/auth.log           one normalised JSON object per input line\n  zcat auth.log.2.gz | vigil scan -       read standard input\n  vigil                                   the console (engine and gateway in this process)\n  vigil console --tail /var/log/auth.log  the console, following a log file as it grows\n  vigil serve --data-dir ./vigil-data     the engine headless, for servers\n  vigil serve --syslog-udp 127.0.0.1:5514 --tail /var/log/auth.log   with syslog and a file"
+    after_help = "Examples:\n  vigil scan /var/log/auth.log            alerts as JSON Lines on stdout, summary on stderr\n  vigil scan --data-dir ./vigil-data auth.log   also keep events, alerts and host state in SQLite\n  vigil parse /var/log/auth.log           one normalised JSON object per input line\n  zcat auth.log.2.gz | vigil scan -       read standard input\n  vigil                                   the console (engine and gateway in this process)\n  vigil console --tail /var/log/auth.log  the console, following a log file as it grows\n  vigil serve --data-dir ./vigil-data     the engine headless, for servers\n  vigil serve --syslog-udp 127.0.0.1:5514 --tail /var/log/auth.log   with syslog and a file\n  vigil audit verify vigil-data/audit.jsonl        check the audit log's hash chain\n  vigil audit event vigil-data/audit.jsonl ID      every audit record of one event"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -200,8 +200,10 @@ enum AuditCommand {
     /// refused, on `/ingest` or as a line of a batch), in the log and the
     /// rotated files before it, oldest first.
     Event {
+        /// The audit log (`audit.jsonl` in the data dir).
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// The event's id, as its producer sent it.
         #[arg(value_name = "EVENT_ID")]
         event_id: String,
     },
