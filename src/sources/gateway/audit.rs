@@ -254,19 +254,20 @@ pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
 pub(super) const ACCEPT: &str = "gateway_accept";
 pub(super) const REJECT: &str = "gateway_reject";
 
-/// One audit record for an accept or reject, as the gateway builds it;
-/// [`serialise_audit`] writes it with the request's time and client.
-/// Keys, in this order: `type`, `ts`, `path`, `client_ip`,
-/// `verification_status`, `verification_reason`, `body_sha256`, then the
-/// event's ids when it had them (`event_id`, `host`, `source`, a batch's
-/// `line`, `key_id`; see [`audit_ids`]), then a schema `error`; `prev`
-/// last (added by the log).
+/// One audit record for an accept or reject of a whole request (an
+/// `/ingest` event, or a batch refused whole; a signed batch gets a
+/// [`BatchRecord`]), as the gateway builds it; [`serialise_audit`] writes
+/// it with the request's time and client. Keys, in this order: `type`,
+/// `ts`, `path`, `client_ip`, `verification_status`,
+/// `verification_reason`, `body_sha256`, then the event's ids when it had
+/// them (`event_id`, `host`, `source`, `key_id`; see [`audit_ids`]), then a
+/// schema `error`; `prev` last (added by the log).
 #[derive(Clone, Copy)]
 pub struct AuditRecord<'a> {
     pub(super) kind: &'static str,
     pub(super) reason: &'static str,
     path: &'a str,
-    /// Hex SHA-256 of the body or batch line; `None` when the body was
+    /// Hex SHA-256 of the body; `None` when the body was
     /// refused unread (written as "").
     body_sha: Option<[u8; 64]>,
     /// Members written by [`audit_ids`] (may be empty).

@@ -17,7 +17,7 @@ pub struct Pending {
 impl Pending {
     pub fn with_capacity(records: usize) -> Self {
         Pending {
-            // Gateway records are ~450 bytes: one allocation for a batch.
+            // Gateway records are ~450 bytes: one allocation for a group.
             buf: Vec::with_capacity(records.saturating_mul(448)),
             ends: Vec::with_capacity(records),
             taken: false,
