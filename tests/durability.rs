@@ -90,7 +90,31 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
                     let id = format!("load-{w}-{n}");
-                    let body = event(&id, &format!("load-host-{w}"), "session_opened", "10.1.2.3");
+                    let host = format!("load-host-{w}");
+                    // Two workers send batches of 50: a line is acknowledged
+                    // by its 200 in a batch answered 200.
+                    if w < 2 {
+                        let batch = (0..50)
+                            .map(|k| {
+                                event(&format!("{id}-{k}"), &host, "session_opened", "10.1.2.3")
+                            })
+                            .collect::<Vec<_>>()
+                            .join(&b'\n');
+                        match post_to(&addr, "/ingest/batch", &batch) {
+                            Some((200, b)) => {
+                                let v: Value = serde_json::from_str(&b).unwrap();
+                                let mut acked = acked.lock().unwrap();
+                                for line in v["results"].as_array().unwrap() {
+                                    assert_eq!(line["status"], 200, "{b}");
+                                    acked.push(line["event_id"].as_str().unwrap().to_string());
+                                }
+                            }
+                            Some((code, b)) => panic!("unexpected {code}: {b}"),
+                            None => break,
+                        }
+                        continue;
+                    }
+                    let body = event(&id, &host, "session_opened", "10.1.2.3");
                     match post(&addr, &body) {
                         Some((200, _)) => acked.lock().unwrap().push(id),
                         Some((code, b)) => panic!("unexpected {code}: {b}"),
@@ -101,7 +125,14 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
         })
         .collect();
     let started = std::time::Instant::now();
-    while acked.lock().unwrap().len() < 3000 && started.elapsed().as_secs() < 20 {
+    // Until 3 000 single events are acknowledged (batches run beside them).
+    let singles = |acked: &[String]| {
+        acked
+            .iter()
+            .filter(|id| id.matches('-').count() == 2)
+            .count()
+    };
+    while singles(&acked.lock().unwrap()) < 3000 && started.elapsed().as_secs() < 20 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     server.child.kill().unwrap(); // SIGKILL: no drain, no shutdown hook
@@ -116,15 +147,34 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
         "load too small to mean anything: {}",
         acked.len()
     );
+    // Batch lines are `load-W-N-K`, single events `load-W-N`.
+    let acked_in_batches = acked
+        .iter()
+        .filter(|id| id.matches('-').count() == 3)
+        .count();
+    println!(
+        "kill -9: {} acknowledged single events, {acked_in_batches} acknowledged batch lines",
+        singles(&acked)
+    );
+    assert!(
+        singles(&acked) >= 500 && acked_in_batches >= 500,
+        "load too small to mean anything: {} single, {acked_in_batches} batched",
+        singles(&acked)
+    );
 
     // Every acknowledged event is in the store.
     let db = rusqlite::Connection::open(server.dir.path().join("vigil.db")).unwrap();
-    let mut q = db
-        .prepare("SELECT count(*) FROM events WHERE event_id = ?1")
-        .unwrap();
+    // Each stored id, counted (events have no index by id: one read of
+    // the table, not one per acknowledged event).
+    let mut times_stored = std::collections::HashMap::<String, u32>::new();
+    db.prepare("SELECT event_id FROM events WHERE event_id LIKE 'load-%'")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .for_each(|id| *times_stored.entry(id.unwrap()).or_default() += 1);
     let missing: Vec<&String> = acked
         .iter()
-        .filter(|id| q.query_row([id.as_str()], |r| r.get::<_, i64>(0)).unwrap() != 1)
+        .filter(|id| times_stored.get(id.as_str()) != Some(&1))
         .collect();
     let stored: i64 = db
         .query_row(
@@ -144,18 +194,32 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
         "acknowledged but lost: {:?}",
         &missing[..missing.len().min(10)]
     );
-    drop(q);
     drop(db);
 
     // Every acknowledged event has its accept record: the record is written
     // (by the store writer, with its group's) before the answer goes out,
     // so a kill -9 after the answer cannot take it.
-    let accepted: std::collections::HashSet<String> =
-        common::audit_records(&server.dir.path().join("audit.jsonl"))
-            .into_iter()
-            .filter(|r| r["type"] == "gateway_accept")
-            .filter_map(|r| r["event_id"].as_str().map(str::to_string))
-            .collect();
+    // (A batch's record names each accepted line.)
+    let records = common::audit_records(&server.dir.path().join("audit.jsonl"));
+    let batched: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "gateway_batch")
+        .flat_map(|r| r["events"].as_array().unwrap())
+        .collect();
+    let accepted: std::collections::HashSet<String> = records
+        .iter()
+        .filter(|r| r["type"] == "gateway_accept")
+        .chain(batched.iter().copied())
+        .filter_map(|r| r["event_id"].as_str().map(str::to_string))
+        .collect();
+    let acked_in_batches = acked
+        .iter()
+        .filter(|id| id.matches('-').count() == 3)
+        .count();
+    assert!(
+        acked_in_batches >= 100,
+        "batches too few to mean anything: {acked_in_batches}"
+    );
     let unrecorded: Vec<&String> = acked.iter().filter(|id| !accepted.contains(*id)).collect();
     println!(
         "kill -9: {} accept records of load events, {} acknowledged without one",
