@@ -169,6 +169,14 @@ fn draw(app: &mut App, w: u16, h: u16) -> String {
     term.backend().to_string()
 }
 
+/// The alert queue's ids as shown, in order.
+fn alert_order(app: &App) -> Vec<String> {
+    app.alert_view
+        .iter()
+        .map(|&i| app.alerts[i].alert_id.clone())
+        .collect()
+}
+
 fn key(c: char) -> KeyEvent {
     KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
 }
@@ -277,6 +285,12 @@ snap!(alerts_pane_with_the_audit_log_failing, |app: &mut App| {
 });
 snap!(pane_alerts, |app: &mut App| {
     app.update(Action::FocusPane(Pane::Alerts));
+});
+// The queue's `/` filter, open as it is typed: the title says what is
+// filtered and how many of all the alerts match.
+snap!(alerts_filtered_by_address, |app: &mut App| {
+    app.update(Action::FocusPane(Pane::Alerts));
+    type_text(app, "/ip:203.0.113.9");
 });
 snap!(pane_hosts, |app: &mut App| {
     app.update(Action::FocusPane(Pane::Hosts));
@@ -426,30 +440,24 @@ fn moving_the_cursor_clamps_to_the_list() {
 fn alert_queue_sorts_and_filters_keeping_the_selection() {
     let mut app = fixture();
     app.update(Action::FocusPane(Pane::Alerts));
-    let order = |app: &App| -> Vec<String> {
-        app.alert_view
-            .iter()
-            .map(|&i| app.alerts[i].alert_id.clone())
-            .collect()
-    };
     assert_eq!(app.sort, SortKey::Severity);
-    assert_eq!(order(&app), ["al-4", "al-2", "al-1", "al-3"]);
+    assert_eq!(alert_order(&app), ["al-4", "al-2", "al-1", "al-3"]);
     app.update(Action::Down); // al-2
     app.update(Action::CycleSort);
     app.update(Action::Tick(t(101)));
     assert_eq!(app.sort, SortKey::Risk);
-    assert_eq!(order(&app), ["al-4", "al-2", "al-1", "al-3"]);
+    assert_eq!(alert_order(&app), ["al-4", "al-2", "al-1", "al-3"]);
     app.update(Action::CycleSort);
     app.update(Action::Tick(t(102)));
-    assert_eq!(order(&app), ["al-3", "al-2", "al-1", "al-4"]);
+    assert_eq!(alert_order(&app), ["al-3", "al-2", "al-1", "al-4"]);
     assert_eq!(app.current_alert().unwrap().alert_id, "al-2");
     app.update(Action::CycleRuleFilter);
     app.update(Action::Tick(t(103)));
     assert_eq!(app.rule_filter.as_deref(), Some("BRUTE_FORCE_V1"));
-    assert_eq!(order(&app), ["al-1"]);
+    assert_eq!(alert_order(&app), ["al-1"]);
     app.update(Action::CycleRuleFilter);
     app.update(Action::Tick(t(104)));
-    assert_eq!(order(&app), ["al-3"]);
+    assert_eq!(alert_order(&app), ["al-3"]);
     for _ in 0..3 {
         app.update(Action::CycleRuleFilter);
     }
@@ -458,10 +466,51 @@ fn alert_queue_sorts_and_filters_keeping_the_selection() {
     app.update(Action::CycleStatusFilter);
     app.update(Action::Tick(t(106)));
     assert_eq!(app.status_filter, Some(AlertStatus::Open));
-    assert_eq!(order(&app).len(), 4);
+    assert_eq!(alert_order(&app).len(), 4);
     app.update(Action::CycleStatusFilter);
     app.update(Action::Tick(t(107)));
-    assert_eq!(order(&app).len(), 0);
+    assert_eq!(alert_order(&app).len(), 0);
+}
+
+#[test]
+fn alert_queue_text_filter_finds_an_address_a_host_or_a_reason() {
+    let mut app = fixture();
+    app.update(Action::FocusPane(Pane::Alerts));
+    // Applied as it is typed, kept by Enter.
+    type_text(&mut app, "/ip:203.0.113.9");
+    assert!(matches!(app.mode, Mode::Filter(_)));
+    assert_eq!(alert_order(&app), ["al-4", "al-1"]);
+    press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(app.alert_filter, "ip:203.0.113.9");
+    assert_eq!(alert_order(&app), ["al-4", "al-1"]);
+    // The stream's filter is another one.
+    assert_eq!(app.filter, "");
+    // Esc clears it.
+    press(&mut app, KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    assert_eq!(app.alert_filter, "");
+    assert_eq!(alert_order(&app).len(), 4);
+    // Terms must all match; free text also searches rules and reasons;
+    // case does not matter.
+    let mut by = |text: &str| {
+        app.update(Action::OpenFilter);
+        for _ in 0..40 {
+            app.update(Action::InputBackspace);
+        }
+        type_text(&mut app, text);
+        press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        alert_order(&app)
+    };
+    assert_eq!(by("spray"), ["al-2"]);
+    assert_eq!(by("host:WEB-1 rule:storm"), ["al-3"]);
+    assert_eq!(by("failed logins from 198.51"), ["al-2"]);
+    assert_eq!(by("user:root host:db"), ["al-4", "al-2"]);
+    assert_eq!(by("ip:192.0.2"), Vec::<String>::new());
+    // With the status and rule filters too.
+    by("host:db-1");
+    app.update(Action::CycleRuleFilter);
+    assert_eq!(app.rule_filter.as_deref(), Some("BRUTE_FORCE_V1"));
+    assert_eq!(alert_order(&app), Vec::<String>::new());
 }
 
 #[test]

@@ -40,6 +40,9 @@ fn render_queue(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     if let Some(r) = &app.rule_filter {
         title.push_str(&format!("· rule {} ", clean(r)));
     }
+    if !app.alert_filter.is_empty() {
+        title.push_str(&format!("· /{} ", clean(&app.alert_filter)));
+    }
     if !app.selected.is_empty() {
         title.push_str(&format!("· {} selected ", app.selected.len()));
     }

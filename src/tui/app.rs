@@ -5,12 +5,12 @@
 //!
 //! Here: the state, the actions and how the engine's feed lands in it;
 //! `app/input.rs` holds what keys, prompts, the palette and clicks do,
-//! `app/filter.rs` the stream's `/` filter.
+//! `app/filter.rs` the `/` filters (stream and alert queue).
 
 mod filter;
 mod input;
 
-pub use filter::EventFilter;
+pub use filter::{AlertFilter, EventFilter};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -326,6 +326,8 @@ pub struct App {
     pub sort: SortKey,
     pub status_filter: Option<AlertStatus>,
     pub rule_filter: Option<String>,
+    /// The alert queue's `/` filter ([`AlertFilter`]).
+    pub alert_filter: String,
     pub detail: Option<String>,
     /// Evidence events read from the store for the detail view.
     pub evidence: HashMap<String, crate::event::Event>,
@@ -384,6 +386,7 @@ impl App {
             sort: SortKey::Severity,
             status_filter: None,
             rule_filter: None,
+            alert_filter: String::new(),
             detail: None,
             evidence: HashMap::new(),
             policy: PolicySnapshot::default(),
@@ -436,7 +439,13 @@ impl App {
                     None => Some(self.events_total),
                 };
             }
-            Action::OpenFilter => self.mode = Mode::Filter(self.filter.clone()),
+            Action::OpenFilter => {
+                let current = match self.pane {
+                    Pane::Alerts => &self.alert_filter,
+                    _ => &self.filter,
+                };
+                self.mode = Mode::Filter(current.clone());
+            }
             Action::OpenPalette => self.mode = Mode::Palette(String::new()),
             Action::OpenHelp => self.mode = Mode::Help,
             Action::Escape => self.escape(),
@@ -719,11 +728,13 @@ impl App {
     pub fn refresh_view(&mut self) {
         self.trim_alerts();
         let keep = self.current_alert().map(|a| a.alert_id.clone());
+        let text = AlertFilter::parse(&self.alert_filter);
         let mut view: Vec<usize> = (0..self.alerts.len())
             .filter(|&i| {
                 let a = &self.alerts[i];
                 self.status_filter.is_none_or(|s| a.status == s)
                     && self.rule_filter.as_deref().is_none_or(|r| a.rule_id == r)
+                    && (text.is_empty() || text.matches(a))
             })
             .collect();
         // Sort small keys, not the alerts: 100k alerts are ~40 MB of

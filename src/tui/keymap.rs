@@ -40,7 +40,8 @@ pub const OVERVIEW: &[Command] = &[
 ];
 
 pub const ALERTS: &[Command] = &[
-    cmd("Enter", "details and evidence", true),
+    cmd("Enter", "open (details and evidence)", true),
+    cmd("/", "filter (text, host:, ip:, user:, rule:)", true),
     cmd("a", "acknowledge", true),
     cmd("t", "true positive (with a note)", true),
     cmd("f", "false positive (with a note)", true),
@@ -132,6 +133,7 @@ fn normal(app: &App, key: KeyEvent) -> Option<Action> {
         (Pane::Overview, KeyCode::Enter) => Some(Action::Enter),
         (Pane::Overview, KeyCode::Char('/')) => Some(Action::OpenFilter),
         (Pane::Alerts, KeyCode::Enter) => Some(Action::Enter),
+        (Pane::Alerts, KeyCode::Char('/')) => Some(Action::OpenFilter),
         (Pane::Alerts, KeyCode::Char('a')) => Some(Action::Acknowledge),
         (Pane::Alerts, KeyCode::Char('t')) => Some(Action::MarkTruePositive),
         (Pane::Alerts, KeyCode::Char('f')) => Some(Action::MarkFalsePositive),

@@ -355,7 +355,11 @@ fn render_footer(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             Span::styled("/", theme.title()),
             Span::styled(format!("{}▏", clean(s)), theme.text()),
             Span::styled(
-                "   host: ip: user: action: or any text · Enter keep · Esc close",
+                if app.pane == Pane::Alerts {
+                    "   host: ip: user: rule: or any text · Enter keep · Esc close"
+                } else {
+                    "   host: ip: user: action: or any text · Enter keep · Esc close"
+                },
                 theme.dimmed(),
             ),
         ]),

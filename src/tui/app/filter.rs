@@ -1,6 +1,22 @@
-//! The live stream's `/` filter.
+//! The `/` filters: the live stream's and the alert queue's.
 
+use crate::detect::Alert;
 use crate::engine::FeedEvent;
+
+/// A filter's whitespace-separated terms, lower-cased: `key:value` for
+/// one of `keys`, else free text.
+fn terms(s: &str, keys: &[&'static str]) -> Vec<(Option<&'static str>, String)> {
+    s.split_whitespace()
+        .map(|w| {
+            for &key in keys {
+                if let Some(v) = w.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
+                    return (Some(key), v.to_lowercase());
+                }
+            }
+            (None, w.to_lowercase())
+        })
+        .collect()
+}
 
 /// The `/` filter: `host:`, `ip:`, `user:`, `action:` terms and free text,
 /// all of which must match (case-insensitive).
@@ -10,18 +26,9 @@ pub struct EventFilter {
 
 impl EventFilter {
     pub fn parse(s: &str) -> EventFilter {
-        let terms = s
-            .split_whitespace()
-            .map(|w| {
-                for key in ["host", "ip", "user", "action"] {
-                    if let Some(v) = w.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
-                        return (Some(key), v.to_lowercase());
-                    }
-                }
-                (None, w.to_lowercase())
-            })
-            .collect();
-        EventFilter { terms }
+        EventFilter {
+            terms: terms(s, &["host", "ip", "user", "action"]),
+        }
     }
 
     pub fn matches(&self, e: &FeedEvent) -> bool {
@@ -47,6 +54,49 @@ impl EventFilter {
                         || ev
                             .src_ip
                             .is_some_and(|ip| ip.to_string().contains(v.as_str()))
+                }
+            }
+        })
+    }
+}
+
+/// The alert queue's `/` filter: `host:`, `ip:`, `user:`, `rule:` terms and
+/// free text (which also searches the alert's reasons), all of which must
+/// match (case-insensitive). An analyst with thousands of alerts open looks
+/// for one address or host; the status and rule filters cannot find it.
+pub struct AlertFilter {
+    terms: Vec<(Option<&'static str>, String)>,
+}
+
+impl AlertFilter {
+    pub fn parse(s: &str) -> AlertFilter {
+        AlertFilter {
+            terms: terms(s, &["host", "ip", "user", "rule"]),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+
+    pub fn matches(&self, a: &Alert) -> bool {
+        self.terms.iter().all(|(key, v)| {
+            let has = |s: &str| s.to_lowercase().contains(v.as_str());
+            let ip = || {
+                a.src_ip
+                    .is_some_and(|ip| ip.to_string().contains(v.as_str()))
+            };
+            match key {
+                Some("host") => has(&a.host),
+                Some("ip") => ip(),
+                Some("user") => a.user.as_deref().is_some_and(has),
+                Some("rule") => has(&a.rule_id),
+                _ => {
+                    has(&a.host)
+                        || ip()
+                        || a.user.as_deref().is_some_and(has)
+                        || has(&a.rule_id)
+                        || a.reasons.iter().any(|r| has(r))
                 }
             }
         })

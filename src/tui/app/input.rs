@@ -145,6 +145,11 @@ impl App {
                     self.detail = None;
                 } else if !self.selected.is_empty() {
                     self.selected.clear();
+                } else if self.pane == Pane::Alerts {
+                    if !self.alert_filter.is_empty() {
+                        self.alert_filter.clear();
+                        self.refresh_view();
+                    }
                 } else {
                     self.filter.clear();
                 }
@@ -169,8 +174,14 @@ impl App {
             }
         }
         if let Mode::Filter(s) = &self.mode {
-            self.filter = s.clone();
-            self.event_sel = 0;
+            // Applied as it is typed.
+            if self.pane == Pane::Alerts {
+                self.alert_filter = s.clone();
+                self.refresh_view();
+            } else {
+                self.filter = s.clone();
+                self.event_sel = 0;
+            }
         }
     }
 
@@ -201,7 +212,12 @@ impl App {
                 vec![effect]
             }
             Mode::Filter(s) => {
-                self.filter = s;
+                if self.pane == Pane::Alerts {
+                    self.alert_filter = s;
+                    self.refresh_view();
+                } else {
+                    self.filter = s;
+                }
                 Vec::new()
             }
             Mode::Palette(cmd) => self.run_command(&cmd),
