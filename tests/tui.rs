@@ -177,6 +177,16 @@ fn alert_order(app: &App) -> Vec<String> {
         .collect()
 }
 
+/// Opens the pane's `/` filter, replaces its text with `text`, keeps it.
+fn refilter(app: &mut App, text: &str) {
+    app.update(Action::OpenFilter);
+    for _ in 0..40 {
+        app.update(Action::InputBackspace);
+    }
+    type_text(app, text);
+    press(app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+}
+
 fn key(c: char) -> KeyEvent {
     KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
 }
@@ -291,6 +301,14 @@ snap!(pane_alerts, |app: &mut App| {
 snap!(alerts_filtered_by_address, |app: &mut App| {
     app.update(Action::FocusPane(Pane::Alerts));
     type_text(app, "/ip:203.0.113.9");
+});
+// Thousands of bans under an attack: `/` narrows both tables, and the ban
+// table says how many of all it shows.
+snap!(hosts_filtered, |app: &mut App| {
+    with_bans(app, 12);
+    app.update(Action::FocusPane(Pane::Hosts));
+    type_text(app, "/198.51.100.1");
+    press(app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
 });
 snap!(pane_hosts, |app: &mut App| {
     app.update(Action::FocusPane(Pane::Hosts));
@@ -493,12 +511,7 @@ fn alert_queue_text_filter_finds_an_address_a_host_or_a_reason() {
     // Terms must all match; free text also searches rules and reasons;
     // case does not matter.
     let mut by = |text: &str| {
-        app.update(Action::OpenFilter);
-        for _ in 0..40 {
-            app.update(Action::InputBackspace);
-        }
-        type_text(&mut app, text);
-        press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        refilter(&mut app, text);
         alert_order(&app)
     };
     assert_eq!(by("spray"), ["al-2"]);
@@ -1017,6 +1030,80 @@ fn alerts_in_memory_are_bounded_and_open_ones_kept() {
         app.top_sources(1),
         [("192.0.2.1".parse().unwrap(), app.alerts.len() as u64)]
     );
+}
+
+/// The fixture's policy with `n` more bans, from 198.51.100.1 on.
+fn with_bans(app: &mut App, n: u8) {
+    let mut p = app.policy.clone();
+    for i in 1..=n {
+        p.bans.push(Ban {
+            ip: format!("198.51.100.{i}").parse().unwrap(),
+            since_utc: t(70),
+            until_utc: t(3670),
+            reason: if i % 2 == 0 {
+                "PASSWORD_SPRAY_V1".into()
+            } else {
+                "BRUTE_FORCE_V1".into()
+            },
+            alert_id: Some(format!("al-b{i}")),
+        });
+    }
+    app.update(Action::Snapshot(p));
+}
+
+#[test]
+fn hosts_and_bans_filter_narrows_both_tables_and_what_u_lifts() {
+    let mut app = fixture();
+    with_bans(&mut app, 12);
+    app.update(Action::FocusPane(Pane::Hosts));
+    let bans =
+        |app: &App| -> Vec<String> { app.ban_rows().iter().map(|b| b.ip.to_string()).collect() };
+    let hosts =
+        |app: &App| -> Vec<String> { app.host_rows().iter().map(|(h, _)| h.clone()).collect() };
+    assert_eq!((hosts(&app).len(), bans(&app).len()), (2, 13));
+    // Free text: an address part keeps the bans with it (no host has it).
+    type_text(&mut app, "/198.51.100.1");
+    assert!(matches!(app.mode, Mode::Filter(_)));
+    assert_eq!(hosts(&app), Vec::<String>::new());
+    assert_eq!(
+        bans(&app),
+        [
+            "198.51.100.1",
+            "198.51.100.10",
+            "198.51.100.11",
+            "198.51.100.12"
+        ]
+    );
+    press(&mut app, KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    // The cursor runs over what is shown, and `u` lifts the ban under it.
+    press(&mut app, key('j'));
+    assert_eq!(app.selected_ban(), "198.51.100.10".parse().ok());
+    press(&mut app, key('u'));
+    assert!(
+        matches!(&app.mode, Mode::Confirm { action: Pending::Unban { ip }, .. } if ip.to_string() == "198.51.100.10"),
+        "{:?}",
+        app.mode
+    );
+    press(&mut app, KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    // Keys: host: only hosts, ip: only bans; free text searches reasons
+    // and alerts too.
+    let mut by = |text: &str| {
+        refilter(&mut app, text);
+        (hosts(&app), bans(&app))
+    };
+    assert_eq!(by("host:web"), (vec!["web-1".to_string()], vec![]));
+    assert_eq!(by("ip:203.0"), (vec![], vec!["203.0.113.9".to_string()]));
+    assert_eq!(by("brute_force al-b1").1, ["198.51.100.1", "198.51.100.11"]);
+    assert_eq!(
+        by("brute_force_suspected").0,
+        ["web-1"],
+        "the quarantine's reason"
+    );
+    // Esc clears it; the other panes' filters are their own.
+    press(&mut app, KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    assert_eq!(app.hosts_filter, "");
+    assert_eq!((app.filter.as_str(), app.alert_filter.as_str()), ("", ""));
+    assert_eq!((hosts(&app).len(), bans(&app).len()), (2, 13));
 }
 
 #[test]

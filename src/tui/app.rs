@@ -5,12 +5,12 @@
 //!
 //! Here: the state, the actions and how the engine's feed lands in it;
 //! `app/input.rs` holds what keys, prompts, the palette and clicks do,
-//! `app/filter.rs` the `/` filters (stream and alert queue).
+//! `app/filter.rs` the `/` filters (stream, alert queue, hosts and bans).
 
 mod filter;
 mod input;
 
-pub use filter::{AlertFilter, EventFilter};
+pub use filter::{AlertFilter, EventFilter, HostFilter};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -328,6 +328,8 @@ pub struct App {
     pub rule_filter: Option<String>,
     /// The alert queue's `/` filter ([`AlertFilter`]).
     pub alert_filter: String,
+    /// The Hosts & bans pane's `/` filter ([`HostFilter`]).
+    pub hosts_filter: String,
     pub detail: Option<String>,
     /// Evidence events read from the store for the detail view.
     pub evidence: HashMap<String, crate::event::Event>,
@@ -387,6 +389,7 @@ impl App {
             status_filter: None,
             rule_filter: None,
             alert_filter: String::new(),
+            hosts_filter: String::new(),
             detail: None,
             evidence: HashMap::new(),
             policy: PolicySnapshot::default(),
@@ -440,11 +443,8 @@ impl App {
                 };
             }
             Action::OpenFilter => {
-                let current = match self.pane {
-                    Pane::Alerts => &self.alert_filter,
-                    _ => &self.filter,
-                };
-                self.mode = Mode::Filter(current.clone());
+                let current = self.pane_filter().clone();
+                self.mode = Mode::Filter(current);
             }
             Action::OpenPalette => self.mode = Mode::Palette(String::new()),
             Action::OpenHelp => self.mode = Mode::Help,
@@ -854,18 +854,46 @@ impl App {
         n
     }
 
-    /// Quarantined hosts first, then hosts with a cooldown running.
+    /// Quarantined hosts first, then hosts with a cooldown running (those
+    /// the pane's `/` filter keeps).
     pub fn host_rows(&self) -> Vec<&(String, crate::respond::policy::HostState)> {
+        let filter = HostFilter::parse(&self.hosts_filter);
         let mut rows: Vec<_> = self
             .policy
             .hosts
             .iter()
-            .filter(|(_, st)| {
-                st.quarantine.is_some() || st.cooldown_until_utc.is_some_and(|c| c > self.now)
+            .filter(|(h, st)| {
+                (st.quarantine.is_some() || st.cooldown_until_utc.is_some_and(|c| c > self.now))
+                    && filter.host(h, st)
             })
             .collect();
         rows.sort_by_key(|(h, st)| (st.quarantine.is_none(), h.clone()));
         rows
+    }
+
+    /// The bans in force that the Hosts & bans pane's `/` filter keeps.
+    pub fn ban_rows(&self) -> Vec<&crate::respond::policy::Ban> {
+        let filter = HostFilter::parse(&self.hosts_filter);
+        self.policy.bans.iter().filter(|b| filter.ban(b)).collect()
+    }
+
+    /// The current pane's `/` filter text.
+    pub(super) fn pane_filter(&mut self) -> &mut String {
+        match self.pane {
+            Pane::Alerts => &mut self.alert_filter,
+            Pane::Hosts => &mut self.hosts_filter,
+            _ => &mut self.filter,
+        }
+    }
+
+    /// Sets the current pane's `/` filter and puts its view in line.
+    pub(super) fn set_pane_filter(&mut self, text: String) {
+        *self.pane_filter() = text;
+        match self.pane {
+            Pane::Alerts => self.refresh_view(),
+            Pane::Hosts => self.clamp_selections(),
+            _ => self.event_sel = 0,
+        }
     }
 
     /// The `n` sources with the most alerts (at most [`TOP_SOURCES`]).

@@ -29,7 +29,7 @@ pub fn split(area: Rect) -> [Rect; 2] {
 /// The row index (hosts first, then bans) under terminal row `row`.
 pub fn row_at(app: &App, area: Rect, row: u16) -> Option<usize> {
     let hosts = app.host_rows().len();
-    let bans = app.policy.bans.len();
+    let bans = app.ban_rows().len();
     let [top, bottom] = split(area);
     for (rect, len, sel, base) in [
         (
@@ -50,9 +50,18 @@ pub fn row_at(app: &App, area: Rect, row: u16) -> Option<usize> {
     None
 }
 
+/// `· /TEXT ` when the pane's `/` filter is set.
+fn filtered(app: &App) -> String {
+    if app.hosts_filter.is_empty() {
+        String::new()
+    } else {
+        format!("· /{} ", clean(&app.hosts_filter))
+    }
+}
+
 pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     let hosts = app.host_rows();
-    let bans = &app.policy.bans;
+    let bans = app.ban_rows();
     let [top, bottom] = split(area);
 
     let rows_fit = top.height.saturating_sub(3) as usize;
@@ -115,15 +124,21 @@ pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         )
         .block(panel(
             format!(
-                " Hosts: {quarantined} quarantined, {} in cooldown · r release ",
-                hosts.len() - quarantined
+                " Hosts: {quarantined} quarantined, {} in cooldown · r release {}",
+                hosts.len() - quarantined,
+                filtered(app)
             ),
             theme,
         )),
         top,
     );
     if hosts.is_empty() {
-        empty_hint(frame, theme, top, "No host is quarantined or cooling down.");
+        let hint = if app.hosts_filter.is_empty() {
+            "No host is quarantined or cooling down."
+        } else {
+            "No quarantined or cooling host matches the filter (Esc clears it)."
+        };
+        empty_hint(frame, theme, top, hint);
     }
 
     let rows_fit = bottom.height.saturating_sub(3) as usize;
@@ -167,12 +182,26 @@ pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
                 .style(theme.dimmed()),
         )
         .block(panel(
-            format!(" IP bans: {} in force · u unban ", bans.len()),
+            if app.hosts_filter.is_empty() {
+                format!(" IP bans: {} in force · u unban ", bans.len())
+            } else {
+                format!(
+                    " IP bans: {} of {} in force · u unban {}",
+                    bans.len(),
+                    app.policy.bans.len(),
+                    filtered(app)
+                )
+            },
             theme,
         )),
         bottom,
     );
     if bans.is_empty() {
-        empty_hint(frame, theme, bottom, "No ban in force.");
+        let hint = if app.hosts_filter.is_empty() || app.policy.bans.is_empty() {
+            "No ban in force."
+        } else {
+            "No ban in force matches the filter (Esc clears it)."
+        };
+        empty_hint(frame, theme, bottom, hint);
     }
 }

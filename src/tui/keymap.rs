@@ -56,6 +56,7 @@ pub const ALERTS: &[Command] = &[
 pub const HOSTS: &[Command] = &[
     cmd("r", "release the quarantined host", true),
     cmd("u", "lift the selected ban", true),
+    cmd("/", "filter (text, host:, ip:)", true),
 ];
 
 pub const FEEDBACK: &[Command] = &[cmd("R", "retrain the model", true)];
@@ -133,7 +134,7 @@ fn normal(app: &App, key: KeyEvent) -> Option<Action> {
         (Pane::Overview, KeyCode::Enter) => Some(Action::Enter),
         (Pane::Overview, KeyCode::Char('/')) => Some(Action::OpenFilter),
         (Pane::Alerts, KeyCode::Enter) => Some(Action::Enter),
-        (Pane::Alerts, KeyCode::Char('/')) => Some(Action::OpenFilter),
+        (Pane::Alerts | Pane::Hosts, KeyCode::Char('/')) => Some(Action::OpenFilter),
         (Pane::Alerts, KeyCode::Char('a')) => Some(Action::Acknowledge),
         (Pane::Alerts, KeyCode::Char('t')) => Some(Action::MarkTruePositive),
         (Pane::Alerts, KeyCode::Char('f')) => Some(Action::MarkFalsePositive),

@@ -355,10 +355,10 @@ fn render_footer(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             Span::styled("/", theme.title()),
             Span::styled(format!("{}▏", clean(s)), theme.text()),
             Span::styled(
-                if app.pane == Pane::Alerts {
-                    "   host: ip: user: rule: or any text · Enter keep · Esc close"
-                } else {
-                    "   host: ip: user: action: or any text · Enter keep · Esc close"
+                match app.pane {
+                    Pane::Alerts => "   host: ip: user: rule: or any text · Enter keep · Esc close",
+                    Pane::Hosts => "   host: ip: or any text · Enter keep · Esc close",
+                    _ => "   host: ip: user: action: or any text · Enter keep · Esc close",
                 },
                 theme.dimmed(),
             ),

@@ -2,6 +2,7 @@
 
 use crate::detect::Alert;
 use crate::engine::FeedEvent;
+use crate::respond::policy::{Ban, HostState};
 
 /// A filter's whitespace-separated terms, lower-cased: `key:value` for
 /// one of `keys`, else free text.
@@ -98,6 +99,45 @@ impl AlertFilter {
                         || has(&a.rule_id)
                         || a.reasons.iter().any(|r| has(r))
                 }
+            }
+        })
+    }
+}
+
+/// The Hosts & bans pane's `/` filter: `host:` (hosts only), `ip:` (bans
+/// only) and free text (a host's name or quarantine reason; a ban's
+/// address, reason or alert), all of which must match (case-insensitive).
+/// Under an attack thousands of addresses are banned at once.
+pub struct HostFilter {
+    terms: Vec<(Option<&'static str>, String)>,
+}
+
+impl HostFilter {
+    pub fn parse(s: &str) -> HostFilter {
+        HostFilter {
+            terms: terms(s, &["host", "ip"]),
+        }
+    }
+
+    pub fn host(&self, host: &str, st: &HostState) -> bool {
+        self.terms.iter().all(|(key, v)| {
+            let has = |s: &str| s.to_lowercase().contains(v.as_str());
+            match key {
+                Some("host") => has(host),
+                Some(_) => false,
+                None => has(host) || st.quarantine.as_ref().is_some_and(|q| has(&q.reason)),
+            }
+        })
+    }
+
+    pub fn ban(&self, b: &Ban) -> bool {
+        self.terms.iter().all(|(key, v)| {
+            let has = |s: &str| s.to_lowercase().contains(v.as_str());
+            let ip = || b.ip.to_string().contains(v.as_str());
+            match key {
+                Some("ip") => ip(),
+                Some(_) => false,
+                None => ip() || has(&b.reason) || b.alert_id.as_deref().is_some_and(has),
             }
         })
     }

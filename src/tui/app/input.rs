@@ -18,18 +18,10 @@ impl App {
         let (sel, len) = match self.pane {
             Pane::Overview => (&mut self.event_sel, self.events.len()),
             Pane::Alerts => (&mut self.alert_sel, self.alert_view.len()),
-            Pane::Hosts => (
-                &mut self.host_sel,
-                self.policy
-                    .hosts
-                    .iter()
-                    .filter(|(_, st)| {
-                        st.quarantine.is_some()
-                            || st.cooldown_until_utc.is_some_and(|c| c > self.now)
-                    })
-                    .count()
-                    + self.policy.bans.len(),
-            ),
+            Pane::Hosts => {
+                let rows = self.host_rows().len() + self.ban_rows().len();
+                (&mut self.host_sel, rows)
+            }
             Pane::Feedback => (&mut self.label_sel, self.labels.len()),
             Pane::Demo => (&mut self.demo_sel, self.scenarios.len()),
         };
@@ -39,7 +31,7 @@ impl App {
 
     pub(super) fn clamp_selections(&mut self) {
         self.alert_sel = self.alert_sel.min(self.alert_view.len().saturating_sub(1));
-        let hosts = self.host_rows().len() + self.policy.bans.len();
+        let hosts = self.host_rows().len() + self.ban_rows().len();
         self.host_sel = self.host_sel.min(hosts.saturating_sub(1));
     }
 
@@ -62,8 +54,7 @@ impl App {
         let hosts = self.host_rows().len();
         self.host_sel
             .checked_sub(hosts)
-            .and_then(|i| self.policy.bans.get(i))
-            .map(|b| b.ip)
+            .and_then(|i| self.ban_rows().get(i).map(|b| b.ip))
     }
 
     /// Alerts an action applies to: the multi-selection, else the cursor.
@@ -145,13 +136,8 @@ impl App {
                     self.detail = None;
                 } else if !self.selected.is_empty() {
                     self.selected.clear();
-                } else if self.pane == Pane::Alerts {
-                    if !self.alert_filter.is_empty() {
-                        self.alert_filter.clear();
-                        self.refresh_view();
-                    }
-                } else {
-                    self.filter.clear();
+                } else if !self.pane_filter().is_empty() {
+                    self.set_pane_filter(String::new());
                 }
             }
             // Esc in the quit question means "stay".
@@ -175,13 +161,8 @@ impl App {
         }
         if let Mode::Filter(s) = &self.mode {
             // Applied as it is typed.
-            if self.pane == Pane::Alerts {
-                self.alert_filter = s.clone();
-                self.refresh_view();
-            } else {
-                self.filter = s.clone();
-                self.event_sel = 0;
-            }
+            let s = s.clone();
+            self.set_pane_filter(s);
         }
     }
 
@@ -212,12 +193,7 @@ impl App {
                 vec![effect]
             }
             Mode::Filter(s) => {
-                if self.pane == Pane::Alerts {
-                    self.alert_filter = s;
-                    self.refresh_view();
-                } else {
-                    self.filter = s;
-                }
+                self.set_pane_filter(s);
                 Vec::new()
             }
             Mode::Palette(cmd) => self.run_command(&cmd),
