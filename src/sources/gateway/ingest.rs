@@ -159,6 +159,21 @@ pub fn validate_event(
     Ok(ev)
 }
 
+/// A batch body's lines, blank ones left out. Found with `memchr`: a
+/// byte-by-byte `split` was ~2 % of the gateway's CPU on batches.
+fn batch_lines(body: &[u8]) -> Vec<&[u8]> {
+    let mut lines = Vec::with_capacity(body.len() / 200 + 1);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len())) {
+        let line = &body[start..end];
+        start = end + 1;
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            lines.push(line);
+        }
+    }
+    lines
+}
+
 /// `POST /ingest/batch`: newline-delimited `sec.event.v1` events signed as
 /// one body. Each line gets its own result; one bad line does not sink the
 /// batch. The answer comes after every accepted line is committed.
@@ -175,10 +190,7 @@ pub(super) async fn ingest_batch(
     if let Some(refused) = st.audit_unavailable(&client, &body, BATCH) {
         return refused;
     }
-    let lines: Vec<&[u8]> = body
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .collect();
+    let lines = batch_lines(&body);
     if lines.len() > MAX_BATCH_LINES {
         let r = AuditRecord::reject("batch_too_large", BATCH, Some(sha256_hex_array(&body)));
         st.write_audit(&client, &[r]);
@@ -280,6 +292,28 @@ pub(super) async fn ingest_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_lines_are_split_on_newlines_leaving_blank_ones_out() {
+        let naive = |b: &[u8]| -> Vec<Vec<u8>> {
+            b.split(|c| *c == b'\n')
+                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                .map(<[u8]>::to_vec)
+                .collect()
+        };
+        for body in [
+            &b""[..],
+            b"\n",
+            b"{}",
+            b"{}\n",
+            b"\n\n{}\n \t\r\n{\"a\":1}\r\n",
+            b"a\nb\nc",
+            b" \n",
+        ] {
+            let got: Vec<Vec<u8>> = batch_lines(body).into_iter().map(<[u8]>::to_vec).collect();
+            assert_eq!(got, naive(body), "{:?}", String::from_utf8_lossy(body));
+        }
+    }
 
     #[test]
     fn escaped_fields_validate_as_their_plain_form() {
