@@ -19,7 +19,7 @@ pub use pending::{Pending, json_str};
 pub use verify::{FileVerdict, Verdict, find_record, verify, verify_chain};
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -540,18 +540,80 @@ fn chain_end(path: &Path) -> std::io::Result<([u8; 64], u64)> {
     Ok((prev, records))
 }
 
+/// Longest line the audit tools read (and `vigil serve` reads at start to
+/// find the chain's end). The longest record vigil writes is a batch's, a
+/// few MiB at most (10 000 lines); a longer line is not a record, and
+/// reading it whole could exhaust memory.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
 /// `path`'s lines as bytes, without `\n` (or `\r\n`), as the chain hashes
 /// them. Bytes, not text: a line that is not UTF-8 (a damaged or edited
-/// file) is a broken link to report at its line, not a read error.
-fn raw_lines(path: &Path) -> std::io::Result<impl Iterator<Item = std::io::Result<Vec<u8>>>> {
-    Ok(BufReader::new(File::open(path)?).split(b'\n').map(|l| {
-        l.map(|mut l| {
-            if l.last() == Some(&b'\r') {
-                l.pop();
+/// file) is a broken link to report at its line, not a read error. A line
+/// longer than [`MAX_LINE_BYTES`] is a read error (and the last item).
+fn raw_lines(path: &Path) -> std::io::Result<RawLines<BufReader<File>>> {
+    Ok(RawLines::new(
+        BufReader::new(File::open(path)?),
+        MAX_LINE_BYTES,
+    ))
+}
+
+/// See [`raw_lines`].
+struct RawLines<R> {
+    reader: R,
+    max: usize,
+    line: u64,
+    done: bool,
+}
+
+impl<R: BufRead> RawLines<R> {
+    fn new(reader: R, max: usize) -> Self {
+        RawLines {
+            reader,
+            max,
+            line: 0,
+            done: false,
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for RawLines<R> {
+    type Item = std::io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let mut buf = Vec::new();
+        let read = (&mut self.reader)
+            .take(self.max as u64 + 1)
+            .read_until(b'\n', &mut buf);
+        match read {
+            Ok(0) => None,
+            Ok(_) => {
+                self.line += 1;
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                } else if buf.len() > self.max {
+                    self.done = true;
+                    return Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "line {} is longer than {} bytes: not a record vigil writes",
+                            self.line, self.max
+                        ),
+                    )));
+                }
+                if buf.last() == Some(&b'\r') {
+                    buf.pop();
+                }
+                Some(Ok(buf))
             }
-            l
-        })
-    }))
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
 }
 
 /// The directory, stem and extension rotated files are named from.

@@ -601,3 +601,25 @@ fn strings_are_escaped_as_serde_json_does_and_raw_records_must_open_an_object() 
     assert_eq!(lines[1].as_object().unwrap().len(), 1, "only prev");
     assert_eq!(verify(&p).unwrap(), intact(2));
 }
+
+#[test]
+fn lines_past_the_bound_are_an_error_not_a_read_of_everything() {
+    let text = b"abc\r\n\nexactly10b\n0123456789X\nnever read\n";
+    let lines: Vec<std::io::Result<Vec<u8>>> =
+        RawLines::new(std::io::Cursor::new(&text[..]), 10).collect();
+    assert_eq!(lines.len(), 4, "stops at the first line too long");
+    assert_eq!(lines[0].as_ref().unwrap(), b"abc");
+    assert_eq!(lines[1].as_ref().unwrap(), b"");
+    assert_eq!(lines[2].as_ref().unwrap(), b"exactly10b");
+    let e = lines[3].as_ref().unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    assert!(
+        e.to_string().contains("line 4 is longer than 10 bytes"),
+        "{e}"
+    );
+    // The last line without its newline is read as it is.
+    let tail: Vec<Vec<u8>> = RawLines::new(std::io::Cursor::new(&b"a\nbc"[..]), 10)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(tail, [b"a".to_vec(), b"bc".to_vec()]);
+}
