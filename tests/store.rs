@@ -304,10 +304,9 @@ fn retention_keeps_the_newest_by_event_time_with_ties_and_late_arrivals() {
     );
 }
 
-#[test]
-fn stored_events_read_back_unchanged() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("v.db");
+/// Parsed events with most columns set: structured data, IPv6, a repeat,
+/// sudo, an nginx line (http), a line with no time.
+fn sample_events() -> Vec<vigil::event::Event> {
     let mut parser = vigil::parse::Parser::new(vigil::parse::ParseOptions::new(
         vigil::parse::SourceKind::Auto,
         Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap(),
@@ -317,13 +316,21 @@ fn stored_events_read_back_unchanged() {
         "<38>1 2019-07-08T17:40:17.954167-04:00 h.example.com sshd 55555 - [x@1 a=\"b\"] Failed unknown for invalid user redmond from 192.0.2.2 port 55555 ssh2",
         "Mar 14 13:00:00 h sshd[1]: message repeated 3 times: [ Failed password for root from 2001:db8::1 port 22 ssh2]",
         "Mar 14 13:00:01 h sudo: alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/id",
+        "203.0.113.7 - - [14/Mar/2026:13:00:02 +0000] \"GET /wp-login.php HTTP/1.1\" 404 162 \"-\" \"curl/8\"",
         "srv cron[2]: journal line without a time",
     ];
-    let events: Vec<_> = lines
+    lines
         .iter()
         .enumerate()
         .map(|(i, l)| parser.parse_line(l, i as u64 + 1).unwrap())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn stored_events_read_back_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let events = sample_events();
     let writer = StoreWriter::spawn(&db, Retention::default()).unwrap();
     for ev in &events {
         writer.send(WriteOp::Event(Box::new(ev.clone()))).unwrap();
@@ -337,6 +344,66 @@ fn stored_events_read_back_unchanged() {
         );
     }
     assert_eq!(store::event(&conn, "ev-missing").unwrap(), None);
+}
+
+/// The live engine hands the writer a batch of keys and events (and the
+/// alerts and state they caused); events go in by runs, many rows to a
+/// statement. Whatever the runs (full, cut by an alert, the rest at the
+/// end), every event reads back unchanged, in the order sent, and one
+/// already stored is still ignored and not counted.
+#[test]
+fn batched_events_go_in_by_runs_read_back_unchanged_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v.db");
+    let base = sample_events();
+    // 40 events: two full runs, a run cut by an alert, the rest at the end.
+    let events: Vec<vigil::event::Event> = (0..40)
+        .map(|i| {
+            let mut ev = base[i % base.len()].clone();
+            ev.event_id = format!("run-{i:03}");
+            ev
+        })
+        .collect();
+    let mut ops = Vec::new();
+    for (i, ev) in events.iter().enumerate() {
+        ops.push(WriteOp::Idempotency {
+            key: store::idempotency_key(&ev.event_id),
+            expires_at: Utc::now() + chrono::Duration::days(7),
+            tag: 0,
+        });
+        ops.push(WriteOp::Event(Box::new(ev.clone())));
+        if i == 20 {
+            ops.push(WriteOp::Alert(std::sync::Arc::new(brute_force_alert(
+                "al-run",
+                ev.timestamp_utc,
+                8,
+            ))));
+        }
+        if i == 35 {
+            // Already stored (same time and id): ignored.
+            ops.push(WriteOp::Event(Box::new(events[3].clone())));
+        }
+    }
+    let writer = StoreWriter::spawn(&db, Retention::default()).unwrap();
+    writer.send(WriteOp::Batch(ops)).unwrap();
+    let stats = writer.close().unwrap();
+    assert_eq!((stats.events, stats.alerts), (40, 1));
+    let conn = store::open(&db).unwrap();
+    let order: Vec<String> = conn
+        .prepare("SELECT event_id FROM events ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let sent: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    assert_eq!(order, sent);
+    for ev in &events {
+        assert_eq!(
+            store::event(&conn, &ev.event_id).unwrap().as_ref(),
+            Some(ev)
+        );
+    }
 }
 
 #[test]
