@@ -310,10 +310,10 @@ fn insert_events_sql() -> &'static str {
 /// Columns an event row binds.
 const EVENT_COLUMNS: usize = 20;
 
-/// Binds `ev`'s 20 columns from parameter `base + 1` on.
+/// Binds `ev`'s 20 columns from parameter `b + 1` on.
 fn bind_event(
     stmt: &mut rusqlite::Statement<'_>,
-    base: usize,
+    b: usize,
     ev: &crate::event::Event,
 ) -> Result<(), StoreError> {
     let http = ev.http.as_deref().map(json).transpose()?;
@@ -322,7 +322,6 @@ fn bind_event(
         .transpose()?;
     let src = ev.src_ip.as_ref().map(IpText::new);
     let dest = ev.dest_ip.as_ref().map(IpText::new);
-    let b = base;
     stmt.raw_bind_parameter(b + 1, &ev.event_id)?;
     stmt.raw_bind_parameter(b + 2, ev.timestamp_utc.timestamp_micros())?;
     stmt.raw_bind_parameter(b + 3, ev.received_time_utc.map(|t| t.timestamp_micros()))?;

@@ -183,7 +183,7 @@ pub(super) async fn ingest_batch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let key_id = match st.authenticate(&client, &headers, &body, "/ingest/batch") {
+    let key_id = match st.authenticate(&client, &headers, &body, BATCH) {
         Ok(key_id) => key_id,
         Err(reason) => return reject(StatusCode::UNAUTHORIZED, reason),
     };
