@@ -93,7 +93,14 @@ impl<T> Recent<T> {
     /// Index range of observations in `[now - window, now]` (items are sorted).
     fn bounds(&self, now: Micros, window: Micros) -> (usize, usize) {
         let cutoff = now - window;
-        let lo = self.items.partition_point(|(t, _)| *t < cutoff);
+        // A key hammered faster than its window (a storm, a brute force
+        // under way) has every item inside it: the oldest alone says so,
+        // without a binary search over the whole list.
+        let lo = if self.items.front().is_none_or(|(t, _)| *t >= cutoff) {
+            0
+        } else {
+            self.items.partition_point(|(t, _)| *t < cutoff)
+        };
         // The usual case (events in order, the window ending at the newest)
         // needs no second search: every item is at or before `now`.
         let hi = if self.newest().is_some_and(|n| n <= now) {

@@ -179,6 +179,8 @@ impl Live {
     /// once the writer has committed them.
     pub(super) fn run(&mut self, events: Vec<Event>, origin: Origin, reply: Reply) {
         let wall = Utc::now();
+        // One clock read for the call's rate-limit windows, not one an event.
+        let mono = Instant::now();
         self.take_back_failed();
         if self.last_purge.elapsed() >= PURGE_EVERY {
             self.purge_rate();
@@ -211,7 +213,7 @@ impl Live {
         // few events (and for a lone event, room for a state change too).
         self.queued.reserve(2 * events.len() + 2);
         for (ev, key) in events.into_iter().zip(keys.iter().copied()) {
-            answers.push(self.ingest(ev, key, wall, origin));
+            answers.push(self.ingest(ev, key, wall, mono, origin));
         }
         self.keys = keys;
         self.announce_touched_alerts();
@@ -387,6 +389,7 @@ impl Live {
         ev: Event,
         key: u64,
         wall: DateTime<Utc>,
+        now: Instant,
         origin: Origin,
     ) -> Result<Accepted, Refusal> {
         // One probe of the (large, cache-cold) key set for both the check
@@ -401,7 +404,6 @@ impl Live {
         }
         // Producers: a fixed one-minute window per host, as the seed does.
         if origin == Origin::Producer {
-            let now = Instant::now();
             // One probe for a host seen this minute (the common case); a new
             // host costs a second one to insert its name.
             let slot = match self.rate.get_mut(ev.host.as_str()) {
