@@ -867,6 +867,67 @@ fn retention_keeps_the_keys_of_the_events_it_deletes() {
     writer.close().unwrap();
 }
 
+/// At the bound, retention runs as soon as `RETENTION_STEP` events are
+/// past it, not only every 64th commit: with big groups the 64 commits'
+/// worth of deletes stalled every request at once. Groups of 500 over a
+/// bound of 1 000: the count read after each group follows the step, and
+/// what is kept is the newest.
+#[test]
+fn retention_runs_once_a_step_past_the_bound() {
+    let max = 1000u64;
+    let (_dir, db, writer) = live_writer(Retention {
+        max_events: max,
+        ..Retention::default()
+    });
+    let base = Utc.with_ymd_and_hms(2026, 11, 22, 2, 0, 0).unwrap();
+    let group = 500u64;
+    let groups = (max + store::RETENTION_STEP) / group + 3;
+    assert!(groups < 64, "the 64-commit rule must not be what runs it");
+    let count = |db: &std::path::Path| -> u64 {
+        store::open(db)
+            .unwrap()
+            .query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
+            .unwrap() as u64
+    };
+    // What the writer is expected to hold once group `g` is committed: the
+    // retention a group may start runs after its reply, so it shows in the
+    // count read after the next group.
+    let mut expected = 0u64;
+    let mut ran = 0;
+    for g in 0..groups {
+        let ops: Vec<WriteOp> = (0..group)
+            .flat_map(|i| {
+                let n = g * group + i;
+                keyed_event(
+                    &format!("s-{n:06}"),
+                    base + chrono::Duration::milliseconds(n as i64),
+                )
+            })
+            .collect();
+        commit(&writer, ops);
+        expected += group;
+        assert_eq!(count(&db), expected, "after group {g}");
+        if expected >= max + store::RETENTION_STEP {
+            expected = max;
+            ran += 1;
+        }
+    }
+    assert!(ran >= 1, "retention ran {ran} times");
+    writer.flush().unwrap();
+    let conn = store::open(&db).unwrap();
+    let oldest: String = conn
+        .query_row(
+            "SELECT event_id FROM events ORDER BY ts, event_id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let total = groups * group;
+    assert_eq!(count(&db), max);
+    assert_eq!(oldest, format!("s-{:06}", total - max));
+    writer.close().unwrap();
+}
+
 /// A group holding 4 096 keys or more writes them as blocks in its own
 /// commit, so batches cost no extra transaction.
 #[test]

@@ -38,6 +38,7 @@ pub use queries::{
     FeedbackRow, MAX_EVIDENCE_LOOKUP, audit_log, bans, count_events, event, events_in_range,
     feedback, host_state, host_states, recent_alerts,
 };
+pub use writer::RETENTION_STEP;
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
