@@ -27,6 +27,10 @@
 # fastapi, uvicorn and pydantic from PyPI into a virtualenv; if its
 # engine/models.py is the older trading-era one, it needs EventRecord,
 # CorrelationDecision and PolicyDecision with the fields its gateway uses.
+# Set FILL_SECONDS=N to drive A and B with the same load for N seconds
+# before the measured run, unmeasured: with N=8 a batch load passes the
+# store's default bound (2 000 000 events), so the run measures a full
+# store, where every event stored is one deleted.
 # Set FLOOR=1 to interleave examples/http_floor too (an HTTP server on the
 # same stack that answers 200 and does nothing else): B/floor is the share
 # of what this machine and client allow any server, in the same rounds.
@@ -60,6 +64,9 @@ run_one() {
     "$@" "$dir" &
     pid=$!
     wait_up
+    if [[ -n ${FILL_SECONDS:-} && ( $label == A || $label == B ) ]]; then
+        $load --addr "127.0.0.1:$port" --secret bench "${client_args[@]}" --seconds "$FILL_SECONDS" >/dev/null || true
+    fi
     printf '%-8s ' "$label"
     local line cpu0 cpu1
     cpu0=$(cpu_ticks "$pid")
