@@ -143,7 +143,16 @@ pub fn validate_event(
     // resolve as Python's json.loads does (the last one wins).
     // The read-only fields borrowed from the body; a field with escapes
     // in it (it cannot be borrowed) takes the slow path too, owned.
-    let ev = match serde_json::from_slice::<WireEvent<&str>>(body) {
+    // Checked as UTF-8 once, whole, the body is parsed as text: from bytes
+    // serde_json checks each string again as it borrows it (`validate`
+    // bench: 608 -> 482 µs per 1 000 events, same run's baseline 154).
+    // Bytes that are not UTF-8 take the byte parser, which refuses them
+    // exactly as before.
+    let fast = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<WireEvent<&str>>(text),
+        Err(_) => serde_json::from_slice::<WireEvent<&str>>(body),
+    };
+    let ev = match fast {
         Ok(w) => w.into_event(now),
         Err(_) => {
             let value: Value = serde_json::from_slice(body).map_err(|_| Rejected::InvalidJson)?;
@@ -343,6 +352,40 @@ mod tests {
         let b = validate_event(escaped.as_bytes(), now, 120).unwrap();
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
         assert_eq!(a.action.as_str(), "login_failed");
+    }
+
+    #[test]
+    fn text_and_bytes_that_are_not_utf8_are_judged_as_before() {
+        let now = Utc::now();
+        let event = |user: &str| {
+            format!(
+                r#"{{"event_type":"sec.event.v1","event_id":"evt-0000002","source":"auth","host":"h1","timestamp_utc":"{}","category":"auth","action":"login_failed","severity":5,"user":"{user}"}}"#,
+                now.to_rfc3339()
+            )
+            .into_bytes()
+        };
+        // Non-ASCII text: parsed as text, the same event as from bytes.
+        let text = event("jos\u{e9}-\u{4e2d}");
+        let ev = validate_event(&text, now, 120).unwrap();
+        assert_eq!(ev.user.as_deref(), Some("jos\u{e9}-\u{4e2d}"));
+        let from_bytes = serde_json::from_slice::<WireEvent<&str>>(&text)
+            .unwrap()
+            .into_event(now)
+            .unwrap();
+        assert_eq!(format!("{ev:?}"), format!("{from_bytes:?}"));
+        // A byte that is not UTF-8, in a string or outside one: invalid JSON
+        // (Python's json.loads refuses both), never a schema error.
+        let mut in_string = event("ab");
+        let at = in_string.windows(2).position(|w| w == b"ab").unwrap();
+        in_string[at] = 0xff;
+        let mut outside = event("ab");
+        outside.insert(1, 0xc3);
+        for body in [in_string, outside] {
+            assert!(matches!(
+                validate_event(&body, now, 120),
+                Err(Rejected::InvalidJson)
+            ));
+        }
     }
 
     #[test]
