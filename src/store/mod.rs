@@ -63,7 +63,8 @@ pub enum StoreError {
 /// Retention for the events and alerts tables.
 #[derive(Clone, Copy, Debug)]
 pub struct Retention {
-    /// Keep at most this many events; the oldest (by event time) go first.
+    /// Keep at most this many events; the oldest (by event time) go first,
+    /// every 64 commits or once [`RETENTION_STEP`] are past the bound.
     pub max_events: u64,
     /// Keep at most the newest this many alerts (by when they opened): an
     /// attack from many addresses opens an alert per address, ~1.3 KB

@@ -10,13 +10,6 @@ use super::retention::enforce_retention;
 use super::*;
 use crate::respond::policy::StateChange;
 
-/// The writer thread. An offline writer stops at the first error (the scan
-/// reports it and can be re-run). The live writer survives a failed commit
-/// (disk full, the database locked by another process past the busy
-/// timeout): the group is rolled back, its events' replies are dropped so
-/// the gateway answers 503, their idempotency keys go to `failed`, and the
-/// next group is tried afresh, so the gateway recovers by itself once the
-/// cause is gone.
 /// Events past the bound that start retention at once rather than at the
 /// 64th commit since it last ran. With batches of 1 000 events a group,
 /// retention every 64 groups deleted ~64 000 rows at once at the bound: a
@@ -25,6 +18,13 @@ use crate::respond::policy::StateChange;
 /// with this step ~88 %; 1 024 measured the same, 16 384 like no step).
 pub const RETENTION_STEP: u64 = 4096;
 
+/// The writer thread. An offline writer stops at the first error (the scan
+/// reports it and can be re-run). The live writer survives a failed commit
+/// (disk full, the database locked by another process past the busy
+/// timeout): the group is rolled back, its events' replies are dropped so
+/// the gateway answers 503, their idempotency keys go to `failed`, and the
+/// next group is tried afresh, so the gateway recovers by itself once the
+/// cause is gone.
 pub(super) fn writer_loop(
     mut conn: Connection,
     rx: mpsc::Receiver<WriteOp>,
