@@ -1108,3 +1108,52 @@ fn sigterm_right_after_the_ready_line_stops_gracefully() {
         );
     }
 }
+
+/// The store's bound deletes events with no request refused and nothing in
+/// any answer: whoever runs the server hears it once when it starts and in
+/// the stop summary, with the count.
+#[test]
+fn a_full_store_says_when_retention_starts_and_how_much_it_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigil.toml");
+    std::fs::write(&cfg, "[store]\nmax_events = 20\n").unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    let server =
+        common::Server::start_with(dir, &[("ARES_SHARED_SECRET", SECRET)], &["--config", &cfg]);
+    let body: String = (0..60)
+        .map(|i| {
+            let e = event(
+                &format!("full-{i:03}"),
+                &format!("h{}", i % 3),
+                "session_opened",
+                Some("u"),
+                None,
+            );
+            format!("{e}\n")
+        })
+        .collect();
+    let sig = sign(SECRET.as_bytes(), body.as_bytes());
+    let (status, answer) = server.request(
+        "POST",
+        "/ingest/batch",
+        &[("X-ARES-SIGNATURE", sig.as_str())],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let (ok, log, dir) = server.stop_keeping_data();
+    assert!(ok, "{log}");
+    assert!(
+        log.contains(" INFO store: at its bound of 20 events ([store] max_events)"),
+        "{log}"
+    );
+    assert!(
+        log.contains(" INFO store: 60 events and ")
+            && log.contains("; retention deleted 40 older events to keep within max_events"),
+        "{log}"
+    );
+    let kept: i64 = vigil::store::open(&dir.path().join("vigil.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 20);
+}

@@ -925,7 +925,11 @@ fn retention_runs_once_a_step_past_the_bound() {
     let total = groups * group;
     assert_eq!(count(&db), max);
     assert_eq!(oldest, format!("s-{:06}", total - max));
-    writer.close().unwrap();
+    let stats = writer.close().unwrap();
+    assert_eq!(
+        (stats.events, stats.deleted_over_bound, stats.deleted_aged),
+        (total, total - max, 0)
+    );
 }
 
 /// A group holding 4 096 keys or more writes them as blocks in its own
@@ -1038,5 +1042,7 @@ fn events_and_alerts_past_the_age_bound_go_even_while_idle() {
             started.elapsed()
         );
     }
-    writer.close().unwrap();
+    // Six went for their age (the store is far below its count bound).
+    let stats = writer.close().unwrap();
+    assert_eq!((stats.deleted_aged, stats.deleted_over_bound), (6, 0));
 }

@@ -149,7 +149,9 @@ pub fn spawn_live(
                 state.take_back_failed();
                 state.send_queued();
                 if let Ok(w) = std::sync::Arc::try_unwrap(state.writer) {
-                    let _ = w.close();
+                    if let Ok(stats) = w.close() {
+                        tracing::info!("{}", crate::store::describe_run(&stats));
+                    }
                 }
                 // What even that try could not store is said, not dropped
                 // silently: the store is behind what the engine knew.

@@ -348,6 +348,40 @@ pub struct WriterStats {
     /// Live writer only: group commits that failed (their events answered
     /// 503) while the writer carried on.
     pub failed_commits: u64,
+    /// Events retention deleted because the store held more than
+    /// `max_events`.
+    pub deleted_over_bound: u64,
+    /// Events retention deleted, within the bound, for being older than
+    /// `max_age`.
+    pub deleted_aged: u64,
+}
+
+/// The store's share of a run's stop summary: what was written, and what
+/// retention deleted to keep within its bounds.
+pub fn describe_run(s: &WriterStats) -> String {
+    let mut line = format!(
+        "store: {} events and {} alert writes in {} commit{}",
+        s.events,
+        s.alerts,
+        s.transactions,
+        if s.transactions == 1 { "" } else { "s" }
+    );
+    if s.failed_commits > 0 {
+        line.push_str(&format!(", {} commits failed", s.failed_commits));
+    }
+    match (s.deleted_over_bound, s.deleted_aged) {
+        (0, 0) => line.push_str("; retention deleted none"),
+        (bound, 0) => line.push_str(&format!(
+            "; retention deleted {bound} older events to keep within max_events"
+        )),
+        (0, aged) => line.push_str(&format!(
+            "; retention deleted {aged} events past max_age_days"
+        )),
+        (bound, aged) => line.push_str(&format!(
+            "; retention deleted {bound} older events to keep within max_events and {aged} past max_age_days"
+        )),
+    }
+    line
 }
 
 const MAX_BATCH: usize = 8192;
@@ -467,4 +501,40 @@ impl Drop for StoreWriter {
 /// A time as the store keeps it: ms since the epoch.
 fn ts(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stop_summary_says_what_retention_deleted_and_why() {
+        let stats = |transactions, bound, aged| WriterStats {
+            transactions,
+            events: 60,
+            alerts: 2,
+            failed_commits: 0,
+            deleted_over_bound: bound,
+            deleted_aged: aged,
+        };
+        assert_eq!(
+            describe_run(&stats(1, 0, 0)),
+            "store: 60 events and 2 alert writes in 1 commit; retention deleted none"
+        );
+        assert_eq!(
+            describe_run(&stats(3, 40, 0)),
+            "store: 60 events and 2 alert writes in 3 commits; retention deleted 40 older events to keep within max_events"
+        );
+        assert_eq!(
+            describe_run(&stats(3, 0, 6)),
+            "store: 60 events and 2 alert writes in 3 commits; retention deleted 6 events past max_age_days"
+        );
+        assert_eq!(
+            describe_run(&WriterStats {
+                failed_commits: 2,
+                ..stats(3, 40, 6)
+            }),
+            "store: 60 events and 2 alert writes in 3 commits, 2 commits failed; retention deleted 40 older events to keep within max_events and 6 past max_age_days"
+        );
+    }
 }

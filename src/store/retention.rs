@@ -7,6 +7,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::keys::*;
 use super::*;
 
+/// Events one retention pass deleted, and why.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Deleted {
+    /// Beyond `max_events`.
+    pub(super) over_bound: u64,
+    /// Within the bound but older than `max_age`.
+    pub(super) aged: u64,
+}
+
 /// Drops the oldest events (by event time) beyond the limit, the oldest
 /// alerts beyond theirs, and idempotency keys that have expired. `stored` is the writer's running count of event
 /// rows, so no `COUNT(*)` over the table is needed.
@@ -15,7 +24,8 @@ pub(super) fn enforce_retention(
     r: Retention,
     stored: &mut u64,
     pending: &mut KeyBlock,
-) -> Result<(), StoreError> {
+) -> Result<Deleted, StoreError> {
+    let mut gone = Deleted::default();
     // Events past the age bound: a count along the (ts, event_id) index,
     // only as long as the run of old events (they go each time).
     let cutoff = r
@@ -55,8 +65,13 @@ pub(super) fn enforce_retention(
                 let deleted = conn.execute(
                     "DELETE FROM events WHERE (ts, event_id) <= (?1, ?2)",
                     params![ts, id],
-                )?;
-                *stored = stored.saturating_sub(deleted as u64);
+                )? as u64;
+                let over_bound = stored.saturating_sub(r.max_events).min(deleted);
+                gone = Deleted {
+                    over_bound,
+                    aged: deleted - over_bound,
+                };
+                *stored = stored.saturating_sub(deleted);
             }
             // Fewer rows than the count says (it is kept, not read): read
             // it again rather than delete everything.
@@ -89,5 +104,5 @@ pub(super) fn enforce_retention(
              (SELECT max(rowid) + 1 FROM idempotency_blocks))",
         params![Utc::now().timestamp_millis()],
     )?;
-    Ok(())
+    Ok(gone)
 }

@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use rusqlite::{Connection, params};
 
 use super::keys::*;
-use super::retention::enforce_retention;
+use super::retention::{Deleted, enforce_retention};
 use super::*;
 use crate::respond::policy::StateChange;
 
@@ -58,13 +58,12 @@ pub(super) fn writer_loop(
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if retention.max_age.is_some() {
                     retained_at = std::time::Instant::now();
-                    if let Err(e) =
-                        enforce_retention(&mut conn, retention, &mut stored, &mut pending)
-                    {
-                        if live.is_none() {
-                            return Err(e);
+                    match enforce_retention(&mut conn, retention, &mut stored, &mut pending) {
+                        Ok(gone) => count_deleted(&mut stats, gone, &retention),
+                        Err(e) if live.is_none() => return Err(e),
+                        Err(e) => {
+                            complaints.say(&format!("store: retention failed: {e}"));
                         }
-                        complaints.say(&format!("store: retention failed: {e}"));
                     }
                 }
                 continue;
@@ -157,7 +156,7 @@ pub(super) fn writer_loop(
                 enforce_retention(&mut conn, retention, &mut stored, &mut pending),
                 &live,
             ) {
-                (Ok(()), _) => {}
+                (Ok(gone), _) => count_deleted(&mut stats, gone, &retention),
                 (Err(e), None) => return Err(e),
                 (Err(e), Some(_)) => {
                     complaints.say(&format!("store: retention failed: {e}"));
@@ -190,9 +189,33 @@ pub(super) fn writer_loop(
         enforce_retention(&mut conn, retention, &mut stored, &mut pending),
         &live,
     ) {
+        (Ok(gone), _) => {
+            count_deleted(&mut stats, gone, &retention);
+            Ok(stats)
+        }
         (Err(e), None) => Err(e),
-        _ => Ok(stats),
+        (Err(_), Some(_)) => Ok(stats),
     }
+}
+
+/// Counts what retention deleted, and says so the first time in a run each
+/// bound deletes anything: from then on events go with no request refused
+/// and nothing in the answers, so whoever runs the store is told.
+fn count_deleted(stats: &mut WriterStats, gone: Deleted, r: &Retention) {
+    if gone.over_bound > 0 && stats.deleted_over_bound == 0 {
+        tracing::info!(
+            "store: at its bound of {} events ([store] max_events): the oldest by event time go as new ones are stored",
+            r.max_events
+        );
+    }
+    if gone.aged > 0 && stats.deleted_aged == 0 {
+        let days = r.max_age.map_or(0, |a| a.as_secs() / 86_400);
+        tracing::info!(
+            "store: deleting events older than {days} days ([store] max_age_days), by event time"
+        );
+    }
+    stats.deleted_over_bound += gone.over_bound;
+    stats.deleted_aged += gone.aged;
 }
 
 /// What one group commit collects besides its writes.
