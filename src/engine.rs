@@ -38,6 +38,8 @@ pub struct PipelineStats {
     /// Events whose line had no timestamp; correlation skipped them.
     pub untimed: u64,
     pub alerts_by_rule: BTreeMap<String, u64>,
+    /// What the store writer did, once it has stopped (with a store).
+    pub store: Option<crate::store::WriterStats>,
 }
 
 /// Detection and response for one stream of events.
@@ -167,7 +169,7 @@ impl Pipeline {
         let rest = self.detector.finish();
         self.sink_alerts(&rest)?;
         if let Some(store) = self.store.take() {
-            store.close()?;
+            self.stats.store = Some(store.close()?);
         }
         Ok((rest, self.stats, self.policy))
     }

@@ -646,6 +646,13 @@ fn scan(args: &InputArgs, data_dir: Option<&Path>) -> Result<()> {
     }
     if let Some(dir) = data_dir {
         writeln!(err, "  stored in {}", dir.join("vigil.db").display())?;
+        if let Some(line) = stats
+            .store
+            .as_ref()
+            .and_then(vigil::store::describe_retention)
+        {
+            writeln!(err, "  {line}")?;
+        }
     }
     Ok(())
 }

@@ -31,6 +31,48 @@ fn storm_and_brute_force() -> tempfile::NamedTempFile {
     f
 }
 
+/// A scan into a store with a small bound says in its summary how many
+/// events retention deleted (and nothing about retention when it deleted
+/// none).
+#[test]
+fn scan_summary_counts_what_retention_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigil.toml");
+    std::fs::write(&cfg, "[store]\nmax_events = 20\n").unwrap();
+    let log = storm_and_brute_force();
+    let data = dir.path().join("data");
+    let scan = |extra: &[&str]| {
+        let mut args = vec![
+            "--reference-time",
+            "2026-06-01T00:00:00Z",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.push(log.path().to_str().unwrap());
+        common::vigil_scan(&args).1
+    };
+    let stderr = scan(&["--config", cfg.to_str().unwrap()]);
+    assert!(
+        stderr.contains("\n  retention deleted 31 older events to keep within max_events\n"),
+        "{stderr}"
+    );
+    // Only the summary says it: no log line in the middle of a scan.
+    assert!(!stderr.contains("at its bound"), "{stderr}");
+    let conn = store::open(&data.join("vigil.db")).unwrap();
+    assert_eq!(store::count_events(&conn).unwrap(), 20);
+    let fresh = tempfile::tempdir().unwrap();
+    let stderr = common::vigil_scan(&[
+        "--reference-time",
+        "2026-06-01T00:00:00Z",
+        "--data-dir",
+        fresh.path().to_str().unwrap(),
+        log.path().to_str().unwrap(),
+    ])
+    .1;
+    assert!(!stderr.contains("retention"), "{stderr}");
+}
+
 #[test]
 fn scan_with_data_dir_persists_events_alerts_and_state() {
     let dir = tempfile::tempdir().unwrap();

@@ -369,19 +369,23 @@ pub fn describe_run(s: &WriterStats) -> String {
     if s.failed_commits > 0 {
         line.push_str(&format!(", {} commits failed", s.failed_commits));
     }
+    line.push_str("; ");
+    line.push_str(&describe_retention(s).unwrap_or_else(|| "retention deleted none".to_string()));
+    line
+}
+
+/// What retention deleted, for a summary; `None` when it deleted nothing.
+pub fn describe_retention(s: &WriterStats) -> Option<String> {
     match (s.deleted_over_bound, s.deleted_aged) {
-        (0, 0) => line.push_str("; retention deleted none"),
-        (bound, 0) => line.push_str(&format!(
-            "; retention deleted {bound} older events to keep within max_events"
+        (0, 0) => None,
+        (bound, 0) => Some(format!(
+            "retention deleted {bound} older events to keep within max_events"
         )),
-        (0, aged) => line.push_str(&format!(
-            "; retention deleted {aged} events past max_age_days"
-        )),
-        (bound, aged) => line.push_str(&format!(
-            "; retention deleted {bound} older events to keep within max_events and {aged} past max_age_days"
+        (0, aged) => Some(format!("retention deleted {aged} events past max_age_days")),
+        (bound, aged) => Some(format!(
+            "retention deleted {bound} older events to keep within max_events and {aged} past max_age_days"
         )),
     }
-    line
 }
 
 const MAX_BATCH: usize = 8192;

@@ -59,7 +59,7 @@ pub(super) fn writer_loop(
                 if retention.max_age.is_some() {
                     retained_at = std::time::Instant::now();
                     match enforce_retention(&mut conn, retention, &mut stored, &mut pending) {
-                        Ok(gone) => count_deleted(&mut stats, gone, &retention),
+                        Ok(gone) => count_deleted(&mut stats, gone, &retention, live.is_some()),
                         Err(e) if live.is_none() => return Err(e),
                         Err(e) => {
                             complaints.say(&format!("store: retention failed: {e}"));
@@ -156,7 +156,7 @@ pub(super) fn writer_loop(
                 enforce_retention(&mut conn, retention, &mut stored, &mut pending),
                 &live,
             ) {
-                (Ok(gone), _) => count_deleted(&mut stats, gone, &retention),
+                (Ok(gone), _) => count_deleted(&mut stats, gone, &retention, live.is_some()),
                 (Err(e), None) => return Err(e),
                 (Err(e), Some(_)) => {
                     complaints.say(&format!("store: retention failed: {e}"));
@@ -190,7 +190,7 @@ pub(super) fn writer_loop(
         &live,
     ) {
         (Ok(gone), _) => {
-            count_deleted(&mut stats, gone, &retention);
+            count_deleted(&mut stats, gone, &retention, live.is_some());
             Ok(stats)
         }
         (Err(e), None) => Err(e),
@@ -198,17 +198,18 @@ pub(super) fn writer_loop(
     }
 }
 
-/// Counts what retention deleted, and says so the first time in a run each
-/// bound deletes anything: from then on events go with no request refused
-/// and nothing in the answers, so whoever runs the store is told.
-fn count_deleted(stats: &mut WriterStats, gone: Deleted, r: &Retention) {
-    if gone.over_bound > 0 && stats.deleted_over_bound == 0 {
+/// Counts what retention deleted, and for the live writer (`announce`) says
+/// so the first time in a run each bound deletes anything: from then on
+/// events go with no request refused and nothing in the answers, so
+/// whoever runs the server is told. (A scan says it in its summary.)
+fn count_deleted(stats: &mut WriterStats, gone: Deleted, r: &Retention, announce: bool) {
+    if announce && gone.over_bound > 0 && stats.deleted_over_bound == 0 {
         tracing::info!(
             "store: at its bound of {} events ([store] max_events): the oldest by event time go as new ones are stored",
             r.max_events
         );
     }
-    if gone.aged > 0 && stats.deleted_aged == 0 {
+    if announce && gone.aged > 0 && stats.deleted_aged == 0 {
         let days = r.max_age.map_or(0, |a| a.as_secs() / 86_400);
         tracing::info!(
             "store: deleting events older than {days} days ([store] max_age_days), by event time"
