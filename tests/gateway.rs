@@ -1157,3 +1157,65 @@ fn a_full_store_says_when_retention_starts_and_how_much_it_deleted() {
         .unwrap();
     assert_eq!(kept, 20);
 }
+
+/// The seed's environment names the sequence above does not set, end to
+/// end: the replay window, the severity floor, the alert dedup window and
+/// the SQLite path each change what the running gateway does.
+#[test]
+fn the_seeds_other_env_names_reach_the_running_gateway() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let db = elsewhere.path().join("nested").join("seed.db");
+    let server = common::Server::start(&[
+        ("ARES_SHARED_SECRET", SECRET),
+        ("SEC_REPLAY_WINDOW_SECONDS", "30"),
+        ("SEC_SEVERITY_FLOOR", "9"),
+        ("SEC_ALERT_DEDUP_SECONDS", "77"),
+        ("SEC_SQLITE_PATH", db.to_str().unwrap()),
+    ]);
+    let c = Client {
+        server,
+        n: 0.into(),
+    };
+    // 60 s old: inside the default window of 120, outside 30.
+    let mut old = event(&c.id(), "env-1", "login_failed", Some("bob"), None);
+    old["timestamp_utc"] = json!((Utc::now() - Duration::seconds(60)).to_rfc3339());
+    assert_eq!(
+        c.post(&old),
+        (400, json!({"detail": "replay_window_exceeded"}))
+    );
+    // Severity 6 is under a floor of 9: throttled by the policy.
+    let (s, v) = c.post(&event(&c.id(), "env-1", "proc_start", None, None));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["policy"]["reasons"].clone(), v["final_decision"].clone()),
+        (json!(["below_severity_floor"]), json!("THROTTLE")),
+        "{v}"
+    );
+    // Eight failures for one user open a brute force whose dedup window is
+    // the one set.
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let id = c.id();
+        let (s, v) = c.post(&event(&id, "env-2", "login_failed", Some("carol"), None));
+        assert_eq!(s, 200, "{v}");
+        ids.push(id);
+    }
+    let alert = c.server.wait_for_alert("BRUTE_FORCE_V1", "env-2");
+    assert_eq!(
+        alert["context"]["dedup_window_seconds"],
+        json!(77),
+        "{alert}"
+    );
+    let (ok, log, dir) = c.server.stop_keeping_data();
+    assert!(ok, "{log}");
+    // The store is where SEC_SQLITE_PATH says, with every accepted event.
+    let conn = vigil::store::open(&db).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 9);
+    assert!(
+        !dir.path().join("vigil.db").exists(),
+        "nothing stored in the data dir's default place"
+    );
+}
