@@ -1219,3 +1219,39 @@ fn the_seeds_other_env_names_reach_the_running_gateway() {
         "nothing stored in the data dir's default place"
     );
 }
+
+/// SIGINT (Ctrl-C at a terminal) stops `vigil serve` as SIGTERM does:
+/// exit 0 after committing what it accepted.
+#[test]
+fn sigint_stops_gracefully_with_everything_accepted_stored() {
+    let server = common::Server::start(&[("ARES_SHARED_SECRET", SECRET)]);
+    let c = Client {
+        server,
+        n: 0.into(),
+    };
+    for _ in 0..3 {
+        let (s, v) = c.post(&event(&c.id(), "int-1", "proc_start", None, None));
+        assert_eq!(s, 200, "{v}");
+    }
+    let mut server = c.server;
+    let pid = i32::try_from(server.child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("stopped cleanly"))
+    {
+        assert!(std::time::Instant::now() < deadline, "no 'stopped cleanly'");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let stored: i64 = vigil::store::open(&server.dir.path().join("vigil.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 3);
+}
