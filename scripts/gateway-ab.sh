@@ -37,6 +37,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:?rounds}
+if [[ -n ${FILL_SECONDS:-} && ! $FILL_SECONDS =~ ^[0-9]+$ ]]; then
+    echo "FILL_SECONDS must be whole seconds, not '$FILL_SECONDS'" >&2
+    exit 2
+fi
 a=${2:?first vigil binary}
 b=${3:?second vigil binary}
 shift 3
@@ -65,7 +69,8 @@ run_one() {
     pid=$!
     wait_up
     if [[ -n ${FILL_SECONDS:-} && ( $label == A || $label == B ) ]]; then
-        $load --addr "127.0.0.1:$port" --secret bench "${client_args[@]}" --seconds "$FILL_SECONDS" >/dev/null || true
+        $load --addr "127.0.0.1:$port" --secret bench "${client_args[@]}" --seconds "$FILL_SECONDS" >/dev/null ||
+            echo "(the fill run failed; this run may not measure a full store)" >&2
     fi
     printf '%-8s ' "$label"
     local line cpu0 cpu1
