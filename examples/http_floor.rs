@@ -64,7 +64,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let addr: SocketAddr = listen.parse()?;
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(vigil::live::worker_threads())
+        // One worker per core and one more, what measured best for this
+        // server alone (and what the README's floor figures used).
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()) + 1)
         .enable_all()
         .build()?
         .block_on(async move {

@@ -17,10 +17,18 @@
 #            --batch 1000 --concurrency 8 --seconds 10 --fail-every 0
 # Set SEED_CMD to a shell command that serves the MiniSIEM seed
 # (hojune02/secure-event-correlator) on 127.0.0.1:8000 from fresh state, its
-# server last and exec'd, to interleave it as a third line per round:
+# server last and exec'd, to interleave it as a third line per round. As
+# the seed's README runs it:
+#   SEED_CMD='cd ~/seed && rm -rf engine/out gateway/audit &&
+#             exec uvicorn gateway.app.main:app --reload --port 8000'
+# or tuned (one process, no access log):
 #   SEED_CMD='cd ~/seed && rm -rf engine/out gateway/audit &&
 #             exec uvicorn gateway.app.main:app --port 8000 --log-level warning'
 # (the seed slows as its idempotency table grows, so fresh state matters).
+# With --reload, uvicorn hands the server a socket it bound itself, and
+# connections accepted on it get no TCP_NODELAY (Kludex/uvicorn#3149): each
+# keep-alive answer after the first waits for the client's delayed ACK
+# (~40 ms), so that form is bound by latency, not CPU.
 # The seed is not kept in this repository (another licence): take
 # hojune02/secure-event-correlator at its final version (SQLite idempotency
 # and host state, alerts.jsonl; `SEC_USE_SQLITE` on by default) and install
@@ -115,8 +123,11 @@ floor() {
     exec target/release/examples/http_floor --listen "127.0.0.1:$port"
 }
 
+# Its output (uvicorn's access log, one line a request, when it is on) goes
+# to the run's directory, not into this script's.
 seed() {
-    ARES_SHARED_SECRET=bench SEC_RATE_LIMIT_PER_MIN=100000000 exec bash -c "$SEED_CMD" 2>/dev/null
+    local dir=$1
+    ARES_SHARED_SECRET=bench SEC_RATE_LIMIT_PER_MIN=100000000 exec bash -c "$SEED_CMD" >"$dir/seed.log" 2>&1
 }
 
 client_args=("$@")

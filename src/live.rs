@@ -526,14 +526,24 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
     })
 }
 
-/// Async worker threads for the gateway and the sources: one per core and
-/// one more. Requests take the engine's and the audit log's locks, which
-/// block the thread while they wait (microseconds per event); with exactly
-/// one worker per core, a core sat idle whenever its worker waited. On two
-/// cores, three workers measured +2.5 % on quiet batches and +0.5 to +9 %
-/// under attack, `/ingest` at c16 unchanged (alternating A/B runs).
+/// Async worker threads for the gateway and the sources: one per core but
+/// one, which is left to the store writer (a blocking thread that is busy
+/// most of the time under load: inserts, then waiting on its fsync) and to
+/// the blocking pool, where a batch's work over its whole body runs.
+///
+/// On two cores that is one worker. Against three (one per core and one
+/// more, as before), alternating A/B runs (`scripts/gateway-ab.sh`):
+/// `/ingest` at c16 +3.6 % quiet and +5.7 % under attack, with 6–10 % less
+/// server CPU per event (three workers parked and woke each other on
+/// condition variables ~11 % of their samples); `/ingest/batch` at par
+/// (+1.3 % quiet, −1.9 % under attack). Single events sent beside batches
+/// that saturate the machine fall from 555–634 to 443–524 a second (p99
+/// 22–26 ms both ways), as the one worker also runs the batches'
+/// correlation; running that on the blocking pool too halved them (the
+/// worker then waits for the engine's lock). One worker with the whole
+/// batch on it lost 9 % on batches.
 pub fn worker_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
 /// Binds the gateway's listener (inside a tokio runtime).

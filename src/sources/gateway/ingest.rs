@@ -186,24 +186,84 @@ fn batch_lines(body: &[u8]) -> Vec<&[u8]> {
 /// `POST /ingest/batch`: newline-delimited `sec.event.v1` events signed as
 /// one body. Each line gets its own result; one bad line does not sink the
 /// batch. The answer comes after every accepted line is committed.
+///
+/// The work over the whole body (the signature, each line's checks, the
+/// audit record and the answer) runs on the blocking pool, so a batch does
+/// not hold the async worker that single events and other connections
+/// share; only the hand-over to the engine runs on it.
 pub(super) async fn ingest_batch(
     State(st): State<Arc<GatewayState>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let key_id = match st.authenticate(&client, &headers, &body, BATCH) {
-        Ok(key_id) => key_id,
-        Err(reason) => return reject(StatusCode::UNAUTHORIZED, reason),
+    let prepared = {
+        let (st, body) = (st.clone(), body.clone());
+        tokio::task::spawn_blocking(move || prepare_batch(&st, &client, &headers, &body)).await
     };
-    if let Some(refused) = st.audit_unavailable(&client, &body, BATCH) {
-        return refused;
+    let mut batch = match prepared {
+        Ok(Ok(batch)) => batch,
+        Ok(Err(refused)) => return *refused,
+        Err(_) => return internal_error(),
+    };
+    let events = std::mem::take(&mut batch.events);
+    let answers = match st
+        .engine
+        .submit_many(events, crate::engine::Origin::Producer)
+        .await
+    {
+        Ok(receipt) => receipt.answers().await,
+        Err(_) => Vec::new(),
+    };
+    tokio::task::spawn_blocking(move || finish_batch(&st, &client, &body, batch, answers))
+        .await
+        .unwrap_or_else(|_| internal_error())
+}
+
+/// The answer when a batch's work on the blocking pool did not finish (it
+/// panicked, or the runtime is shutting down): no line is acknowledged.
+fn internal_error() -> Response {
+    tracing::error!("a batch's work on the blocking pool did not finish; answered 500");
+    reject(StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+}
+
+/// A batch checked line by line, before the engine.
+struct CheckedBatch {
+    key_id: String,
+    now: chrono::DateTime<Utc>,
+    results: Vec<LineResult>,
+    /// Each line's audit ids, one after the other; `ids_end[i]` is where
+    /// line `i`'s ids end.
+    ids: Vec<u8>,
+    ids_end: Vec<usize>,
+    /// Schema errors by line.
+    errors: Vec<(usize, String)>,
+    /// The lines whose events go to the engine, with their ids.
+    pending: Vec<(usize, String)>,
+    events: Vec<crate::event::Event>,
+}
+
+fn prepare_batch(
+    st: &GatewayState,
+    client: &SocketAddr,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<CheckedBatch, Box<Response>> {
+    let key_id = match st.authenticate(client, headers, body, BATCH) {
+        Ok(key_id) => key_id,
+        Err(reason) => return Err(Box::new(reject(StatusCode::UNAUTHORIZED, reason))),
+    };
+    if let Some(refused) = st.audit_unavailable(client, body, BATCH) {
+        return Err(Box::new(refused));
     }
-    let lines = batch_lines(&body);
+    let lines = batch_lines(body);
     if lines.len() > MAX_BATCH_LINES {
-        let r = AuditRecord::reject("batch_too_large", BATCH, Some(sha256_hex_array(&body)));
-        st.write_audit(&client, &[r]);
-        return reject(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large");
+        let r = AuditRecord::reject("batch_too_large", BATCH, Some(sha256_hex_array(body)));
+        st.write_audit(client, &[r]);
+        return Err(Box::new(reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+        )));
     }
     let now = Utc::now();
     let mut results: Vec<LineResult> = Vec::with_capacity(lines.len());
@@ -218,7 +278,7 @@ pub(super) async fn ingest_batch(
     let mut pending = Vec::with_capacity(lines.len());
     let mut events = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
-        match check_event(&st, line, now) {
+        match check_event(st, line, now) {
             Ok(ev) => {
                 audit_ids(&mut ids, &ev, None);
                 pending.push((i, ev.event_id.clone()));
@@ -240,15 +300,39 @@ pub(super) async fn ingest_batch(
         }
         ids_end.push(ids.len());
     }
-    let mut answers = match st
-        .engine
-        .submit_many(events, crate::engine::Origin::Producer)
-        .await
-    {
-        Ok(receipt) => receipt.answers().await,
-        Err(_) => Vec::new(),
-    }
-    .into_iter();
+    Ok(CheckedBatch {
+        key_id,
+        now,
+        results,
+        ids,
+        ids_end,
+        errors,
+        pending,
+        events,
+    })
+}
+
+/// The engine's answers into each line's result, the request's audit
+/// record, and the answer.
+fn finish_batch(
+    st: &GatewayState,
+    client: &SocketAddr,
+    body: &[u8],
+    batch: CheckedBatch,
+    answers: Vec<Option<Result<crate::engine::Accepted, Refusal>>>,
+) -> Response {
+    let CheckedBatch {
+        key_id,
+        now,
+        mut results,
+        ids,
+        ids_end,
+        errors,
+        pending,
+        ..
+    } = batch;
+    let lines = batch_lines(body);
+    let mut answers = answers.into_iter();
     for (i, id) in pending {
         let answer = answers.next().flatten();
         let result = match answer {
@@ -289,7 +373,7 @@ pub(super) async fn ingest_batch(
         }
     }
     let ok = record.accepted_count();
-    st.write_batch_audit(&client, &record, &sha256_hex_array(&body), &key_id);
+    st.write_batch_audit(client, &record, &sha256_hex_array(body), &key_id);
     st.stats.count_key(&key_id, ok, now);
     let bad = results.len() as u64 - ok;
     tracing::debug!("batch from {}: {ok} accepted, {bad} refused", client.ip());
