@@ -947,6 +947,10 @@ fn retention_runs_once_a_step_past_the_bound() {
             })
             .collect();
         commit(&writer, ops);
+        if g == 0 {
+            // Nothing deleted yet: the console shows no retention line.
+            assert_eq!(writer.health().unwrap().retention(), None);
+        }
         expected += group;
         assert_eq!(count(&db), expected, "after group {g}");
         if expected >= max + store::RETENTION_STEP {
@@ -967,6 +971,15 @@ fn retention_runs_once_a_step_past_the_bound() {
     let total = groups * group;
     assert_eq!(count(&db), max);
     assert_eq!(oldest, format!("s-{:06}", total - max));
+    // What the console's header shows, read while the writer runs.
+    let seen = writer.health().unwrap().retention().unwrap();
+    assert_eq!(
+        (seen.stored, seen.max_events, seen.deleted_over_bound),
+        (max, max, total - max)
+    );
+    assert_eq!((seen.deleted_aged, seen.max_age_days), (0, None));
+    let since = seen.at_bound_since.unwrap();
+    assert!((Utc::now() - since).num_seconds() < 60, "{since}");
     let stats = writer.close().unwrap();
     assert_eq!(
         (stats.events, stats.deleted_over_bound, stats.deleted_aged),
@@ -1084,7 +1097,21 @@ fn events_and_alerts_past_the_age_bound_go_even_while_idle() {
             started.elapsed()
         );
     }
-    // Six went for their age (the store is far below its count bound).
+    // Six went for their age (the store is far below its count bound),
+    // and the console is told so.
+    let seen = writer.health().unwrap().retention().unwrap();
+    assert_eq!(
+        (
+            seen.deleted_aged,
+            seen.max_age_days,
+            seen.deleted_over_bound
+        ),
+        (6, Some(1), 0)
+    );
+    assert_eq!(
+        (seen.stored, seen.at_bound_since),
+        (left().0.len() as u64, None)
+    );
     let stats = writer.close().unwrap();
     assert_eq!((stats.deleted_aged, stats.deleted_over_bound), (6, 0));
 }

@@ -233,6 +233,36 @@ snap!(overview_store_and_audit_failing, |app: &mut App| {
             held: 64_528,
             lost: 179_022,
         }),
+        retention: None,
+    }));
+});
+// Once the store deletes old events to stay within its bounds, the header
+// says so: an old alert's events may be gone.
+snap!(overview_store_at_its_bound, |app: &mut App| {
+    app.update(Action::Health(Health {
+        retention: Some(vigil::store::RetentionReport {
+            stored: 2_000_000,
+            max_events: 2_000_000,
+            deleted_over_bound: 1_506_000,
+            at_bound_since: Some(t(-300)),
+            deleted_aged: 31,
+            max_age_days: Some(30),
+        }),
+        ..Health::default()
+    }));
+});
+// Below the count bound, only the age bound deleting.
+snap!(overview_store_deleting_aged_events, |app: &mut App| {
+    app.update(Action::Health(Health {
+        retention: Some(vigil::store::RetentionReport {
+            stored: 812_344,
+            max_events: 2_000_000,
+            deleted_over_bound: 0,
+            at_bound_since: None,
+            deleted_aged: 31,
+            max_age_days: Some(30),
+        }),
+        ..Health::default()
     }));
 });
 // The gateway's refusals, by reason, in the header: a producer turned away
@@ -290,6 +320,7 @@ snap!(alerts_pane_with_the_audit_log_failing, |app: &mut App| {
             held: 12,
             lost: 0,
         }),
+        retention: None,
     }));
     app.update(Action::FocusPane(Pane::Alerts));
 });

@@ -215,6 +215,12 @@ impl EngineHandle {
         Ok(r)
     }
 
+    /// What the store's retention has deleted in this run; `None` while it
+    /// has deleted nothing (or without a live store).
+    pub fn store_retention(&self) -> Option<crate::store::RetentionReport> {
+        self.health.as_ref().and_then(|h| h.retention())
+    }
+
     /// Since when the store's commits fail and the latest error; `None`
     /// while they succeed.
     pub fn store_problem(&self) -> Option<(DateTime<Utc>, String)> {

@@ -196,15 +196,81 @@ pub struct StoreWriter {
     health: Option<std::sync::Arc<StoreHealth>>,
 }
 
-/// Whether the live writer's commits are failing, for `GET /health`.
+/// Whether the live writer's commits are failing, for `GET /health`, and
+/// what its retention has deleted, for the console.
 #[derive(Debug, Default)]
 pub struct StoreHealth {
     failing: std::sync::atomic::AtomicBool,
     /// Since when, and the latest error.
     detail: std::sync::Mutex<Option<(DateTime<Utc>, String)>>,
+    /// Events in the store after the latest commit or retention pass.
+    stored: std::sync::atomic::AtomicU64,
+    deleted_over_bound: std::sync::atomic::AtomicU64,
+    deleted_aged: std::sync::atomic::AtomicU64,
+    /// When the count bound first deleted anything in this run.
+    at_bound_since: std::sync::OnceLock<DateTime<Utc>>,
+    max_events: u64,
+    max_age_days: Option<u64>,
+}
+
+/// What retention has deleted in this run of the live writer, and why
+/// ([`StoreHealth::retention`]): from then on an old alert's evidence may
+/// be gone from the store, with no request refused and nothing in any
+/// answer to say so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Events in the store now.
+    pub stored: u64,
+    /// `[store] max_events`.
+    pub max_events: u64,
+    /// Deleted to stay within `max_events`, oldest by event time first.
+    pub deleted_over_bound: u64,
+    /// When that began (this run).
+    pub at_bound_since: Option<DateTime<Utc>>,
+    /// Deleted for being older than `[store] max_age_days`.
+    pub deleted_aged: u64,
+    pub max_age_days: Option<u64>,
 }
 
 impl StoreHealth {
+    fn new(retention: &Retention) -> StoreHealth {
+        StoreHealth {
+            max_events: retention.max_events,
+            max_age_days: retention.max_age.map(|a| a.as_secs() / 86_400),
+            ..StoreHealth::default()
+        }
+    }
+
+    /// The writer's count of stored events, after a commit or a retention
+    /// pass, and what that pass deleted.
+    fn retained(&self, stored: u64, over_bound: u64, aged: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stored.store(stored, Relaxed);
+        if over_bound > 0 {
+            let _ = self.at_bound_since.set(Utc::now());
+            self.deleted_over_bound.fetch_add(over_bound, Relaxed);
+        }
+        if aged > 0 {
+            self.deleted_aged.fetch_add(aged, Relaxed);
+        }
+    }
+
+    /// What retention has deleted in this run; `None` while it has deleted
+    /// nothing.
+    pub fn retention(&self) -> Option<RetentionReport> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let over = self.deleted_over_bound.load(Relaxed);
+        let aged = self.deleted_aged.load(Relaxed);
+        (over > 0 || aged > 0).then(|| RetentionReport {
+            stored: self.stored.load(Relaxed),
+            max_events: self.max_events,
+            deleted_over_bound: over,
+            at_bound_since: self.at_bound_since.get().copied(),
+            deleted_aged: aged,
+            max_age_days: self.max_age_days,
+        })
+    }
+
     fn failed(&self, error: &StoreError) {
         let mut d = match self.detail.lock() {
             Ok(g) => g,
@@ -428,7 +494,7 @@ impl StoreWriter {
             fsync_each_commit.then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(capacity)));
         let returns = SlotReturn(slots.clone());
         let failed = fsync_each_commit.then(|| std::sync::Arc::new(FailedCommits::default()));
-        let health = fsync_each_commit.then(|| std::sync::Arc::new(StoreHealth::default()));
+        let health = fsync_each_commit.then(|| std::sync::Arc::new(StoreHealth::new(&retention)));
         let live = failed.clone().zip(health.clone());
         let handle = thread::Builder::new()
             .name("vigil-store-writer".into())

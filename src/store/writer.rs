@@ -59,7 +59,9 @@ pub(super) fn writer_loop(
                 if retention.max_age.is_some() {
                     retained_at = std::time::Instant::now();
                     match enforce_retention(&mut conn, retention, &mut stored, &mut pending) {
-                        Ok(gone) => count_deleted(&mut stats, gone, &retention, live.is_some()),
+                        Ok(gone) => {
+                            count_deleted(&mut stats, gone, &retention, stored, health(&live))
+                        }
                         Err(e) if live.is_none() => return Err(e),
                         Err(e) => {
                             complaints.say(&format!("store: retention failed: {e}"));
@@ -113,10 +115,11 @@ pub(super) fn writer_loop(
             continue;
         }
         stats.transactions += 1;
+        stored += stats.events - before.events;
         if let Some((_, health)) = &live {
             health.committed();
+            health.retained(stored, 0, 0);
         }
-        stored += stats.events - before.events;
         // The group's records, then its replies: an answer never goes out
         // before the record of what it answers.
         if !group.records.is_empty() {
@@ -156,7 +159,7 @@ pub(super) fn writer_loop(
                 enforce_retention(&mut conn, retention, &mut stored, &mut pending),
                 &live,
             ) {
-                (Ok(gone), _) => count_deleted(&mut stats, gone, &retention, live.is_some()),
+                (Ok(gone), _) => count_deleted(&mut stats, gone, &retention, stored, health(&live)),
                 (Err(e), None) => return Err(e),
                 (Err(e), Some(_)) => {
                     complaints.say(&format!("store: retention failed: {e}"));
@@ -190,7 +193,7 @@ pub(super) fn writer_loop(
         &live,
     ) {
         (Ok(gone), _) => {
-            count_deleted(&mut stats, gone, &retention, live.is_some());
+            count_deleted(&mut stats, gone, &retention, stored, health(&live));
             Ok(stats)
         }
         (Err(e), None) => Err(e),
@@ -198,11 +201,29 @@ pub(super) fn writer_loop(
     }
 }
 
-/// Counts what retention deleted, and for the live writer (`announce`) says
-/// so the first time in a run each bound deletes anything: from then on
-/// events go with no request refused and nothing in the answers, so
-/// whoever runs the server is told. (A scan says it in its summary.)
-fn count_deleted(stats: &mut WriterStats, gone: Deleted, r: &Retention, announce: bool) {
+/// The live writer's health, if this is the live writer.
+fn health(
+    live: &Option<(std::sync::Arc<FailedCommits>, std::sync::Arc<StoreHealth>)>,
+) -> Option<&StoreHealth> {
+    live.as_ref().map(|(_, h)| &**h)
+}
+
+/// Counts what retention deleted (leaving `stored` events), and for the
+/// live writer (with its `health`, which the console reads) says so the
+/// first time in a run each bound deletes anything: from then on events go
+/// with no request refused and nothing in the answers, so whoever runs the
+/// server is told. (A scan says it in its summary.)
+fn count_deleted(
+    stats: &mut WriterStats,
+    gone: Deleted,
+    r: &Retention,
+    stored: u64,
+    health: Option<&StoreHealth>,
+) {
+    if let Some(h) = health {
+        h.retained(stored, gone.over_bound, gone.aged);
+    }
+    let announce = health.is_some();
     if announce && gone.over_bound > 0 && stats.deleted_over_bound == 0 {
         tracing::info!(
             "store: at its bound of {} events ([store] max_events): the oldest by event time go as new ones are stored",

@@ -256,6 +256,9 @@ pub struct Health {
     pub store: Option<(DateTime<Utc>, String)>,
     /// The audit log refuses writes (the gateway refuses events meanwhile).
     pub audit: Option<crate::store::audit_log::OutageReport>,
+    /// The store is deleting old events to stay within its bounds (not a
+    /// failure, but an old alert's evidence may be gone).
+    pub retention: Option<crate::store::RetentionReport>,
 }
 
 /// Work for the runner.

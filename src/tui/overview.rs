@@ -12,10 +12,12 @@ use super::view::{clean, event_text, fit, panel, window_start};
 use crate::event::Outcome;
 
 pub fn render(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
-    // One more header line when sources besides the gateway run, and one
-    // more while a line they could not parse is recent.
-    let height =
-        if app.sources.is_empty() { 7 } else { 8 } + u16::from(recent_unparsed(app).is_some());
+    // One more header line when sources besides the gateway run, one more
+    // while a line they could not parse is recent, and one once the store
+    // deletes old events.
+    let height = if app.sources.is_empty() { 7 } else { 8 }
+        + u16::from(recent_unparsed(app).is_some())
+        + u16::from(app.health.retention.is_some());
     let [header, body] =
         Layout::vertical([Constraint::Length(height), Constraint::Min(5)]).areas(area);
     render_header(frame, app, theme, header);
@@ -49,6 +51,12 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             .map(|p| Line::from(Span::styled(p.as_str(), Style::new().fg(theme.bad))))
             .collect();
         frame.render_widget(Paragraph::new(lines), last);
+    }
+    if let Some(r) = &app.health.retention {
+        let [top, last] =
+            Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+        inner = top;
+        frame.render_widget(Paragraph::new(retention_line(r, theme)), last);
     }
     // The gateway's line runs the full width under the figures and the
     // sparkline: its refusal reasons want the room.
@@ -217,6 +225,49 @@ fn recent_unparsed(app: &App) -> Option<&crate::sources::unparsed::Unparsed> {
         .last_unparsed
         .as_ref()
         .filter(|u| app.now - u.at < chrono::Duration::minutes(UNPARSED_SHOWN_MINUTES))
+}
+
+/// `store full (max_events 2000000): 1506000 oldest events deleted since
+/// 14:02:11 · 31 past max_age_days 30 deleted · 2000000 kept`: why an old
+/// alert's events may no longer be in the store (the count that matters
+/// first, so a narrow terminal keeps it).
+fn retention_line<'a>(r: &crate::store::RetentionReport, theme: &Theme) -> Line<'a> {
+    let warn = Style::new().fg(theme.warn);
+    let mut spans = vec![];
+    if r.deleted_over_bound > 0 {
+        spans.push(Span::styled("store full ", warn));
+        spans.push(Span::styled(
+            format!("(max_events {}): ", r.max_events),
+            theme.dimmed(),
+        ));
+        spans.push(Span::styled(
+            format!("{} oldest events deleted", r.deleted_over_bound),
+            theme.text(),
+        ));
+        if let Some(since) = r.at_bound_since {
+            spans.push(Span::styled(
+                format!(" since {}", since.format("%H:%M:%S")),
+                theme.dimmed(),
+            ));
+        }
+    } else {
+        spans.push(Span::styled("store ", theme.dimmed()));
+    }
+    if r.deleted_aged > 0 {
+        if r.deleted_over_bound > 0 {
+            spans.push(Span::styled(" · ", theme.dimmed()));
+        }
+        let days = r.max_age_days.map_or_else(String::new, |d| format!(" {d}"));
+        spans.push(Span::styled(
+            format!("{} events past max_age_days{days} deleted", r.deleted_aged),
+            warn,
+        ));
+    }
+    spans.push(Span::styled(
+        format!(" · {} kept", r.stored),
+        theme.dimmed(),
+    ));
+    Line::from(spans)
 }
 
 /// `last unparsed 07:50:11 syslog from 192.0.2.7: "<13>junk…" (no syslog

@@ -360,6 +360,7 @@ fn ui_loop(
             let health = Health {
                 store: engine.store_problem(),
                 audit: gateway.audit_outage(),
+                retention: engine.store_retention(),
             };
             if health != app.health {
                 app.update(Action::Health(health));
