@@ -541,7 +541,9 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
 /// 22–26 ms both ways), as the one worker also runs the batches'
 /// correlation; running that on the blocking pool too halved them (the
 /// worker then waits for the engine's lock). One worker with the whole
-/// batch on it lost 9 % on batches.
+/// batch on it lost 9 % on batches. Syslog over UDP at the same offered
+/// rate loses fewer datagrams with one worker (at 200 000/s 11–42k of
+/// 300 000 against 39–57k).
 pub fn worker_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
