@@ -32,13 +32,27 @@ pub enum LiveError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("binding {addr} (is another Vigil or service on it? choose another with --listen)")]
+    #[error("binding {addr}{}", bind_hint(.source))]
     Bind {
         addr: String,
         source: std::io::Error,
     },
     #[error(transparent)]
     Source(#[from] SourceError),
+}
+
+/// What to do about a listener that could not bind, where it is clear.
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (is another Vigil or service on it? choose another with --listen)"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need privileges; choose another with --listen)"
+        }
+        std::io::ErrorKind::AddrNotAvailable => " (no interface here has that address)",
+        _ => "",
+    }
 }
 
 /// Why a log source could not start.

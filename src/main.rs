@@ -285,10 +285,15 @@ fn main() {
         if broken_pipe {
             std::process::exit(0);
         }
-        // Paths and input in the message may carry control characters.
+        // Paths and input in the message may carry control characters; a
+        // message of several lines (a TOML error points at the column)
+        // keeps them, indented.
         eprintln!(
             "vigil: error: {}",
-            vigil::util::sanitize_for_terminal(&format!("{e:#}"))
+            vigil::util::sanitize_lines_for_terminal(
+                &vigil::util::join_causes(e.chain().map(ToString::to_string)),
+                "    "
+            )
         );
         std::process::exit(2);
     }

@@ -231,6 +231,39 @@ pub fn sanitize_for_terminal(s: &str) -> std::borrow::Cow<'_, str> {
     )
 }
 
+/// Like [`sanitize_for_terminal`], but a line break stays one: each line
+/// after the first starts with `indent`, so no part of `s` can pass for a
+/// line of its own (say, another `vigil: error:`).
+pub fn sanitize_lines_for_terminal(s: &str, indent: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, line) in s.trim_end_matches(['\r', '\n']).split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.push_str(indent);
+        }
+        out.push_str(&sanitize_for_terminal(
+            line.strip_suffix('\r').unwrap_or(line),
+        ));
+    }
+    out
+}
+
+/// An error and its causes as one message, `error: cause: cause`, leaving
+/// out a cause the message already says (an error whose own text names its
+/// source would otherwise say it twice).
+pub fn join_causes(chain: impl IntoIterator<Item = String>) -> String {
+    let mut out = String::new();
+    for cause in chain {
+        if out.is_empty() {
+            out = cause;
+        } else if !out.contains(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
+}
+
 /// Cuts `s` to at most `max` bytes on a character boundary.
 pub fn truncate_at_char_boundary(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -246,6 +279,33 @@ pub fn truncate_at_char_boundary(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn causes_are_joined_once_each() {
+        let join = |parts: &[&str]| join_causes(parts.iter().map(|p| p.to_string()));
+        assert_eq!(join(&[]), "");
+        assert_eq!(join(&["starting"]), "starting");
+        assert_eq!(
+            join(&["opening store x", "disk full"]),
+            "opening store x: disk full"
+        );
+        assert_eq!(
+            join(&["cannot read config c: No such file", "No such file"]),
+            "cannot read config c: No such file"
+        );
+    }
+
+    #[test]
+    fn several_lines_stay_lines_indented_and_inert() {
+        assert_eq!(sanitize_lines_for_terminal("one line", "  "), "one line");
+        assert_eq!(
+            sanitize_lines_for_terminal("a\r\n  | b\x1b[2J\n\tc\n", "  "),
+            "a\n    | b\u{fffd}[2J\n  \u{fffd}c"
+        );
+        // A forged line cannot start at the margin.
+        let out = sanitize_lines_for_terminal("x\nvigil: error: forged", "    ");
+        assert!(out.lines().skip(1).all(|l| l.starts_with("    ")), "{out}");
+    }
 
     #[test]
     fn complaints_go_out_at_most_once_a_second() {

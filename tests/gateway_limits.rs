@@ -236,6 +236,54 @@ fn limits_out_of_range_are_refused_at_start() {
     }
 }
 
+/// Start-up errors an operator reads: a TOML syntax error keeps its lines
+/// (the caret under the column), indented, with control characters made
+/// inert; a cause is said once; a bind error gives a hint only where one
+/// is right.
+#[test]
+fn start_up_errors_read_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = common::vigil()
+            .arg("serve")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("ARES_SHARED_SECRET", SECRET)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[gateway]\nlisten = [\n").unwrap();
+    let err = run(&["--config", bad.to_str().unwrap()]);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines[0].starts_with("vigil: error: config ") && lines[0].contains("TOML parse error"),
+        "{err}"
+    );
+    assert!(
+        lines.iter().any(|l| l.trim_end().ends_with("|           ^")),
+        "{err}"
+    );
+    assert!(lines[1..].iter().all(|l| l.starts_with("    ")), "{err}");
+    assert!(!err.contains('\u{fffd}'), "{err}");
+
+    let missing = dir.path().join("gone\x1b[2J.toml");
+    let err = run(&["--config", missing.to_str().unwrap()]);
+    assert!(!err.contains('\x1b'), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let err = run(&["--listen", &addr]);
+    assert!(err.contains("is another Vigil or service on it?"), "{err}");
+    let err = run(&["--listen", "127.0.0.1:99999"]);
+    assert!(err.contains("invalid port"), "{err}");
+    assert!(!err.contains("another Vigil"), "{err}");
+}
+
 /// `[gateway] audit_max_mib`: the audit log moves to a fresh file before it
 /// passes the bound, the chain runs on across files, and `vigil audit
 /// verify` follows it back through every file: each accepted event has its
