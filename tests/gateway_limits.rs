@@ -264,7 +264,9 @@ fn start_up_errors_read_as_written() {
         "{err}"
     );
     assert!(
-        lines.iter().any(|l| l.trim_end().ends_with("|           ^")),
+        lines
+            .iter()
+            .any(|l| l.trim_end().ends_with("|           ^")),
         "{err}"
     );
     assert!(lines[1..].iter().all(|l| l.starts_with("    ")), "{err}");
