@@ -877,6 +877,56 @@ fn batch_answers_per_line_and_keeps_order() {
     );
 }
 
+/// A signed batch of more than 10 000 lines is refused whole (413
+/// `batch_too_large`) and audited with its body's hash; blank lines do
+/// not count, and a batch at the limit gets an answer for every line.
+#[test]
+fn a_batch_over_the_line_limit_is_refused_whole_and_audited() {
+    let server = common::Server::start(&[("ARES_SHARED_SECRET", SECRET)]);
+    let c = Client {
+        server,
+        n: 0.into(),
+    };
+    let post_batch =
+        |body: &[u8]| c.post_raw_to("/ingest/batch", body, Some(sign(SECRET.as_bytes(), body)));
+    let over = "{}\n".repeat(10_001).into_bytes();
+    assert_eq!(
+        post_batch(&over),
+        (413, json!({"detail": "batch_too_large"}))
+    );
+    // At the limit, with blank lines besides: every line is answered (each
+    // a schema error here), nothing refused whole.
+    let at = "{}\n\n".repeat(10_000).into_bytes();
+    let (s, v) = post_batch(&at);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (&v["accepted"], &v["rejected"]),
+        (&json!(0), &json!(10_000))
+    );
+    assert_eq!(v["results"].as_array().unwrap().len(), 10_000);
+    assert_eq!(v["results"][9_999]["detail"], "schema_validation_failed");
+
+    let audit = std::fs::read_to_string(c.server.dir.path().join("audit.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (
+            &first["type"],
+            &first["path"],
+            &first["verification_reason"],
+            &first["body_sha256"]
+        ),
+        (
+            &json!("gateway_reject"),
+            &json!("/ingest/batch"),
+            &json!("batch_too_large"),
+            &json!(vigil::store::audit_log::sha256_hex(&over))
+        ),
+        "{first}"
+    );
+    assert_eq!(audit.lines().count(), 2, "{audit}");
+    common::assert_audit_verifies(&c.server.dir.path().join("audit.jsonl"));
+}
+
 #[test]
 fn producer_keys_rotate_without_downtime() {
     let server = common::Server::start(&[
