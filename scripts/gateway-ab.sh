@@ -103,12 +103,26 @@ run_one() {
 }
 
 # The server's user + system clock ticks so far (fields 14 and 15 of
-# /proc/PID/stat, counted after the command name, which may hold spaces).
+# /proc/PID/stat, counted after the command name, which may hold spaces),
+# with its running descendants': the seed under `uvicorn --reload` serves
+# from a child process, and its parent only watches files.
 cpu_ticks() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-    stat=${stat##*) }
-    awk '{ print $12 + $13 }' <<<"$stat"
+    local total=0 p stat
+    for p in $(tree_pids "$1"); do
+        stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        stat=${stat##*) }
+        total=$((total + $(awk '{ print $12 + $13 }' <<<"$stat")))
+    done
+    echo "$total"
+}
+
+# PID and every process below it.
+tree_pids() {
+    local p
+    echo "$1"
+    for p in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        tree_pids "$p"
+    done
 }
 hz=$(getconf CLK_TCK)
 
