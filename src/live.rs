@@ -546,11 +546,11 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
 /// the blocking pool, where a batch's work over its whole body runs.
 ///
 /// On two cores that is one worker. Against three (one per core and one
-/// more, as before), alternating A/B runs (`scripts/gateway-ab.sh`):
-/// `/ingest` at c16 +3.6 % quiet and +5.7 % under attack, with 6–10 % less
-/// server CPU per event (three workers parked and woke each other on
-/// condition variables ~11 % of their samples); `/ingest/batch` at par
-/// (+1.3 % quiet, −1.9 % under attack). Single events sent beside batches
+/// more, as before), alternating A/B runs (`scripts/gateway-ab.sh`, three
+/// rounds each, README "Gateway"): `/ingest` at c16 quiet B/A 1.050–1.071
+/// with 0.885–0.906 of the server CPU per event (three workers parked and
+/// woke each other on condition variables ~11 % of their samples), under
+/// attack 1.018 (CPU 0.917); `/ingest/batch` at par (0.974–0.996). Single events sent beside batches
 /// that saturate the machine fall from 555–634 to 443–524 a second (p99
 /// 22–26 ms both ways), as the one worker also runs the batches'
 /// correlation; running that on the blocking pool too halved them (the
