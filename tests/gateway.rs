@@ -305,6 +305,15 @@ fn seed_client_sequence_gets_the_seeds_answers() {
         .iter()
         .map(|a| a["rule_id"].as_str().unwrap())
         .collect();
+    // Scores read as the alert has them (f32), not widened to f64 digits.
+    let brute = v["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule_id"] == "BRUTE_FORCE_V1")
+        .unwrap();
+    assert_eq!(brute["risk_score"].to_string(), "0.525", "{brute}");
+    assert_eq!(brute["confidence"].to_string(), "0.75", "{brute}");
     for r in [
         "BRUTE_FORCE_V1",
         "INGEST_STORM_V1",

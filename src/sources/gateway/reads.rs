@@ -13,6 +13,11 @@ use serde_json::json;
 use super::admin::bearer_is;
 use super::{AuditRecord, GatewayState, reject, sanitize_path};
 
+#[derive(serde::Serialize)]
+struct RecentAlerts<'a> {
+    alerts: &'a [crate::detect::alert::Alert],
+}
+
 #[derive(Deserialize)]
 pub(super) struct Limit {
     limit: Option<i64>,
@@ -24,7 +29,10 @@ pub(super) async fn alerts_recent(
 ) -> Response {
     let limit = q.limit.unwrap_or(50).clamp(1, 200) as usize;
     match st.engine.recent_alerts(limit).await {
-        Ok(alerts) => axum::Json(json!({ "alerts": alerts })).into_response(),
+        // Serialised as they are, not through `json!`: a `Value` holds
+        // numbers as f64, and a score of 0.525 (an f32) came out as
+        // 0.5249999761581421.
+        Ok(alerts) => axum::Json(RecentAlerts { alerts: &alerts }).into_response(),
         Err(_) => reject(StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable"),
     }
 }
