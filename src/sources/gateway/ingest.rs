@@ -199,7 +199,11 @@ pub(super) async fn ingest_batch(
 ) -> Response {
     let prepared = {
         let (st, body) = (st.clone(), body.clone());
-        tokio::task::spawn_blocking(move || prepare_batch(&st, &client, &headers, &body)).await
+        tokio::task::spawn_blocking(move || {
+            as_bulk_work();
+            prepare_batch(&st, &client, &headers, &body)
+        })
+        .await
     };
     let mut batch = match prepared {
         Ok(Ok(batch)) => batch,
@@ -215,9 +219,45 @@ pub(super) async fn ingest_batch(
         Ok(receipt) => receipt.answers().await,
         Err(_) => Vec::new(),
     };
-    tokio::task::spawn_blocking(move || finish_batch(&st, &client, &body, batch, answers))
-        .await
-        .unwrap_or_else(|_| internal_error())
+    tokio::task::spawn_blocking(move || {
+        as_bulk_work();
+        finish_batch(&st, &client, &body, batch, answers)
+    })
+    .await
+    .unwrap_or_else(|_| internal_error())
+}
+
+/// How much lower (in nice steps) the blocking pool runs than the rest.
+///
+/// A batch's work over its body runs on several blocking-pool threads at
+/// once, and on two cores they took the CPU from the two stages every event
+/// passes one at a time: the async worker (correlation) and the store
+/// writer, each runnable but waiting for a core ~⅓ of the time under a
+/// batch load (`/proc/PID/task/TID/schedstat`). Yielding to them is also
+/// what an analyst wants of the bulk path: single events, the sources and
+/// the console's thread keep their share while batches pour in. Measured
+/// with `scripts/gateway-ab.sh` (README "Gateway").
+pub const BULK_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority by [`BULK_NICE`], once per
+/// thread (a blocking-pool thread serves many batches). Only batches use the
+/// blocking pool, so nothing else runs lowered. Linux keeps the nice value
+/// per thread; elsewhere it is per process, so nothing is done there.
+pub fn as_bulk_work() {
+    #[cfg(target_os = "linux")]
+    {
+        thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+        LOWERED.with(|lowered| {
+            if !lowered.replace(true) {
+                // SAFETY: nice(2) only changes the calling thread's nice value
+                // (relative, so a service started niced stays below the rest);
+                // a failure leaves the thread as it was, which is harmless.
+                unsafe {
+                    libc::nice(BULK_NICE);
+                }
+            }
+        });
+    }
 }
 
 /// The answer when a batch's work on the blocking pool did not finish (it
@@ -390,6 +430,28 @@ fn finish_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn bulk_work_runs_lowered_once_per_thread_and_only_there() {
+        // SAFETY: reads the calling thread's nice value.
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        // On threads of their own: the nice value is per thread on Linux
+        // (and a new thread starts with its creator's).
+        let (before, first, second) = std::thread::spawn(move || {
+            let before = nice();
+            as_bulk_work();
+            let first = nice();
+            as_bulk_work();
+            (before, first, nice())
+        })
+        .join()
+        .unwrap();
+        let other = std::thread::spawn(nice).join().unwrap();
+        assert_eq!(first, (before + BULK_NICE).min(19));
+        assert_eq!(second, first, "lowered again on the same thread");
+        assert_eq!(other, before, "a thread that did no bulk work was lowered");
+    }
 
     #[test]
     fn batch_lines_are_split_on_newlines_leaving_blank_ones_out() {
