@@ -438,6 +438,33 @@ impl Sources {
     }
 }
 
+/// Writes the accept records a crash kept out of the audit log (see
+/// [`crate::sources::gateway::recover_accept_records`]) before the gateway
+/// takes requests; says what it did. A failure is said, not fatal: the
+/// gateway still comes up.
+fn recover_accept_records(db: &Path, audit: &mut AuditLog, audit_path: &Path) {
+    use crate::sources::gateway::{RECOVERED, Recovery};
+    let outcome = crate::store::open(db)
+        .map_err(crate::sources::gateway::RecoverError::Store)
+        .and_then(|conn| {
+            crate::sources::gateway::recover_accept_records(
+                &conn,
+                audit,
+                audit_path,
+                chrono::Utc::now(),
+            )
+        });
+    match outcome {
+        Ok(Recovery::Complete) => {}
+        Ok(Recovery::Recovered { events, records }) => tracing::warn!(
+            "audit log: {events} events the gateway stored had no accept record (vigil stopped              between their commit and their record; they were never answered): written now              as {records} {RECOVERED} record(s)"
+        ),
+        Err(e) => {
+            tracing::warn!("audit log: the check for accept records a crash lost failed: {e}")
+        }
+    }
+}
+
 /// Says so when a syslog listener faces the network and takes messages from
 /// anyone: forged lines can raise alerts and bans against addresses of the
 /// forger's choosing (see `crate::sources::senders`).
@@ -489,7 +516,7 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
         max_bytes: u64::from(cfg.gateway.audit_max_mib) << 20,
         keep: cfg.gateway.audit_keep as usize,
     };
-    let audit = AuditLog::open_rotating(&audit_path, Some(rotation)).map_err(|source| {
+    let mut audit = AuditLog::open_rotating(&audit_path, Some(rotation)).map_err(|source| {
         LiveError::Audit {
             path: audit_path.clone(),
             source,
@@ -497,6 +524,7 @@ pub fn start(cfg: &Config, data_dir: &Path, live: LiveConfig) -> Result<Live, Li
     })?;
     let (head, records) = audit.head();
     tracing::info!("audit log: {records} records, chain head {head}");
+    recover_accept_records(&db, &mut audit, &audit_path);
     // An empty token is no token: the routes it guards stay as without one.
     let token = |t: &Option<String>| {
         t.as_deref()

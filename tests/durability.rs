@@ -236,6 +236,31 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
     let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
     drop(server);
     let server = common::Server::start_in(dir, &env);
+    // Every stored event is named as accepted once the restart has written
+    // the records the kill kept out (those stored but never answered).
+    let records = common::audit_records(&server.dir.path().join("audit.jsonl"));
+    let recovered: std::collections::HashSet<String> = records
+        .iter()
+        .filter(|r| r["type"] == "gateway_accept_recovered")
+        .flat_map(|r| r["events"].as_array().unwrap())
+        .filter_map(|e| e["event_id"].as_str().map(str::to_string))
+        .collect();
+    let unnamed = times_stored
+        .keys()
+        .filter(|id| !accepted.contains(*id) && !recovered.contains(*id))
+        .count();
+    println!(
+        "kill -9: {} stored without an accept record before the restart, {} recovered at \
+         start, {unnamed} stored without one after",
+        times_stored
+            .keys()
+            .filter(|id| !accepted.contains(*id))
+            .count(),
+        recovered.len()
+    );
+    assert_eq!(unnamed, 0, "{:?}", server.banner);
+    let twice: Vec<&String> = recovered.intersection(&accepted).collect();
+    assert!(twice.is_empty(), "named as accepted twice: {twice:?}");
     for id in [&acked[0], &acked[acked.len() / 2], &acked[acked.len() - 1]] {
         // Same id, fresh timestamp: only idempotency can refuse it.
         let (s, b) = post(
@@ -760,4 +785,113 @@ fn a_full_disk_and_its_recovery_lose_no_acknowledged_event_or_record() {
         "accept records are exactly the acknowledged events"
     );
     common::assert_audit_verifies(&data.join("audit.jsonl"));
+}
+
+/// A stop between commits and their accept records: at the next start the
+/// events the gateway stored that no accept record names get one
+/// (`gateway_accept_recovered`), in the order stored, naming none the log
+/// already had and none vigil read itself; the chain verifies, `vigil
+/// audit event` shows it, and a further start writes nothing more. Records
+/// are not in commit order (a batch appends its own after its commit, the
+/// writer a group's of single events), so the log here, as a kill can leave
+/// it, lacks a batch's record while a later event's is there.
+#[test]
+fn accept_records_a_crash_lost_are_written_at_the_next_start() {
+    let env = [
+        ("ARES_SHARED_SECRET", SECRET),
+        ("SEC_RATE_LIMIT_PER_MIN", "1000000"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let tailed = dir.path().join("auth.log");
+    std::fs::write(&tailed, "").unwrap();
+    let tail_arg = tailed.to_str().unwrap().to_string();
+    let server = common::Server::start_with(dir, &env, &["--tail", &tail_arg]);
+    let addr = server.addr.clone();
+    let single = |id: &str| {
+        let (status, body) =
+            post(&addr, &event(id, "host-rec", "login_success", "192.0.2.1")).unwrap();
+        assert_eq!(status, 200, "{body}");
+    };
+    let singles: Vec<String> = (0..4).map(|i| format!("rec-single-{i:04}")).collect();
+    single(&singles[0]);
+    single(&singles[1]);
+    let batch: Vec<String> = (0..3).map(|i| format!("rec-batch-{i:04}")).collect();
+    let body: Vec<u8> = batch
+        .iter()
+        .map(|id| event(id, "host-rec", "login_success", "192.0.2.2"))
+        .collect::<Vec<_>>()
+        .join(&b'\n');
+    let (status, answer) = post_to(&addr, "/ingest/batch", &body).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    single(&singles[2]);
+    single(&singles[3]);
+    // A line vigil reads itself, stored after them: no accept record is due.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&tailed)
+        .unwrap()
+        .write_all(b"Nov 22 10:00:00 tailhost sshd[1]: Failed password for root from 198.51.100.9 port 22 ssh2\n")
+        .unwrap();
+    common::wait_for_stored(server.dir.path(), "tailhost", 1, "the tailed line");
+    let (ok, _, dir) = server.stop_keeping_data();
+    assert!(ok);
+
+    // The log as a kill leaves it after the third single event's record
+    // and before the batch's (and the fourth's): the batch's record taken
+    // out, the records after it chained anew, the rest cut off.
+    let audit = dir.path().join("audit.jsonl");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let at = |pred: &dyn Fn(&str) -> bool| lines.iter().position(|l| pred(l)).unwrap();
+    let batch_at = at(&|l| l.starts_with(r#"{"type":"gateway_batch","#));
+    let third_at =
+        at(&|l| l.starts_with(r#"{"type":"gateway_accept","#) && l.contains(&singles[2]));
+    assert!(batch_at < third_at);
+    let mut kept: Vec<String> = lines[..batch_at].iter().map(|l| l.to_string()).collect();
+    for l in &lines[batch_at + 1..=third_at] {
+        let prev = vigil::store::audit_log::sha256_hex(kept.last().unwrap().as_bytes());
+        let cut = l.rfind(r#""prev":""#).unwrap() + r#""prev":""#.len();
+        kept.push(format!("{}{prev}{}", &l[..cut], &l[cut + 64..]));
+    }
+    std::fs::write(&audit, kept.join("\n") + "\n").unwrap();
+    common::assert_audit_verifies(&audit);
+
+    let recovered = |audit: &std::path::Path| -> Vec<Value> {
+        common::audit_records(audit)
+            .into_iter()
+            .filter(|r| r["type"] == "gateway_accept_recovered")
+            .collect()
+    };
+    let server = common::Server::start_with(dir, &env, &["--tail", &tail_arg]);
+    let records = recovered(&audit);
+    assert_eq!(records.len(), 1, "{records:?}");
+    let named: Vec<&str> = records[0]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = batch
+        .iter()
+        .chain(&singles[3..])
+        .map(String::as_str)
+        .collect();
+    assert_eq!(named, want);
+    assert_eq!(records[0]["count"], 4);
+    assert_eq!(records[0]["events"][0]["host"], "host-rec");
+    common::assert_audit_verifies(&audit);
+    let (found, out, err) = common::audit_event(&audit, &batch[1]);
+    assert!(found, "{err}");
+    assert!(out.contains("accepted, recorded at start"), "{out}");
+    let (ok, log, dir) = server.stop_keeping_data();
+    assert!(ok);
+    assert!(
+        log.contains("4 events the gateway stored had no accept record"),
+        "{log}"
+    );
+
+    // Nothing more at the next start.
+    let server = common::Server::start_with(dir, &env, &["--tail", &tail_arg]);
+    assert_eq!(recovered(&audit).len(), 1);
+    assert!(server.stop());
 }

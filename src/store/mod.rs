@@ -35,8 +35,8 @@ use writer::writer_loop;
 
 pub use keys::{IDEMPOTENCY_TTL_SECS, for_each_idempotency_key, idempotency_key};
 pub use queries::{
-    FeedbackRow, MAX_EVIDENCE_LOOKUP, audit_log, bans, count_events, event, events_in_range,
-    feedback, host_state, host_states, recent_alerts,
+    FeedbackRow, MAX_EVIDENCE_LOOKUP, StoredEvent, audit_log, bans, count_events, event,
+    events_in_range, feedback, host_state, host_states, newest_events, recent_alerts,
 };
 pub use writer::RETENTION_STEP;
 

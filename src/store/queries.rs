@@ -67,6 +67,46 @@ pub fn event(conn: &Connection, event_id: &str) -> Result<Option<Event>, StoreEr
     rows.next()?.map(event_from_row).transpose()
 }
 
+/// A stored event as the audit trail names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub event_id: String,
+    pub host: String,
+    pub source: String,
+    /// Set for events the gateway took (a producer's), `None` for the lines
+    /// vigil reads itself and for offline scans.
+    pub received: Option<DateTime<Utc>>,
+}
+
+/// The newest stored events, newest first (in the order they were
+/// committed), at most `limit`, until `f` returns `false`.
+pub fn newest_events(
+    conn: &Connection,
+    limit: u32,
+    mut f: impl FnMut(StoredEvent) -> bool,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT event_id, host, source, received FROM events ORDER BY rowid DESC LIMIT ?1",
+    )?;
+    let mut rows = stmt.query(params![limit])?;
+    while let Some(r) = rows.next()? {
+        let received = r
+            .get::<_, Option<i64>>(3)?
+            .map(|v| DateTime::from_timestamp_micros(v).ok_or_else(|| corrupt("received", v)))
+            .transpose()?;
+        let ev = StoredEvent {
+            event_id: r.get(0)?,
+            host: r.get(1)?,
+            source: r.get(2)?,
+            received,
+        };
+        if !f(ev) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Events with these ids whose event time lies in `[from, to]` (an alert's
 /// evidence), in event time order. The `(ts, event_id)` index answers it
 /// alone: rows are read only for the ids asked for, however many events the

@@ -31,6 +31,7 @@ mod answer;
 mod audit;
 mod ingest;
 mod reads;
+mod recover;
 mod signature;
 mod stats;
 
@@ -52,6 +53,7 @@ pub use audit::{
     AUDIT_UNAVAILABLE, AuditRecord, BATCH_RECORD, BatchRecord, audit_ids, serialise_audit,
 };
 pub use ingest::{MAX_BATCH_LINES, Rejected, validate_event};
+pub use recover::{RECOVERED, RecoverError, Recovery, recover_accept_records};
 pub use signature::{sign, verify_signature};
 pub use stats::{CLIENTS_COUNTED, GatewayStats, IngestCounts, KeyCount};
 

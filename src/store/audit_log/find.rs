@@ -27,10 +27,36 @@ pub struct Mention {
     pub batch_line: Option<(u64, u64)>,
     pub host: Option<String>,
     pub source: Option<String>,
+    /// Named by a `gateway_accept_recovered` record: stored before a crash
+    /// with no accept record, which was written at the next start (the
+    /// request's path, client and key are not known then).
+    pub recovered: bool,
 }
 
 impl std::fmt::Display for Mention {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.recovered {
+            write!(
+                f,
+                "{} line {}: {} accepted, recorded at start (stored before vigil stopped, with \
+                 no accept record)",
+                self.file.display(),
+                self.line,
+                self.ts
+            )?;
+        } else {
+            self.fmt_request(f)?;
+        }
+        match (&self.host, &self.source) {
+            (Some(h), Some(s)) => write!(f, " (host {h}, source {s})"),
+            (Some(h), None) => write!(f, " (host {h})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Mention {
+    fn fmt_request(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "{} line {}: {} {}",
@@ -49,13 +75,8 @@ impl std::fmt::Display for Mention {
             write!(f, ", key {k}")?;
         }
         match &self.refused {
-            None => write!(f, ": accepted")?,
-            Some(r) => write!(f, ": refused, {r}")?,
-        }
-        match (&self.host, &self.source) {
-            (Some(h), Some(s)) => write!(f, " (host {h}, source {s})"),
-            (Some(h), None) => write!(f, " (host {h})"),
-            _ => Ok(()),
+            None => write!(f, ": accepted"),
+            Some(r) => write!(f, ": refused, {r}"),
         }
     }
 }
@@ -78,6 +99,56 @@ pub fn chain_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
         files.insert(0, p);
     }
     Ok(files)
+}
+
+/// Calls `f` on `path`'s lines from the last to the first (without `\n`
+/// or `\r\n`; empty lines passed over) until it returns something, reading
+/// the file backwards a chunk at a time: finding the log's last record of a
+/// kind reads its tail, not the whole file. A line longer than
+/// [`MAX_LINE_BYTES`] is a read error, as for [`raw_lines`].
+pub fn rfind_line<T>(
+    path: &Path,
+    mut f: impl FnMut(&[u8]) -> Option<T>,
+) -> std::io::Result<Option<T>> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    let mut end = file.metadata()?.len();
+    // The start of the line that runs on past the chunk read last.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut chunk: u64 = 64 << 10;
+    while end > 0 {
+        let start = end.saturating_sub(chunk);
+        let mut buf = vec![0u8; (end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf)?;
+        buf.extend_from_slice(&carry);
+        let mut hi = buf.len();
+        while let Some(nl) = memchr::memrchr(b'\n', &buf[..hi]) {
+            if let Some(found) = call_on_line(&buf[nl + 1..hi], &mut f) {
+                return Ok(Some(found));
+            }
+            hi = nl;
+        }
+        if hi > MAX_LINE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a line longer than {MAX_LINE_BYTES} bytes: not a record vigil writes"),
+            ));
+        }
+        if start == 0 {
+            return Ok(call_on_line(&buf[..hi], &mut f));
+        }
+        buf.truncate(hi);
+        carry = buf;
+        end = start;
+        chunk = (chunk * 2).min(8 << 20);
+    }
+    Ok(None)
+}
+
+fn call_on_line<T>(line: &[u8], f: &mut impl FnMut(&[u8]) -> Option<T>) -> Option<T> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() { None } else { f(line) }
 }
 
 /// Every record in `files` (in chain order) that names `event_id`, in
@@ -119,6 +190,7 @@ fn mentions(v: &Value, event_id: &str, file: &Path, line: u64, out: &mut Vec<Men
         batch_line: None,
         host: None,
         source: None,
+        recovered: false,
     };
     let named = |e: &Value| e.get("event_id").and_then(Value::as_str) == Some(event_id);
     match v.get("type").and_then(Value::as_str) {
@@ -152,6 +224,21 @@ fn mentions(v: &Value, event_id: &str, file: &Path, line: u64, out: &mut Vec<Men
             found.sort_by_key(|m| m.batch_line);
             out.extend(found);
         }
+        Some("gateway_accept_recovered") => {
+            let named_events = v.get("events").and_then(Value::as_array);
+            out.extend(
+                named_events
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| named(e))
+                    .map(|e| Mention {
+                        host: text(e, "host"),
+                        source: text(e, "source"),
+                        recovered: true,
+                        ..base.clone()
+                    }),
+            );
+        }
         Some("gateway_accept") | Some("gateway_reject") if named(v) => {
             let accepted = v.get("type").and_then(Value::as_str) == Some("gateway_accept");
             out.push(Mention {
@@ -170,6 +257,50 @@ fn mentions(v: &Value, event_id: &str, file: &Path, line: u64, out: &mut Vec<Men
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_found_from_the_end_across_chunks_as_the_forward_reader_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        // Lines of every length around the first chunk (64 KiB) and the
+        // doubled ones, with `\r\n`, blank lines and no final newline.
+        let mut text = Vec::new();
+        let mut n = 0u64;
+        while text.len() < 400_000 {
+            let len = (n * 7919) % 70_000;
+            text.extend(std::iter::repeat_n(b'a' + (n % 26) as u8, len as usize));
+            text.extend_from_slice(if n % 5 == 0 { b"\r\n" } else { b"\n" });
+            if n % 9 == 0 {
+                text.push(b'\n');
+            }
+            n += 1;
+        }
+        text.extend_from_slice(b"last-no-newline");
+        std::fs::write(&path, &text).unwrap();
+        let forward: Vec<Vec<u8>> = raw_lines(&path)
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let mut backward = Vec::new();
+        let none: Option<()> = rfind_line(&path, |l| {
+            backward.push(l.to_vec());
+            None
+        })
+        .unwrap();
+        assert!(none.is_none());
+        backward.reverse();
+        assert_eq!(backward.len(), forward.len());
+        assert!(backward == forward, "lines differ");
+        // Stops at the first match from the end.
+        let found = rfind_line(&path, |l| (l.first() == Some(&b'c')).then_some(l.len())).unwrap();
+        let want = forward.iter().rev().find(|l| l[0] == b'c').map(Vec::len);
+        assert_eq!(found, want);
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(rfind_line(&path, |l| Some(l.len())).unwrap(), None);
+        std::fs::write(&path, b"\n\n").unwrap();
+        assert_eq!(rfind_line(&path, |l| Some(l.len())).unwrap(), None);
+    }
 
     #[test]
     fn an_event_is_found_in_single_batch_and_older_per_line_records_escaped_or_not() {

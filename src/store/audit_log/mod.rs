@@ -14,7 +14,7 @@ mod pending;
 mod tests;
 mod verify;
 
-pub use find::{Mention, chain_files, find_event};
+pub use find::{Mention, chain_files, find_event, rfind_line};
 pub use pending::{Pending, json_str};
 pub use verify::{FileVerdict, Verdict, find_record, verify, verify_chain};
 
