@@ -443,7 +443,7 @@ impl Sources {
 /// takes requests; says what it did. A failure is said, not fatal: the
 /// gateway still comes up.
 fn recover_accept_records(db: &Path, audit: &mut AuditLog, audit_path: &Path) {
-    use crate::sources::gateway::{RECOVERED, Recovery};
+    use crate::sources::gateway::RECOVERED;
     let outcome = crate::store::open(db)
         .map_err(crate::sources::gateway::RecoverError::Store)
         .and_then(|conn| {
@@ -454,14 +454,29 @@ fn recover_accept_records(db: &Path, audit: &mut AuditLog, audit_path: &Path) {
                 chrono::Utc::now(),
             )
         });
-    match outcome {
-        Ok(Recovery::Complete) => {}
-        Ok(Recovery::Recovered { events, records }) => tracing::warn!(
-            "audit log: {events} events the gateway stored had no accept record (vigil stopped              between their commit and their record; they were never answered): written now              as {records} {RECOVERED} record(s)"
-        ),
+    let r = match outcome {
+        Ok(r) => r,
         Err(e) => {
-            tracing::warn!("audit log: the check for accept records a crash lost failed: {e}")
+            tracing::warn!("audit log: the check for accept records a crash lost failed: {e}");
+            return;
         }
+    };
+    if r.recovered > 0 {
+        tracing::warn!(
+            "audit log: {} events the gateway stored had no accept record (vigil stopped \
+             between their commit and their record; they were never answered): written now \
+             as {} {RECOVERED} record(s)",
+            r.recovered,
+            r.records
+        );
+    }
+    if r.unchecked > 0 {
+        tracing::warn!(
+            "audit log: {} of the newest events the gateway stored were received before the \
+             oldest record the log still holds (its older files removed, or the log started \
+             anew): whether they have accept records is not checked",
+            r.unchecked
+        );
     }
 }
 

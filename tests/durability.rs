@@ -895,3 +895,46 @@ fn accept_records_a_crash_lost_are_written_at_the_next_start() {
     assert_eq!(recovered(&audit).len(), 1);
     assert!(server.stop());
 }
+
+/// A log whose older files are gone (here: started anew after the events)
+/// holds no record of events received before its first: vigil cannot tell
+/// whether they had one, so it writes none for them, and says so.
+#[test]
+fn events_older_than_the_log_are_not_taken_for_lost_records() {
+    let env = [
+        ("ARES_SHARED_SECRET", SECRET),
+        ("SEC_RATE_LIMIT_PER_MIN", "1000000"),
+    ];
+    let server = common::Server::start(&env);
+    for i in 0..3 {
+        let id = format!("old-event-{i:04}");
+        let (status, body) = post(
+            &server.addr,
+            &event(&id, "host-old", "login_success", "192.0.2.1"),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let (ok, _, dir) = server.stop_keeping_data();
+    assert!(ok);
+    let audit = dir.path().join("audit.jsonl");
+    let later = (chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc3339();
+    let first = json!({"type": "gateway_reject", "ts": later, "path": "/ingest",
+        "verification_reason": "missing_signature",
+        "prev": vigil::store::audit_log::GENESIS});
+    std::fs::write(&audit, format!("{first}\n")).unwrap();
+    let server = common::Server::start_in(dir, &env);
+    let (ok, log, dir) = server.stop_keeping_data();
+    assert!(ok);
+    let records = common::audit_records(&dir.path().join("audit.jsonl"));
+    assert!(
+        records
+            .iter()
+            .all(|r| r["type"] != "gateway_accept_recovered"),
+        "{records:?}"
+    );
+    assert!(
+        log.contains("audit log: 3 of the newest events the gateway stored were received before the oldest record"),
+        "{log}"
+    );
+}

@@ -40,12 +40,17 @@ const LOOK_BACK: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 const EVENTS_PER_RECORD: usize = 10_000;
 
 /// What the start-up check found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Recovery {
-    /// Every producer event checked has an accept record.
-    Complete,
-    /// Records written: `events` events in `records` records.
-    Recovered { events: usize, records: usize },
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Events that had no accept record and now have one, in `records`
+    /// records.
+    pub recovered: usize,
+    pub records: usize,
+    /// Events received before the oldest record the log still holds (its
+    /// older files removed, or the log started anew) whose records were
+    /// not found: whether they ever had one cannot be told, so none is
+    /// written for them.
+    pub unchecked: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,11 +108,15 @@ pub fn recover_accept_records(
         true
     })?;
     let Some(oldest) = stored.iter().filter_map(|e| e.received).min() else {
-        return Ok(Recovery::Complete);
+        return Ok(Recovery::default());
     };
     let back_to = oldest - LOOK_BACK;
+    // The time of the oldest record read, and whether the reading stopped
+    // before the log's first record.
+    let mut first_read: Option<DateTime<Utc>> = None;
+    let mut stopped = false;
     if audit_path.is_file() {
-        'files: for file in chain_files(audit_path)
+        for file in chain_files(audit_path)
             .map_err(RecoverError::Read)?
             .iter()
             .rev()
@@ -117,16 +126,32 @@ pub fn recover_accept_records(
                 for id in r.accepted() {
                     unnamed.remove(id);
                 }
-                (unnamed.is_empty() || r.time().is_some_and(|t| t < back_to)).then_some(())
+                let t = r.time();
+                first_read = t.or(first_read);
+                (unnamed.is_empty() || t.is_some_and(|t| t < back_to)).then_some(())
             })
             .map_err(RecoverError::Read)?;
             if done.is_some() {
-                break 'files;
+                stopped = true;
+                break;
             }
         }
     }
+    // Read to its start, the log holds no record of events received before
+    // its first: their records (if any) were in files no longer there.
+    let mut unchecked = 0;
+    if !stopped {
+        unnamed.retain(|_, i| {
+            let seen = matches!((stored[*i].received, first_read), (Some(r), Some(f)) if r >= f);
+            unchecked += usize::from(!seen);
+            seen
+        });
+    }
     if unnamed.is_empty() {
-        return Ok(Recovery::Complete);
+        return Ok(Recovery {
+            unchecked,
+            ..Recovery::default()
+        });
     }
     // In the order they were stored.
     let mut missing: Vec<&StoredEvent> = unnamed.values().map(|&i| &stored[i]).collect();
@@ -154,9 +179,10 @@ pub fn recover_accept_records(
         .collect();
     let n = records.len();
     audit.append_all(records).map_err(RecoverError::Write)?;
-    Ok(Recovery::Recovered {
-        events: missing.len(),
+    Ok(Recovery {
+        recovered: missing.len(),
         records: n,
+        unchecked,
     })
 }
 
