@@ -153,9 +153,10 @@ pub fn recover_accept_records(
             ..Recovery::default()
         });
     }
-    // In the order they were stored.
-    let mut missing: Vec<&StoredEvent> = unnamed.values().map(|&i| &stored[i]).collect();
-    missing.sort_by_key(|e| std::cmp::Reverse(unnamed[&e.event_id]));
+    // In the order they were stored (`stored` is newest first).
+    let mut at: Vec<usize> = unnamed.into_values().collect();
+    at.sort_unstable_by(|a, b| b.cmp(a));
+    let missing: Vec<&StoredEvent> = at.iter().map(|&i| &stored[i]).collect();
     let ts = now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
     let records: Vec<RecoveredRecord> = missing
         .chunks(EVENTS_PER_RECORD)
