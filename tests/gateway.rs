@@ -567,6 +567,53 @@ fn quarantine_release_and_unban_are_token_guarded_and_audited() {
     );
     assert_eq!(s, 200, "{v}");
     assert_eq!(c.get("/hosts/host-q/state").1["quarantine"], false);
+    let (s, v) = c.server.request(
+        "POST",
+        "/hosts/host-q/release",
+        &[("Authorization", "Bearer admin-token-123")],
+        body,
+    );
+    assert_eq!(s, 409, "released already: {v}");
+    assert!(
+        v.contains("host host-q is neither quarantined nor in a cooldown"),
+        "{v}"
+    );
+    // A host in a cooldown alone (success after failures throttles it) is
+    // released too: the console lists it beside the quarantined ones.
+    for _ in 0..6 {
+        c.post(&event(
+            &c.id(),
+            "host-c",
+            "login_failed",
+            Some("alice"),
+            Some("198.51.100.10"),
+        ));
+    }
+    let (_, v) = c.post(&event(
+        &c.id(),
+        "host-c",
+        "login_success",
+        Some("alice"),
+        Some("198.51.100.10"),
+    ));
+    assert_eq!(
+        v["policy"]["reasons"],
+        json!(["suspicious_cooldown_set"]),
+        "{v}"
+    );
+    let st = c.get("/hosts/host-c/state").1;
+    assert_eq!(st["quarantine"], false);
+    assert!(st["cooldown_until_utc"].is_string(), "{st}");
+    let (s, v) = c.server.request(
+        "POST",
+        "/hosts/host-c/release",
+        &[("Authorization", "Bearer admin-token-123")],
+        br#"{"reason":"alice back from holiday, typed her old password","by":"bob"}"#,
+    );
+    assert_eq!(s, 200, "{v}");
+    assert!(c.get("/hosts/host-c/state").1["cooldown_until_utc"].is_null());
+    let (_, v) = c.post(&event(&c.id(), "host-c", "proc_start", None, None));
+    assert_eq!(v["policy"]["reasons"], json!(["ok"]), "{v}");
     let (s, _) = c.server.request(
         "DELETE",
         "/bans/203.0.113.66",
@@ -598,6 +645,10 @@ fn quarantine_release_and_unban_are_token_guarded_and_audited() {
     );
     assert!(
         seen.contains(&("unban_ip".into(), "alice".into(), "ok".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("release_host".into(), "bob".into(), "ok".into())),
         "{seen:?}"
     );
     assert!(seen.iter().filter(|s| s.2 == "unauthorised").count() >= 2);

@@ -132,8 +132,8 @@ pub struct PolicyContext {
 /// Errors of administrative actions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
-    #[error("host {0} is not quarantined")]
-    NotQuarantined(String),
+    #[error("host {0} is neither quarantined nor in a cooldown")]
+    NothingToRelease(String),
     #[error("{0} is not banned")]
     NotBanned(IpAddr),
     #[error("a reason is required")]
@@ -414,8 +414,10 @@ impl Policy {
         Ok(())
     }
 
-    /// Lifts a host's quarantine (and cooldown). Evidence up to `at` will not
-    /// quarantine it again.
+    /// Lifts a host's quarantine and its cooldown (a host in a cooldown
+    /// alone is released too: the console lists it beside the quarantined
+    /// ones). Evidence up to `at` will not quarantine it again; a new
+    /// suspicious event still sets a new cooldown, as any would.
     pub fn release(
         &mut self,
         host: &str,
@@ -425,8 +427,8 @@ impl Policy {
     ) -> Result<AdminAction, PolicyError> {
         Self::check_admin(reason, by)?;
         let mut st = self.hosts.get(host).cloned().unwrap_or_default();
-        if st.quarantine.is_none() {
-            return Err(PolicyError::NotQuarantined(host.to_string()));
+        if st.quarantine.is_none() && st.cooldown_until_utc.is_none() {
+            return Err(PolicyError::NothingToRelease(host.to_string()));
         }
         st.quarantine = None;
         st.cooldown_until_utc = None;
@@ -618,6 +620,43 @@ mod tests {
     }
 
     #[test]
+    fn release_lifts_a_cooldown_alone_and_a_new_suspicious_event_sets_one_again() {
+        let mut p = Policy::new(PolicyConfig::default());
+        let thr = p.evaluate(
+            &ev(0, 5),
+            &verdict(Decision::Throttle, &["password_spray_suspected"]),
+            &[],
+        );
+        assert_eq!(thr.reasons[0], "suspicious_cooldown_set");
+        let cool = p.evaluate(&ev(1, 5), &Verdict::default(), &[]);
+        assert_eq!(cool.reasons[0], "cooldown_active");
+        p.take_changes();
+        let a = p
+            .release("web-1", "spray was a password manager sync", "alice", t(2))
+            .unwrap();
+        assert_eq!(a.action, "release_host");
+        assert_eq!(p.host_state("web-1").cooldown_until_utc, None);
+        assert!(p
+            .take_changes()
+            .iter()
+            .any(|c| matches!(c, StateChange::Host { host, state } if host == "web-1" && state.cooldown_until_utc.is_none())));
+        let ok = p.evaluate(&ev(3, 5), &Verdict::default(), &[]);
+        assert_eq!((ok.decision, ok.reasons[0]), (Decision::Allow, "ok"));
+        let again = p.evaluate(
+            &ev(4, 5),
+            &verdict(Decision::Throttle, &["password_spray_suspected"]),
+            &[],
+        );
+        assert_eq!(again.reasons[0], "suspicious_cooldown_set");
+        // Released and nothing set since: nothing to release.
+        p.release("web-1", "again", "alice", t(5)).unwrap();
+        assert_eq!(
+            p.release("web-1", "again", "alice", t(6)),
+            Err(PolicyError::NothingToRelease("web-1".into()))
+        );
+    }
+
+    #[test]
     fn release_needs_reason_and_is_audited_and_sticks_against_old_evidence() {
         let mut p = Policy::new(PolicyConfig::default());
         p.evaluate(&ev(0, 5), &verdict(Decision::Block, BLOCK_BF), &[]);
@@ -632,7 +671,7 @@ mod tests {
         );
         assert_eq!(
             p.release("db-1", "checked", "alice", t(10)),
-            Err(PolicyError::NotQuarantined("db-1".into()))
+            Err(PolicyError::NothingToRelease("db-1".into()))
         );
         let a = p
             .release("web-1", "false alarm, owner confirmed", "alice", t(10))
