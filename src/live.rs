@@ -80,7 +80,8 @@ pub struct SourceOptions {
     pub syslog_udp: Option<String>,
     pub syslog_tcp: Option<String>,
     pub tail: Vec<PathBuf>,
-    /// Read followed files from their start instead of their end.
+    /// Read followed files from their start instead of their end (or where
+    /// the last run stopped).
     pub from_start: bool,
     pub journald: bool,
 }

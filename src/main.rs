@@ -161,13 +161,16 @@ struct SourceArgs {
     #[arg(long, value_name = "ADDR")]
     syslog_tcp: Option<String>,
     /// Follow this log file as it grows, through rotation and
-    /// truncation (repeatable).
+    /// truncation (repeatable); a restart resumes where the last run
+    /// stopped reading it, the first run starts at its end.
     #[arg(long, value_name = "FILE")]
     tail: Vec<PathBuf>,
-    /// Read followed files from their start instead of their end.
+    /// Read followed files from their start instead of their end or where
+    /// the last run stopped (lines stored before are not stored twice).
     #[arg(long, requires = "tail")]
     from_start: bool,
-    /// Also follow the systemd journal (runs `journalctl -o json --follow`).
+    /// Also follow the systemd journal (runs `journalctl -o json --follow`,
+    /// after the last entry the last run read).
     #[arg(long)]
     journald: bool,
 }

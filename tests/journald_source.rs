@@ -10,6 +10,16 @@ use serde_json::json;
 /// script whose `{dir}` is replaced by `bin`'s path) first on the PATH.
 #[cfg(unix)]
 fn serve_with_journalctl(bin: &std::path::Path, script: &str) -> common::Server {
+    serve_with_journalctl_in(tempfile::tempdir().unwrap(), bin, script)
+}
+
+/// [`serve_with_journalctl`] on the data dir `data`.
+#[cfg(unix)]
+fn serve_with_journalctl_in(
+    data: tempfile::TempDir,
+    bin: &std::path::Path,
+    script: &str,
+) -> common::Server {
     use std::os::unix::fs::PermissionsExt;
     let file = bin.join("journalctl");
     std::fs::write(&file, script.replace("{dir}", &bin.display().to_string())).unwrap();
@@ -20,7 +30,7 @@ fn serve_with_journalctl(bin: &std::path::Path, script: &str) -> common::Server 
         std::env::var("PATH").unwrap_or_default()
     );
     common::Server::start_with(
-        tempfile::tempdir().unwrap(),
+        data,
         &[("ARES_SHARED_SECRET", "unused-here"), ("PATH", &path)],
         &["--journald"],
     )
@@ -183,4 +193,76 @@ fn entries_read_while_the_store_fails_are_stored_once_it_recovers() {
     assert!(log.contains("commit failed"), "{log}");
     assert!(log.contains("journald: 8 entries, 8 accepted"), "{log}");
     assert_eq!(common::stored_events(dir.path(), "locked-journal"), 8);
+}
+
+/// A restart resumes after the last entry the last run read (its cursor is
+/// saved in the store), so entries written while vigil was stopped are read
+/// and none twice; a saved cursor journalctl refuses (it ends at once)
+/// falls back to following from now on, and says so.
+#[cfg(unix)]
+#[test]
+fn a_restart_resumes_after_the_saved_cursor_and_falls_back_when_it_is_refused() {
+    let bin = tempfile::tempdir().unwrap();
+    let all = failures("s=j", "resume-host", "203.0.113.47", 44000);
+    let lines: Vec<&str> = all.lines().collect();
+    std::fs::write(bin.path().join("first.json"), lines[..4].join("\n") + "\n").unwrap();
+    std::fs::write(bin.path().join("second.json"), lines[4..].join("\n") + "\n").unwrap();
+    let script = "#!/bin/sh\necho \"$@\" >> '{dir}/args'\ncase \"$*\" in\n  *--after-cursor=s=j\\;i=3*) cat '{dir}/second.json'; exec sleep 60 ;;\n  *--after-cursor*) exit 1 ;;\n  *) if [ ! -e '{dir}/first.done' ]; then touch '{dir}/first.done'; cat '{dir}/first.json'; fi; exec sleep 60 ;;\nesac\n";
+    let server = serve_with_journalctl(bin.path(), script);
+    common::wait_for_stored(server.dir.path(), "resume-host", 4, "first run");
+    let (ok, log, dir) = server.stop_keeping_data();
+    assert!(ok, "{log}");
+
+    let server = serve_with_journalctl_in(dir, bin.path(), script);
+    common::wait_for_stored(
+        server.dir.path(),
+        "resume-host",
+        8,
+        "after the saved cursor",
+    );
+    let (ok, log, dir) = server.stop_keeping_data();
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("journal: resuming after the last entry the last run read"),
+        "{log}"
+    );
+    assert!(
+        log.contains("journald: 4 entries, 4 accepted, 0 refused"),
+        "{log}"
+    );
+
+    // The saved cursor (s=j;i=7) is refused: from now on instead.
+    let server = serve_with_journalctl_in(dir, bin.path(), script);
+    let args = bin.path().join("args");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(&args).unwrap().lines().count() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "journalctl not started again"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (ok, log, dir) = server.stop_keeping_data();
+    assert!(ok, "{log}");
+    assert!(
+        log.contains("journalctl ended at once when asked to resume after the cursor the last run saved; following the journal from now on instead"),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&args)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        [
+            "-o json --follow --lines=0",
+            "-o json --follow --after-cursor=s=j;i=3",
+            "-o json --follow --after-cursor=s=j;i=7",
+            "-o json --follow --lines=0",
+        ]
+    );
+    assert_eq!(
+        common::stored_events(dir.path(), "resume-host"),
+        8,
+        "each entry once"
+    );
 }

@@ -204,3 +204,189 @@ fn an_unreadable_path_is_reported_and_followed_once_readable() {
     assert_eq!(text.matches("it is a directory").count(), 1, "{text}");
     assert_eq!(common::stored_events(dir.path(), "late-file-host"), 8);
 }
+
+/// Stops `server`, checks it exited 0, and returns its log and data dir.
+fn stop(server: common::Server) -> (String, tempfile::TempDir) {
+    let (ok, log, dir) = server.stop_keeping_data();
+    assert!(ok, "graceful shutdown exits 0: {log}");
+    (log, dir)
+}
+
+/// A restart resumes each followed file where the last run stopped: lines
+/// written while vigil was stopped are read (not skipped, as a start at the
+/// end would), none twice; through a rotation while stopped (the rest of
+/// the rotated file, found by its identity, then the new file from its
+/// start) and a truncation while stopped (from the start).
+#[test]
+fn a_restart_reads_what_was_written_while_stopped_through_rotation_and_truncation() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    let arg = log.to_str().unwrap().to_string();
+    let env = [("ARES_SHARED_SECRET", "unused-here")];
+    append(&log, &failures("before-host", "192.0.2.1", 8));
+    let server = common::Server::start_with(tempfile::tempdir().unwrap(), &env, &["--tail", &arg]);
+    append(&log, &failures("a-host", "198.51.100.1", 8));
+    common::wait_for_stored(server.dir.path(), "a-host", 8, "growth");
+    let (first, dir) = stop(server);
+    assert!(!first.contains("resuming"), "nothing saved yet: {first}");
+
+    // Written while stopped.
+    append(&log, &failures("b-host", "198.51.100.2", 8));
+    let server = common::Server::start_with(dir, &env, &["--tail", &arg]);
+    common::wait_for_stored(
+        server.dir.path(),
+        "b-host",
+        8,
+        "lines written while stopped",
+    );
+    let (second, dir) = stop(server);
+    assert!(second.contains("auth.log: resuming at byte "), "{second}");
+    assert!(
+        second.contains("tail: 8 lines, 8 accepted, 0 refused"),
+        "read from where it stopped, nothing twice: {second}"
+    );
+
+    // Rotated while stopped: a last line to the old file, then a new file.
+    append(&log, &failures("c-host", "198.51.100.3", 8));
+    let rotated = logs.path().join("auth.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    append(&log, &failures("d-host", "198.51.100.4", 8));
+    let server = common::Server::start_with(dir, &env, &["--tail", &arg]);
+    common::wait_for_stored(server.dir.path(), "d-host", 8, "the new file");
+    common::wait_for_stored(server.dir.path(), "c-host", 8, "the rotated file's rest");
+    let (third, dir) = stop(server);
+    assert!(
+        third.contains("auth.log: rotated while vigil was stopped; reading ")
+            && third.contains("auth.log.1 from byte "),
+        "{third}"
+    );
+    assert!(
+        third.contains(
+            "tail: 16 lines, 16 accepted, 0 refused by the engine, 0 unparsed, 1 rotations"
+        ),
+        "{third}"
+    );
+
+    // Truncated while stopped (shorter than where it was read to).
+    let was = std::fs::metadata(&log).unwrap().len();
+    std::fs::File::create(&log).unwrap();
+    append(&log, &failures("e-host", "198.51.100.5", 2));
+    let now = std::fs::metadata(&log).unwrap().len();
+    let server = common::Server::start_with(dir, &env, &["--tail", &arg]);
+    common::wait_for_stored(server.dir.path(), "e-host", 2, "the truncated file");
+    let (fourth, dir) = stop(server);
+    assert!(
+        fourth.contains(&format!(
+            "auth.log: truncated or replaced while vigil was stopped (it was read to byte {was}; \
+             now {now} bytes); reading it from its start"
+        )),
+        "{fourth}"
+    );
+    assert!(
+        fourth.contains("tail: 2 lines, 2 accepted, 0 refused"),
+        "{fourth}"
+    );
+
+    // Truncated and written past where it was read to (copytruncate, then
+    // a busy minute): the same inode and length enough, other first bytes.
+    std::fs::File::create(&log).unwrap();
+    append(&log, &failures("h-host", "198.51.100.8", 8));
+    let server = common::Server::start_with(dir, &env, &["--tail", &arg]);
+    common::wait_for_stored(server.dir.path(), "h-host", 8, "the rewritten file");
+    let (fifth, dir) = stop(server);
+    assert!(
+        fifth.contains("bytes, other first bytes); reading it from its start"),
+        "{fifth}"
+    );
+
+    for (host, n) in [
+        ("h-host", 8),
+        ("before-host", 0),
+        ("a-host", 8),
+        ("b-host", 8),
+        ("c-host", 8),
+        ("d-host", 8),
+        ("e-host", 2),
+    ] {
+        assert_eq!(common::stored_events(dir.path(), host), n, "{host}");
+    }
+}
+
+/// `--from-start` reads the whole file whatever was saved; the lines read
+/// before are refused as duplicates, not stored twice. A file whose saved
+/// position names a file no longer in its directory is read from its start,
+/// and the log says which lines could not be read.
+#[test]
+fn a_rotated_file_gone_while_stopped_is_said_and_the_new_one_read_whole() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("secure");
+    let arg = log.to_str().unwrap().to_string();
+    let env = [("ARES_SHARED_SECRET", "unused-here")];
+    std::fs::write(&log, "").unwrap();
+    let server = common::Server::start_with(tempfile::tempdir().unwrap(), &env, &["--tail", &arg]);
+    append(&log, &failures("f-host", "198.51.100.6", 4));
+    common::wait_for_stored(server.dir.path(), "f-host", 4, "growth");
+    let (_, dir) = stop(server);
+    // Rotated and the old file compressed away while stopped (the new file
+    // made first, so it cannot reuse the old one's inode).
+    let new = logs.path().join("secure.new");
+    append(&new, &failures("g-host", "198.51.100.7", 3));
+    std::fs::remove_file(&log).unwrap();
+    std::fs::rename(&new, &log).unwrap();
+    let server = common::Server::start_with(dir, &env, &["--tail", &arg]);
+    common::wait_for_stored(server.dir.path(), "g-host", 3, "the new file");
+    let (log_text, dir) = stop(server);
+    assert!(
+        log_text
+            .contains("no longer in its directory (compressed or deleted): its lines after byte "),
+        "{log_text}"
+    );
+    // Read again whole: the three lines are refused as duplicates.
+    let server = common::Server::start_with(dir, &env, &["--tail", &arg, "--from-start"]);
+    let (again, dir) = stop(server);
+    assert!(
+        again.contains("tail: 3 lines, 0 accepted, 3 refused"),
+        "{again}"
+    );
+    assert_eq!(common::stored_events(dir.path(), "g-host"), 3);
+}
+
+/// Lines read but never stored because vigil stopped while the store failed
+/// are not skipped by the next start: the position saved stays before them.
+#[test]
+fn lines_a_stop_left_unstored_are_read_again_at_the_next_start() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("auth.log");
+    let arg = log.to_str().unwrap().to_string();
+    let env = [("ARES_SHARED_SECRET", "unused-here")];
+    append(&log, "");
+    let server = common::Server::start_with(tempfile::tempdir().unwrap(), &env, &["--tail", &arg]);
+    append(&log, &failures("kept-host", "192.0.2.6", 2));
+    common::wait_for_stored(server.dir.path(), "kept-host", 2, "before the failure");
+    let data = server.dir.path().to_path_buf();
+    let mut stopped = None;
+    common::with_store_failing(&data, || {
+        append(&log, &failures("unstored-host", "192.0.2.7", 3));
+        // Read and handed to the engine, whose commit waits on the lock.
+        std::thread::sleep(Duration::from_millis(600));
+        stopped = Some(server.stop_keeping_data());
+    });
+    let (ok, first, dir) = stopped.unwrap();
+    assert!(ok, "{first}");
+    assert!(
+        first.contains("tail: 5 lines, 2 accepted, 3 refused"),
+        "the three were read and not stored: {first}"
+    );
+    assert_eq!(common::stored_events(dir.path(), "unstored-host"), 0);
+    let server = common::Server::start_with(dir, &env, &["--tail", &arg]);
+    common::wait_for_stored(server.dir.path(), "unstored-host", 3, "read again");
+    let (second, dir) = stop(server);
+    // From the last position the store took (at the latest, where the file
+    // was opened): lines stored before it are refused as duplicates.
+    assert!(
+        second.contains("tail: 5 lines, 3 accepted, 2 refused")
+            || second.contains("tail: 3 lines, 3 accepted, 0 refused"),
+        "{second}"
+    );
+    assert_eq!(common::stored_events(dir.path(), "kept-host"), 2);
+}

@@ -9,7 +9,7 @@ use super::live::Live;
 use crate::detect::{Alert, Verdict};
 use crate::event::Event;
 use crate::respond::policy::{HostState, PolicyDecision};
-use crate::store::WriteOp;
+use crate::store::{SourcePosition, WriteOp};
 
 /// Why the engine refused an event (after the gateway's own checks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +153,9 @@ pub struct EngineHandle {
     /// Where the store writer appends accept records (the gateway's audit
     /// log, once it exists).
     pub(super) records: crate::store::RecordSinkSlot,
+    /// Where each source had read to when vigil last stopped (read from the
+    /// store at start; see [`EngineHandle::saved_position`]).
+    pub(super) positions: std::sync::Arc<std::collections::HashMap<String, SourcePosition>>,
     /// When the last handle is dropped, the engine closes its store.
     pub(super) _alive: std::sync::mpsc::Sender<()>,
 }
@@ -352,6 +355,31 @@ impl EngineHandle {
 
     pub async fn host_state(&self, host: String) -> Result<HostState, EngineGone> {
         self.with_live(|live| live.pipeline.policy().host_state(&host))
+    }
+
+    /// Where `source` (`file:/abs/path`, `journald`) had read to when it
+    /// last saved, as the store held it at start.
+    pub fn saved_position(&self, source: &str) -> Option<SourcePosition> {
+        self.positions.get(source).cloned()
+    }
+
+    /// Saves where `source` has read to (everything before it answered), in
+    /// the writer's next group commit; not waited for (see
+    /// [`WriteOp::Position`]).
+    pub async fn save_position(
+        &self,
+        source: String,
+        position: SourcePosition,
+    ) -> Result<(), EngineGone> {
+        self.with_live_sending(|live| {
+            live.queue(WriteOp::Position {
+                source,
+                position,
+                at: Utc::now(),
+            });
+            live.send_queued();
+        })
+        .await
     }
 
     /// Releases a host, lifts or sets a ban, quarantines a host or labels

@@ -90,6 +90,7 @@ pub fn spawn_live(
         idempotency.len(),
         idempotency.bytes() >> 20
     );
+    let positions = std::sync::Arc::new(crate::store::source_positions(&conn)?);
     let hosts = crate::store::host_states(&conn)?;
     let bans = crate::store::bans(&conn)?;
     // `GET /alerts/recent` lists what the store holds, oldest first, as the
@@ -170,6 +171,7 @@ pub fn spawn_live(
             health,
             failed: failed_for_handle,
             records,
+            positions,
             _alive: alive,
         },
         handle,

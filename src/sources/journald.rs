@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::engine::EngineHandle;
 use crate::parse::{MAX_LINE_BYTES, ParseOptions, Parser, SourceKind};
+use crate::store::SourcePosition;
 use crate::util::fnv1a;
 
 /// Longest JSON entry read from journalctl; longer ones are skipped.
@@ -168,15 +169,26 @@ fn spawn_journalctl(
 }
 
 impl Journal {
-    /// Starts `program -o json --follow --lines=0` (entries from now on).
-    /// Fails at once if `program` cannot run; later failures are retried.
+    /// Starts `program -o json --follow` after the last entry the last run
+    /// read (its cursor is saved in the store, see [`POSITION_KEY`]), or
+    /// from now on (`--lines=0`) the first time. Fails at once if `program`
+    /// cannot run; later failures are retried.
     pub fn start(
         program: &str,
         engine: EngineHandle,
         runtime: tokio::runtime::Handle,
         stats: Arc<JournalStats>,
     ) -> Result<Journal, JournalError> {
-        let (child, stdout) = spawn_journalctl(program, None)?;
+        let saved = engine.saved_position(POSITION_KEY);
+        let resume = match &saved {
+            Some(SourcePosition::Journal { cursor }) => Some(cursor.clone()),
+            _ => None,
+        };
+        let (child, stdout) = spawn_journalctl(program, resume.as_deref())?;
+        if resume.is_some() {
+            tracing::info!("journal: resuming after the last entry the last run read");
+        }
+        let position = super::feeder::PositionSaver::new(POSITION_KEY.to_string(), saved);
         let current = Arc::new(Mutex::new(Current {
             child: Some(child),
             stopping: false,
@@ -185,7 +197,15 @@ impl Journal {
         let program = program.to_string();
         let thread = std::thread::Builder::new()
             .name("vigil-journald".into())
-            .spawn(move || supervise(&program, stdout, &shared, engine, runtime, stats))
+            .spawn(move || {
+                let reader = Reader {
+                    engine,
+                    runtime,
+                    stats,
+                    position,
+                };
+                supervise(&program, stdout, resume, &shared, reader)
+            })
             .map_err(JournalError::Thread)?;
         Ok(Journal { current, thread })
     }
@@ -209,32 +229,45 @@ fn lock(current: &Mutex<Current>) -> std::sync::MutexGuard<'_, Current> {
     }
 }
 
-/// Reads `journalctl` until vigil stops, starting it again whenever it ends.
-fn supervise(
-    program: &str,
-    first: std::process::ChildStdout,
-    current: &Mutex<Current>,
+/// The store key of the journal's saved cursor.
+pub const POSITION_KEY: &str = "journald";
+
+/// What the supervisor's reads go to, across `journalctl` runs.
+struct Reader {
     engine: EngineHandle,
     runtime: tokio::runtime::Handle,
     stats: Arc<JournalStats>,
+    position: super::feeder::PositionSaver,
+}
+
+/// Reads `journalctl` until vigil stops, starting it again whenever it
+/// ends. `resumed`: the saved cursor the first run started after.
+fn supervise(
+    program: &str,
+    first: std::process::ChildStdout,
+    resumed: Option<String>,
+    current: &Mutex<Current>,
+    mut reader: Reader,
 ) {
     let mut opts = ParseOptions::new(SourceKind::Auto, Utc::now(), "journald");
     opts.default_host = "localhost".into();
     let mut parser = Parser::new(opts);
-    let mut cursor: Option<String> = None;
+    let mut cursor: Option<String> = resumed.clone();
     let mut stdout = Some(first);
     let mut wait = RESTART_FIRST;
+    let mut first_run = true;
     loop {
         let started = std::time::Instant::now();
         if let Some(out) = stdout.take() {
             let give_up = || lock(current).stopping;
-            let source = Source {
-                engine: &engine,
-                runtime: &runtime,
-                stats: &stats,
+            let mut source = Source {
+                engine: &reader.engine,
+                runtime: &reader.runtime,
+                stats: &reader.stats,
                 give_up: &give_up,
+                position: &mut reader.position,
             };
-            read_entries(out, &mut parser, &mut cursor, &source);
+            read_entries(out, &mut parser, &mut cursor, &mut source);
         }
         let status = {
             let mut c = lock(current);
@@ -251,6 +284,22 @@ fn supervise(
         };
         if started.elapsed() >= HEALTHY_RUN {
             wait = RESTART_FIRST;
+        }
+        // A cursor journalctl does not take (the journal it named was
+        // removed, or it was written by another machine) ends the first run
+        // at once with nothing read: from then on, follow from now.
+        let was_first = std::mem::replace(&mut first_run, false);
+        if was_first
+            && resumed.is_some()
+            && cursor == resumed
+            && !status.is_some_and(|s| s.success())
+        {
+            tracing::warn!(
+                "journalctl ended at once when asked to resume after the cursor the last run \
+                 saved; following the journal from now on instead (entries written while vigil \
+                 was stopped are not read)"
+            );
+            cursor = None;
         }
         // Say so: a silent source looks like a quiet network.
         tracing::warn!(
@@ -286,12 +335,14 @@ fn supervise(
     }
 }
 
-/// Where entries go, and when to stop retrying one the store failed.
+/// Where entries go, when to stop retrying one the store failed, and where
+/// the cursor of the last entry answered is saved.
 struct Source<'a> {
     engine: &'a EngineHandle,
     runtime: &'a tokio::runtime::Handle,
     stats: &'a JournalStats,
     give_up: &'a (dyn Fn() -> bool + Sync),
+    position: &'a mut super::feeder::PositionSaver,
 }
 
 /// Reads entries until `journalctl`'s output ends; `cursor` follows the
@@ -300,7 +351,7 @@ fn read_entries(
     stdout: impl Read,
     parser: &mut Parser,
     cursor: &mut Option<String>,
-    source: &Source<'_>,
+    source: &mut Source<'_>,
 ) {
     let stats = source.stats;
     let counts = super::feeder::Counts {
@@ -322,6 +373,7 @@ fn read_entries(
             // The next read may wait for journalctl: what was read is
             // answered first.
             feeder.settle(&counts, source.give_up);
+            source.position.save(&mut feeder, false);
         } else if feeder.queued() >= HAND_OVER {
             feeder.hand_over(&counts, source.give_up);
         }
@@ -332,6 +384,7 @@ fn read_entries(
         {
             Ok(0) | Err(_) => {
                 feeder.settle(&counts, source.give_up);
+                source.position.save(&mut feeder, true);
                 return;
             }
             Ok(n) => n,
@@ -362,6 +415,7 @@ fn read_entries(
         // Past this entry whatever becomes of it: a restart must not read
         // it again.
         if let Some(c) = field(&value, "__CURSOR").filter(|c| !c.is_empty()) {
+            feeder.mark(SourcePosition::Journal { cursor: c.clone() });
             *cursor = Some(c);
         }
         let Some((line, entry_cursor)) = entry_to_line(&value) else {

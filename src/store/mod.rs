@@ -37,6 +37,7 @@ pub use keys::{IDEMPOTENCY_TTL_SECS, for_each_idempotency_key, idempotency_key};
 pub use queries::{
     FeedbackRow, MAX_EVIDENCE_LOOKUP, StoredEvent, audit_log, bans, count_events, event,
     events_in_range, feedback, host_state, host_states, newest_events, recent_alerts,
+    source_positions,
 };
 pub use writer::RETENTION_STEP;
 
@@ -157,6 +158,18 @@ pub enum WriteOp {
     /// dropped, and with it any reply it would have sent). Lets the engine
     /// hand its replies to the writer instead of waiting for the commit.
     AfterCommit(AfterCommit),
+    /// Where a source that reads logs itself (a followed file, the journal)
+    /// has read to, everything before it handed to the engine and answered:
+    /// the next start resumes there. Saved at least once a second while the
+    /// source reads, and when it stops. A write lost with a failed commit
+    /// is not handed back: the next one carries a newer position, and the
+    /// lines read again after a restart are refused as duplicates (their
+    /// ids come from where they are), not stored twice.
+    Position {
+        source: String,
+        position: SourcePosition,
+        at: DateTime<Utc>,
+    },
     /// Audit records of what this group stores (the gateway's accept
     /// records): once the group has committed, its records go to the
     /// writer's [`RecordSink`] in one append, before any of its
@@ -164,6 +177,29 @@ pub enum WriteOp {
     /// follows its record. Dropped if the commit fails (the caller, which
     /// then hears no reply, records the refusal itself).
     Records(audit_log::Pending),
+}
+
+/// Where a source has read to (see [`WriteOp::Position`]), kept as JSON in
+/// `source_positions`, keyed by the source (`file:/var/log/auth.log`,
+/// `journald`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourcePosition {
+    /// A file, by identity (device, inode), and the byte offset of the
+    /// first line not yet read to its end; `head` is a digest of its first
+    /// `head_len` bytes (up to 256), so a new file that got the old one's
+    /// inode is not taken for it.
+    File {
+        dev: u64,
+        ino: u64,
+        offset: u64,
+        #[serde(default)]
+        head_len: u64,
+        #[serde(default)]
+        head: u64,
+    },
+    /// The systemd journal's cursor of the last entry read.
+    Journal { cursor: String },
 }
 
 /// Where the live writer appends the records of each group commit (see

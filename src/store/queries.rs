@@ -219,6 +219,31 @@ pub fn host_states(conn: &Connection) -> Result<Vec<(String, HostState)>, StoreE
     .collect()
 }
 
+/// Where each source had read to when it last saved (see
+/// [`WriteOp::Position`](super::WriteOp::Position)), by source; a row that
+/// does not read back as a position is skipped with a warning (the source
+/// then starts as if it had none).
+pub fn source_positions(
+    conn: &Connection,
+) -> Result<std::collections::HashMap<String, super::SourcePosition>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT source, position FROM source_positions")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let (source, body) = row?;
+        match serde_json::from_str(&body) {
+            Ok(p) => {
+                out.insert(source, p);
+            }
+            Err(e) => tracing::warn!(
+                "store: the saved position of {} does not read back ({e}); it starts afresh",
+                crate::util::sanitize_for_terminal(&source)
+            ),
+        }
+    }
+    Ok(out)
+}
+
 pub fn host_state(conn: &Connection, host: &str) -> Result<Option<HostState>, StoreError> {
     let body: Option<String> = conn
         .query_row(

@@ -157,6 +157,14 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO idempotency_meta (id, through_rowid)
         VALUES (1, COALESCE((SELECT max(rowid) FROM events), 0));",
+    // v7: where each followed file and the journal were read to, so a
+    // restart resumes there instead of at the end (lines written while
+    // vigil was stopped are read, not skipped).
+    "CREATE TABLE source_positions (
+        source TEXT PRIMARY KEY,   -- file:/abs/path, journald
+        position TEXT NOT NULL,    -- JSON SourcePosition
+        saved_at TEXT NOT NULL
+    );",
 ];
 
 /// Keys per block when v4's rows are moved into blocks.

@@ -657,6 +657,17 @@ fn apply<'t>(
             tx.prepare_cached("UPDATE alerts SET status = ?2 WHERE alert_id = ?1")?
                 .execute(params![alert_id, verdict.as_str()])?;
         }
+        WriteOp::Position {
+            source,
+            position,
+            at,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO source_positions (source, position, saved_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(source) DO UPDATE SET position = excluded.position, saved_at = excluded.saved_at",
+            )?
+            .execute(params![source, json(position)?, ts(*at)])?;
+        }
         // `route` keeps these for after the commit and unpacks batches.
         WriteOp::Flush(_) | WriteOp::AfterCommit(_) | WriteOp::Batch(_) | WriteOp::Records(_) => {}
     }
