@@ -79,7 +79,7 @@ fn journal_entries_are_parsed_stored_and_correlated() {
     assert!(ok, "graceful shutdown stops journalctl and exits 0: {log}");
     // The broken entry is counted and shown with why.
     assert!(
-        log.contains("journald: 9 entries, 8 accepted, 0 refused by the engine, 1 unparsed; last unparsed: journal: \"{not json\" (not JSON: "),
+        log.contains("journald: 9 entries, 8 accepted, 0 already stored, 1 unparsed; last unparsed: journal: \"{not json\" (not JSON: "),
         "{log}"
     );
     let db = rusqlite::Connection::open(dir.path().join("vigil.db")).unwrap();
@@ -227,7 +227,7 @@ fn a_restart_resumes_after_the_saved_cursor_and_falls_back_when_it_is_refused() 
         "{log}"
     );
     assert!(
-        log.contains("journald: 4 entries, 4 accepted, 0 refused"),
+        log.contains("journald: 4 entries, 4 accepted, 0 already stored"),
         "{log}"
     );
 

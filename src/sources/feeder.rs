@@ -16,7 +16,11 @@ use crate::store::SourcePosition;
 /// Where a source counts what the engine made of its events.
 pub struct Counts<'a> {
     pub accepted: &'a AtomicU64,
-    pub refused: &'a AtomicU64,
+    /// Refused as duplicates: stored before (a line read again).
+    pub duplicates: &'a AtomicU64,
+    /// Never stored: the store failed until vigil stopped, or the engine
+    /// had stopped. The saved position stays before them.
+    pub unstored: &'a AtomicU64,
 }
 
 pub struct Feeder {
@@ -146,7 +150,7 @@ impl Feeder {
                 Err(_) => {
                     self.marks.not_taken();
                     counts
-                        .refused
+                        .unstored
                         .fetch_add(events.len() as u64, Ordering::Relaxed);
                 }
             }
@@ -183,19 +187,36 @@ impl Feeder {
                     }
                     answer => answer,
                 };
-                let lost = matches!(answer, Some(Err(Refusal::StoreFailed)) | None);
-                stored.push((matches!(answer, Some(Ok(_))), lost));
+                stored.push(match answer {
+                    Some(Ok(_)) => counts.accepted,
+                    Some(Err(Refusal::DuplicateEventId)) => counts.duplicates,
+                    // A failed commit given up on, the engine gone (and a
+                    // rate limit, which local sources do not have).
+                    _ => counts.unstored,
+                });
             }
             stored
         });
         let mut lost_any = false;
-        for (ok, lost) in stored {
-            let counter = if ok { counts.accepted } else { counts.refused };
+        for counter in stored {
             counter.fetch_add(1, Ordering::Relaxed);
-            lost_any |= lost;
+            lost_any |= std::ptr::eq(counter, counts.unstored);
         }
         self.marks.answered(lost_any);
     }
+}
+
+/// The end of a source's stop summary when some of what it read was never
+/// stored: how many, and that the next start reads them again (its saved
+/// position is before them); empty otherwise.
+pub fn unstored_note(unstored: u64) -> String {
+    if unstored == 0 {
+        return String::new();
+    }
+    format!(
+        "; {unstored} NOT STORED (the store failed until vigil stopped): the next start reads \
+         them again from the position saved before them"
+    )
 }
 
 /// Keeps a source's saved position (see

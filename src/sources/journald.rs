@@ -27,7 +27,10 @@ pub const MAX_ENTRY_BYTES: usize = 1 << 20;
 pub struct JournalStats {
     pub entries: AtomicU64,
     pub accepted: AtomicU64,
-    pub refused: AtomicU64,
+    /// Entries stored before (read again after a restart).
+    pub duplicates: AtomicU64,
+    /// Entries never stored (the store failed until vigil stopped).
+    pub unstored: AtomicU64,
     pub unparsed: AtomicU64,
     /// The latest entry that did not parse, and why.
     pub last_unparsed: super::unparsed::LastUnparsed,
@@ -37,12 +40,13 @@ impl JournalStats {
     pub fn summary(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "journald: {} entries, {} accepted, {} refused by the engine, {} unparsed",
+            "journald: {} entries, {} accepted, {} already stored, {} unparsed",
             g(&self.entries),
             g(&self.accepted),
-            g(&self.refused),
+            g(&self.duplicates),
             g(&self.unparsed)
-        ) + &self.last_unparsed.summary_note()
+        ) + &super::feeder::unstored_note(g(&self.unstored))
+            + &self.last_unparsed.summary_note()
     }
 }
 
@@ -356,7 +360,8 @@ fn read_entries(
     let stats = source.stats;
     let counts = super::feeder::Counts {
         accepted: &stats.accepted,
-        refused: &stats.refused,
+        duplicates: &stats.duplicates,
+        unstored: &stats.unstored,
     };
     // Entries already read go to the engine together: a burst (a brute
     // force writes thousands of sshd lines a second) is correlated as it

@@ -73,7 +73,10 @@ const IN_FLIGHT: usize = 16;
 pub struct TailStats {
     pub lines: AtomicU64,
     pub accepted: AtomicU64,
-    pub refused: AtomicU64,
+    /// Lines stored before (read again after a restart).
+    pub duplicates: AtomicU64,
+    /// Lines never stored (the store failed until vigil stopped).
+    pub unstored: AtomicU64,
     pub unparsed: AtomicU64,
     /// The latest line that did not parse, from which file and why.
     pub last_unparsed: super::unparsed::LastUnparsed,
@@ -106,14 +109,15 @@ impl TailStats {
     pub fn summary(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "tail: {} lines, {} accepted, {} refused by the engine, {} unparsed, {} rotations, {} truncations",
+            "tail: {} lines, {} accepted, {} already stored, {} unparsed, {} rotations, {} truncations",
             g(&self.lines),
             g(&self.accepted),
-            g(&self.refused),
+            g(&self.duplicates),
             g(&self.unparsed),
             g(&self.rotations),
             g(&self.truncations)
-        ) + &self.last_unparsed.summary_note()
+        ) + &super::feeder::unstored_note(g(&self.unstored))
+            + &self.last_unparsed.summary_note()
     }
 }
 
@@ -518,7 +522,8 @@ impl Tailer {
         let give_up = || stop.load(Ordering::Relaxed);
         let counts = super::feeder::Counts {
             accepted: &self.stats.accepted,
-            refused: &self.stats.refused,
+            duplicates: &self.stats.duplicates,
+            unstored: &self.stats.unstored,
         };
         if wait {
             self.feeder.settle(&counts, &give_up);
