@@ -82,6 +82,25 @@ fn follows_growth_rotation_and_truncation() {
     assert_eq!(count("late-host"), 1, "the old file is read to its end");
     assert_eq!(count("rot-host"), 8);
     assert_eq!(count("trunc-host"), 8);
+    drop(db);
+
+    // What was saved names the file as it is after the truncation (its new
+    // first bytes): the next start resumes in it, not from its start.
+    let server = common::Server::start_with(
+        dir,
+        &[("ARES_SHARED_SECRET", "unused-here")],
+        &["--tail", log.to_str().unwrap()],
+    );
+    append(&log, &failures("after-host", "198.51.100.9", 1));
+    common::wait_for_stored(server.dir.path(), "after-host", 1, "after the restart");
+    let (ok, text, dir) = server.stop_keeping_data();
+    assert!(ok, "{text}");
+    assert!(text.contains("auth.log: resuming at byte "), "{text}");
+    assert!(
+        text.contains("tail: 1 lines, 1 accepted, 0 already stored"),
+        "{text}"
+    );
+    assert_eq!(common::stored_events(dir.path(), "trunc-host"), 8);
 }
 
 #[test]

@@ -414,6 +414,8 @@ impl Tailer {
             cur.pos = 0;
             cur.partial.clear();
             cur.partial_at = 0;
+            // Its first bytes are new too.
+            cur.head = (0, fnv1a(&[]));
             let _ = cur.file.seek(SeekFrom::Start(0));
         }
         handled += self.drain(&mut cur);
