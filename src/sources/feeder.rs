@@ -244,11 +244,6 @@ impl PositionSaver {
         }
     }
 
-    /// The key the position is saved under.
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
     /// Where the source is now, with nothing read yet that is not answered
     /// (it has just opened its input).
     pub fn set(&mut self, at: SourcePosition) {
